@@ -1,0 +1,39 @@
+"""The small interface every backend implements: availability, build → Engine (infer, Polygraphy runner)."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+class Engine(ABC):
+    """A built model on one backend."""
+
+    backend: "Backend"
+
+    @abstractmethod
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch; returns every graph output by name."""
+
+    @abstractmethod
+    def runner(self) -> Any:
+        """A Polygraphy runner over this engine (for Comparator and `polygraphy run` cross-checks)."""
+
+    @abstractmethod
+    def describe(self) -> dict:
+        """Backend, device and settings: the context every latency or accuracy number must carry."""
+
+
+class Backend(ABC):
+    name: str
+
+    @classmethod
+    @abstractmethod
+    def availability(cls) -> tuple[bool, str]:
+        """(usable here?, reason when not): used to enable/disable choices in the UI and CLI."""
+
+    @abstractmethod
+    def build(self, model_path: Path, *, mark_all: bool = False) -> Engine:
+        """Build from a transformed ONNX file; `mark_all` exposes every intermediate tensor as an output."""

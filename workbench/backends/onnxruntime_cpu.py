@@ -1,0 +1,116 @@
+"""ONNX Runtime on CPU: the embedded backend that runs everywhere (laptops, CI)."""
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import WorkbenchError
+from .base import Backend, Engine
+
+# "disable" runs the graph as written, so Q/DQ semantics match what TensorRT sees (ORT's level-2 optimizations
+# re-quantize an excluded Conv/Gemm between DQ and Q). "all" is what a CPU deployment would run: use for latency.
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def cpu_name() -> str:
+    try:
+        import cpuinfo  # optional
+
+        return cpuinfo.get_cpu_info().get("brand_raw") or platform.processor()
+    except Exception:
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class OnnxRuntimeCpuEngine(Engine):
+    def __init__(self, backend: "OnnxRuntimeCpu", session: Any, model_path: Path) -> None:
+        self.backend = backend
+        self.session = session
+        self.model_path = model_path
+        self.output_names = [o.name for o in session.get_outputs()]
+        self.input_names = [i.name for i in session.get_inputs()]
+
+    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            values = self.session.run(self.output_names, feed)
+        except Exception as exc:
+            raise WorkbenchError(f"ONNX Runtime could not run the model: {str(exc).strip().splitlines()[0][:200]}"
+                                 ) from None
+        return dict(zip(self.output_names, values))
+
+    def runner(self) -> Any:
+        from polygraphy.backend.onnxrt import OnnxrtRunner
+
+        return OnnxrtRunner(self.session, name=f"onnxrt-cpu:{self.model_path.stem}")
+
+    def describe(self) -> dict:
+        import onnxruntime
+
+        return {
+            "backend": self.backend.name, "runtime": f"ONNX Runtime {onnxruntime.__version__}", "device": "CPU",
+            "device_name": cpu_name(), "threads": self.backend.threads,
+            "graph_optimization": self.backend.optimization,
+            "label": f"ONNX Runtime CPU, {self.backend.threads} thread{'s' if self.backend.threads != 1 else ''}",
+        }
+
+
+class OnnxRuntimeCpu(Backend):
+    name = "onnxruntime-cpu"
+
+    def __init__(self, threads: int = 1, optimization: str = "disable") -> None:
+        if threads < 1:
+            raise WorkbenchError(f"threads must be ≥ 1, got {threads}")
+        if optimization not in OPTIMIZATION_LEVELS:
+            raise WorkbenchError(f"unknown graph optimization {optimization!r}; one of {OPTIMIZATION_LEVELS}")
+        self.threads = threads
+        self.optimization = optimization
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            return False, "onnxruntime is not installed (pip install onnxruntime)"
+        return True, ""
+
+    def session_options(self) -> Any:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }[self.optimization]
+        opts.log_severity_level = 3
+        return opts
+
+    def build(self, model_path: Path, *, mark_all: bool = False) -> OnnxRuntimeCpuEngine:
+        import onnxruntime as ort
+
+        source: Any = str(model_path)
+        if mark_all:
+            from polygraphy import constants
+            from polygraphy.backend.onnx import ModifyOutputs, OnnxFromPath
+            from polygraphy.backend.onnx.util import check_model  # noqa: F401 - fail early if polygraphy is broken
+
+            source = ModifyOutputs(OnnxFromPath(str(model_path)), outputs=constants.MARK_ALL)().SerializeToString()
+        try:
+            session = ort.InferenceSession(source, self.session_options(), providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise WorkbenchError(f"ONNX Runtime cannot load {Path(model_path).name}: "
+                                 f"{str(exc).strip().splitlines()[0][:200]}") from None
+        return OnnxRuntimeCpuEngine(self, session, Path(model_path))

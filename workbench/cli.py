@@ -1,0 +1,121 @@
+"""`workbench` command line: JSON on stdout; exit 0 ok, 1 a check failed, 2 bad input (one line on stderr)."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .errors import CheckFailed, WorkbenchError
+from .recipe import CALIBRATIONS, PRECISIONS
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + message
+        raise WorkbenchError(f"{self.prog}: {message}")
+
+
+def _add_recipe_args(p: argparse.ArgumentParser, precisions: Sequence[str] = PRECISIONS) -> None:
+    p.add_argument("model", metavar="MODEL", help="zoo name (e.g. mnist-cnn) or path to an .onnx file")
+    p.add_argument("--precision", default="int8", help=f"one of {', '.join(precisions)} (default int8)")
+    p.add_argument("--calibration", default="minmax", help=f"INT8 calibration: {', '.join(CALIBRATIONS)}")
+    p.add_argument("--percentile", type=float, default=99.99, help="for --calibration percentile (default 99.99)")
+    p.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="NODE",
+                   help="keep these nodes in higher precision: node names, op types or regexes")
+    p.add_argument("--calib-data", metavar="FILE.npz", help="calibration samples (keys = input names, axis 0)")
+
+
+def _recipe(args: argparse.Namespace):
+    from .recipe import Recipe
+
+    return Recipe(args.precision, args.calibration, args.percentile, tuple(args.exclude))
+
+
+def _write_json(obj: Any, path: str | None) -> None:
+    text = json.dumps(obj, indent=2, default=str)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n")
+    print(text)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from .session import resolve
+    from .transform import apply
+
+    inputs = resolve(args.model, _recipe(args), args.calib_data)
+    transformed = apply(inputs.model, inputs.recipe, inputs.calib)
+    out = Path(args.output)
+    target = out / "model.onnx"
+    if target.exists() and target.resolve() == Path(inputs.model.path).resolve():
+        raise WorkbenchError(f"refusing to overwrite the input model {target}: choose another -o directory")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(transformed.path, target)
+    manifest = transformed.manifest()
+    manifest["output"] = str(target)
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    _write_json({"output": str(target), "manifest": str(out / "manifest.json"), "recipe": inputs.recipe.to_dict(),
+                 "quantized_nodes": len(transformed.quantized_nodes), "excluded_nodes": transformed.excluded_nodes,
+                 "seconds": round(transformed.seconds, 3)}, None)
+    return EXIT_OK
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from . import zoo
+
+    _write_json([{"name": n, "description": zoo.entry(n).description} for n in zoo.names()], None)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="workbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("build", help="transform a model to a precision and write model.onnx + manifest.json")
+    _add_recipe_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("zoo", help="list the bundled models")
+    p.set_defaults(func=cmd_zoo)
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands() -> list[Callable[[Any], None]]:
+    """Subcommands defined next to their library modules register themselves here."""
+    return []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"workbench: warning: {msg}\n"
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except CheckFailed as exc:
+        print(f"workbench: check failed: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    except WorkbenchError as exc:
+        print(f"workbench: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("workbench: interrupted", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as exc:
+        if os.environ.get("WORKBENCH_DEBUG"):
+            raise
+        print(f"workbench: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              "(set WORKBENCH_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""User-facing errors: one actionable line, shown by the CLI (exit 2) and by widgets without a traceback."""
+from __future__ import annotations
+
+
+class WorkbenchError(Exception):
+    """Bad input or an impossible request; the message alone tells the user what to fix."""
+
+
+class CheckFailed(WorkbenchError):
+    """A check ran and the model did not pass it (CLI exit 1)."""

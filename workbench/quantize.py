@@ -1,0 +1,121 @@
+"""INT8 as explicit, TensorRT-compatible Q/DQ (signed, symmetric, per-channel weights, float bias) via ORT."""
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import onnx
+
+from .errors import WorkbenchError
+
+# TensorRT's parser rejects a DequantizeLinear on an INT32 bias: biases stay float (shared/DESIGN.md).
+TENSORRT_QDQ_OPTIONS = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+
+
+def quantize_int8(
+    fp32_path: Path, calibration_path: Path, method: str, exclude: Iterable[str], per_channel: bool = True,
+) -> onnx.ModelProto:
+    """Quantize from cached ranges (no inference), then strip Q/DQ from every tensor an excluded node touches."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    from .calibration import _ort_method
+
+    exclude = list(exclude)
+    with tempfile.TemporaryDirectory(prefix="workbench-q-") as tmp, quiet():
+        out = Path(tmp) / "int8.onnx"
+        try:
+            quantize_static(
+                str(fp32_path), str(out), calibration_data_reader=None, calibration_cache_path=str(calibration_path),
+                calibrate_method=_ort_method(method), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
+                extra_options=dict(TENSORRT_QDQ_OPTIONS),
+            )
+        except Exception as exc:
+            raise WorkbenchError(_quantizer_error(exc, fp32_path)) from None
+        model = onnx.load(str(out))
+    original = onnx.load(str(fp32_path), load_external_data=False)
+    return keep_in_float(model, original, set(exclude))
+
+
+@contextlib.contextmanager
+def quiet():
+    """ORT's quantization tool prints and logs advice on the root logger; keep the CLI's output clean."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def _quantizer_error(exc: Exception, path: Path) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    model = onnx.load(str(path), load_external_data=False)
+    node = next((n.name for n in model.graph.node if n.name and n.name in text), None)
+    where = f" at node '{node}'" if node else ""
+    return f"ONNX Runtime's quantizer failed{where}: {text[:200]} (try --exclude on that node)"
+
+
+def keep_in_float(model: onnx.ModelProto, original: onnx.ModelProto, excluded: set[str]) -> onnx.ModelProto:
+    """Remove the Q/DQ pair on every activation tensor that an excluded node produces or consumes.
+
+    ORT's quantizer keeps a tensor quantized while any neighbour is quantized, so an excluded node would still
+    read fake-quantized inputs. Keeping a node in higher precision means no Q/DQ on its inputs and outputs.
+    """
+    if not excluded:
+        return model
+    touched: set[str] = set()
+    for node in original.graph.node:
+        if node.name in excluded:
+            touched.update(t for t in list(node.input) + list(node.output) if t)
+    producers = {o: n for n in model.graph.node for o in n.output}
+    rename: dict[str, str] = {}
+    drop: set[int] = set()
+    for node in model.graph.node:
+        if node.op_type != "DequantizeLinear":
+            continue
+        q = producers.get(node.input[0])
+        if q is None or q.op_type != "QuantizeLinear" or q.input[0] not in touched:
+            continue
+        rename[node.output[0]] = q.input[0]
+        drop.update({id(node), id(q)})
+    if not rename:
+        return model
+    kept = [n for n in model.graph.node if id(n) not in drop]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    graph_outputs = {o.name for o in model.graph.output}
+    for dq_out, float_name in rename.items():
+        if dq_out in graph_outputs:
+            _rename_producer_output(kept, float_name, dq_out)
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+    return model
+
+
+def _rename_producer_output(nodes: list[onnx.NodeProto], old: str, new: str) -> None:
+    """A graph output whose Q/DQ pair was removed: the producer writes the output name directly again."""
+    for node in nodes:
+        for i, name in enumerate(node.output):
+            if name == old:
+                node.output[i] = new
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+
+
+def quantized_nodes(model: onnx.ModelProto) -> list[str]:
+    """Original nodes that read at least one DequantizeLinear output (i.e. run on quantized inputs)."""
+    dq_outputs = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return [n.name for n in model.graph.node
+            if n.op_type not in ("QuantizeLinear", "DequantizeLinear") and dq_outputs.intersection(n.input)]

@@ -1,0 +1,82 @@
+"""Recipe: a precision choice, written as an ONNX → ONNX transform (the TensorRT 11 way)."""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field, replace
+from typing import Iterable
+
+import onnx
+
+from .errors import WorkbenchError
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+CALIBRATIONS = ("minmax", "entropy", "percentile")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What to do to the FP32 graph. `exclude` items are node names, op types, or regexes over node names."""
+
+    precision: str = "fp32"
+    calibration: str = "minmax"
+    percentile: float = 99.99
+    exclude: tuple[str, ...] = field(default_factory=tuple)
+    per_channel: bool = True
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise WorkbenchError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if self.calibration not in CALIBRATIONS:
+            raise WorkbenchError(
+                f"unknown calibration method {self.calibration!r}; choose one of {', '.join(CALIBRATIONS)}")
+        if not 50.0 < float(self.percentile) <= 100.0:
+            raise WorkbenchError(f"percentile must be in (50, 100], got {self.percentile}")
+        object.__setattr__(self, "exclude", tuple(self.exclude))
+
+    def with_exclude(self, exclude: Iterable[str]) -> "Recipe":
+        return replace(self, exclude=tuple(exclude))
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["exclude"] = list(self.exclude)
+        if self.precision != "int8":
+            for k in ("calibration", "percentile", "per_channel"):
+                d.pop(k)
+        elif self.calibration != "percentile":
+            d.pop("percentile")
+        return d
+
+    @property
+    def label(self) -> str:
+        """Short human name, e.g. 'int8 entropy (3 excluded)'."""
+        text = self.precision
+        if self.precision == "int8":
+            text += f" {self.calibration}" + (f" {self.percentile:g}" if self.calibration == "percentile" else "")
+        if self.exclude:
+            text += f" ({len(self.exclude)} excluded)"
+        return text
+
+
+def resolve_exclusions(model: onnx.ModelProto, patterns: Iterable[str]) -> list[str]:
+    """Node names selected by exact name, op type, or regex (fullmatch on names); unknown patterns are errors."""
+    names = [n.name for n in model.graph.node]
+    op_types = {n.op_type for n in model.graph.node}
+    selected: list[str] = []
+    for pattern in patterns:
+        if pattern in names:
+            hits = [pattern]
+        elif pattern in op_types:
+            hits = [n.name for n in model.graph.node if n.op_type == pattern]
+        else:
+            regex = pattern[3:] if pattern.startswith("re:") else pattern
+            try:
+                compiled = re.compile(regex)
+            except re.error:
+                hits = []
+            else:
+                hits = [n for n in names if compiled.fullmatch(n)]
+        if not hits:
+            raise WorkbenchError(f"--exclude {pattern!r} matches no node name, op type or regex in the model "
+                                 f"(e.g. {', '.join(names[:3])})")
+        selected += [h for h in hits if h not in selected]
+    return selected

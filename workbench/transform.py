@@ -1,0 +1,113 @@
+"""Recipe.apply: FP32 ONNX → transformed ONNX in the artifact cache (fp16 casts, int8 Q/DQ)."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from . import cache
+from .calibration import CalibrationResult, calibrate
+from .data import Dataset
+from .errors import WorkbenchError
+from .model import ModelHandle
+from .recipe import Recipe, resolve_exclusions
+
+
+@dataclass
+class TransformedModel:
+    """The recipe's ONNX, ready for any backend. `path` lives in the cache (or is the FP32 file for fp32)."""
+
+    model: ModelHandle
+    recipe: Recipe
+    path: Path
+    sha256: str
+    excluded_nodes: list[str] = field(default_factory=list)
+    quantized_nodes: list[str] = field(default_factory=list)
+    calibration: CalibrationResult | None = None
+    seconds: float = 0.0
+    from_cache: bool = False
+
+    def manifest(self) -> dict:
+        """What was built from what, with which libraries: enough to reproduce or audit the artifact."""
+        import onnxruntime
+        import polygraphy
+
+        return {
+            "model": self.model.describe(),
+            "recipe": self.recipe.to_dict(),
+            "output_sha256": self.sha256,
+            "excluded_nodes": self.excluded_nodes,
+            "quantized_nodes": len(self.quantized_nodes),
+            "calibration": None if self.calibration is None else {
+                "method": self.calibration.method, "samples": self.calibration.samples,
+                "cache_file": str(self.calibration.path), "from_cache": self.calibration.from_cache,
+            },
+            "versions": {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
+                         "polygraphy": polygraphy.__version__, "workbench": _version()},
+        }
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def apply(
+    model: ModelHandle, recipe: Recipe, calib_data: Dataset | None = None, progress: bool = True,
+) -> TransformedModel:
+    """Transform the FP32 model by the recipe; INT8 needs calibration data (cached per data and method)."""
+    start = time.perf_counter()
+    if recipe.precision == "fp32":
+        if recipe.exclude:
+            raise WorkbenchError("--exclude only applies to fp16/int8: fp32 keeps every node in fp32 already")
+        return TransformedModel(model, recipe, Path(model.path), model.sha256, seconds=time.perf_counter() - start)
+    if recipe.precision == "bf16":
+        raise WorkbenchError("bf16 is not supported on the onnxruntime-cpu backend (its CPU kernels have no "
+                             "BF16 Conv/MatMul); use fp16 here, or bf16 on a TensorRT machine")
+    excluded = resolve_exclusions(model.proto, recipe.exclude)
+    calibration = None
+    if recipe.precision == "int8":
+        if calib_data is None:
+            raise WorkbenchError("int8 needs calibration data: pass --calib-data FILE.npz (keys = input names)")
+        calibration = calibrate(model, calib_data, recipe.calibration, recipe.percentile, progress=progress)
+    key = cache.digest("transform", model.sha256, recipe.to_dict(), excluded,
+                       None if calibration is None else calibration.path.name, _version())
+    path = cache.artifact_path("transformed", key, ".onnx")
+    from_cache = path.exists()
+    if from_cache:
+        transformed = onnx.load(str(path))
+    else:
+        if recipe.precision == "fp16":
+            transformed = to_fp16(model.proto, excluded)
+        else:
+            from .quantize import quantize_int8
+
+            transformed = quantize_int8(Path(model.path), calibration.path, recipe.calibration, excluded,
+                                        recipe.per_channel)
+        cache.atomic_write(path, transformed.SerializeToString())
+    from .quantize import quantized_nodes
+
+    return TransformedModel(
+        model, recipe, path, cache.file_digest(path), excluded_nodes=excluded,
+        quantized_nodes=quantized_nodes(transformed) if recipe.precision == "int8" else [],
+        calibration=calibration, seconds=time.perf_counter() - start, from_cache=from_cache,
+    )
+
+
+def to_fp16(model: onnx.ModelProto, excluded: list[str]) -> onnx.ModelProto:
+    """FP16 weights and compute with the graph's I/O types kept (FP32 in, FP32 out), excluded nodes in FP32."""
+    from onnxconverter_common import float16
+
+    from .quantize import quiet
+
+    try:
+        with quiet():
+            return float16.convert_float_to_float16(
+                onnx.ModelProto.FromString(model.SerializeToString()), keep_io_types=True,
+                node_block_list=excluded or None, disable_shape_infer=False,
+            )
+    except Exception as exc:
+        raise WorkbenchError(f"fp16 conversion failed: {str(exc).strip().splitlines()[0][:200]}") from None

@@ -1,0 +1,41 @@
+"""The bundled `mnist-cnn`: architecture (for the PyTorch framework check) and its real-MNIST data files."""
+from __future__ import annotations
+
+from pathlib import Path
+
+DATA_DIR = Path(__file__).parent / "data" / "mnist-cnn"
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+
+def build_module():
+    """The PyTorch module the bundled ONNX was exported from (weights in DATA_DIR/weights.npz)."""
+    import torch
+    from torch import nn
+
+    class MnistCnn(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.features = nn.Sequential(
+                nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            )
+            self.classifier = nn.Sequential(
+                nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Dropout(0.3), nn.Linear(128, 10)
+            )
+
+        def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - ONNX input name
+            return self.classifier(self.features(input))
+
+    return MnistCnn()
+
+
+def load_module():
+    """The trained PyTorch module, weights read from the committed .npz (no pickle)."""
+    import numpy as np
+    import torch
+
+    module = build_module()
+    weights = np.load(DATA_DIR / "weights.npz")
+    module.load_state_dict({k: torch.from_numpy(weights[k]) for k in weights.files})
+    return module.eval()
