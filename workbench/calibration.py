@@ -100,5 +100,8 @@ def load_ranges(path: Path) -> dict[str, tuple[float, float]]:
     """Tensor name → (low, high) from a cached calibration file."""
     from onnxruntime.quantization.calibrate import load_tensors_data
 
+    import numpy as np
+
     data = load_tensors_data(path)
-    return {name: (float(r.range_value[0]), float(r.range_value[1])) for name, r in data.data.items()}
+    return {name: (float(np.min(r.range_value[0])), float(np.max(r.range_value[1])))
+            for name, r in data.data.items()}

@@ -49,7 +49,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .session import resolve
     from .transform import apply
 
-    inputs = resolve(args.model, _recipe(args), args.calib_data)
+    inputs = resolve(args.model, _recipe(args), args.calib_data, with_eval=False)
     transformed = apply(inputs.model, inputs.recipe, inputs.calib)
     out = Path(args.output)
     target = out / "model.onnx"

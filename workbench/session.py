@@ -16,7 +16,7 @@ class Inputs:
     model: ModelHandle
     recipe: Recipe
     calib: Dataset | None
-    eval: Dataset
+    eval: Dataset | None
 
 
 def calibration_data(model: ModelHandle, path: str | Path | None = None) -> Dataset:
@@ -40,10 +40,10 @@ def evaluation_data(model: ModelHandle, path: str | Path | None = None, limit: i
 
 
 def resolve(source: Any, recipe: Recipe, calib_path: str | Path | None = None,
-            eval_path: str | Path | None = None, eval_limit: int | None = None) -> Inputs:
+            eval_path: str | Path | None = None, eval_limit: int | None = None, with_eval: bool = True) -> Inputs:
     model = load_model(source)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         calib = calibration_data(model, calib_path) if recipe.precision == "int8" else None
-        evaluation = evaluation_data(model, eval_path, eval_limit)
+        evaluation = evaluation_data(model, eval_path, eval_limit) if with_eval else None
     return Inputs(model, recipe, calib, evaluation)

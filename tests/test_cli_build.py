@@ -1,0 +1,88 @@
+"""`workbench build`: the contract scripts rely on (files written, exit codes, one-line errors)."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from workbench import cli, evaluate
+from workbench.backends import get_backend
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True)
+
+
+def test_build_int8_writes_model_and_manifest(tmp_path, mnist_eval):
+    result = run_cli("build", "mnist-cnn", "--precision", "int8", "-o", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["recipe"]["precision"] == "int8" and manifest["quantized_nodes"] == summary["quantized_nodes"]
+    assert {"onnx", "onnxruntime", "polygraphy"} <= manifest["versions"].keys()
+    model = tmp_path / "out" / "model.onnx"
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(model)).graph.node)
+    acc = evaluate.top1_accuracy(evaluate.run(get_backend().build(model), mnist_eval), mnist_eval)
+    assert acc >= 0.97
+
+
+def test_build_with_own_calibration_data_and_exclusions(tmp_path, mnist_calib):
+    data = tmp_path / "calib.npz"
+    np.savez(data, input=mnist_calib.inputs["input"][:32])
+    assert cli.main(["build", "mnist-cnn", "--calib-data", str(data), "--exclude", "node_linear_1", "Relu",
+                     "-o", str(tmp_path / "o")]) == 0
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["excluded_nodes"][0] == "node_linear_1" and len(manifest["excluded_nodes"]) == 4
+    assert manifest["calibration"]["samples"] == 32
+
+
+@pytest.mark.parametrize("args, message", [
+    (["build", "mnist-cnn", "--precision", "int4", "-o", "x"], "unknown precision 'int4'"),
+    (["build", "mnist-cnn", "--calibration", "magic", "-o", "x"], "unknown calibration method 'magic'"),
+    (["build", "missing.onnx", "-o", "x"], "model file not found"),
+    (["build", "mnist-cnn", "--exclude", "nope", "-o", "x"], "matches no node name"),
+    (["build", "mnist-cnn", "--calib-data", "nope.npz", "-o", "x"], "data file not found"),
+    (["build", "mnist-cnn"], "required"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_input_exits_2_with_one_line(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr, result.stderr
+
+
+def test_corrupt_model_exits_2(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not a protobuf at all")
+    result = run_cli("build", str(bad), "-o", str(tmp_path / "o"))
+    assert result.returncode == 2 and "not a valid ONNX model" in result.stderr
+
+
+def test_nan_calibration_data_exits_2(tmp_path, mnist_calib):
+    x = mnist_calib.inputs["input"][:4].copy()
+    x[0, 0, 0, 0] = np.inf
+    np.savez(tmp_path / "c.npz", input=x)
+    result = run_cli("build", "mnist-cnn", "--calib-data", str(tmp_path / "c.npz"), "-o", str(tmp_path / "o"))
+    assert result.returncode == 2 and "NaN/Inf" in result.stderr
+
+
+def test_quantizer_crash_names_the_node(tmp_path, monkeypatch, capsys):
+    import onnxruntime.quantization as oq
+
+    def crash(*a, **k):
+        raise RuntimeError("Unsupported weight layout in node_linear for per-channel quantization")
+
+    monkeypatch.setattr(oq, "quantize_static", crash)
+    assert cli.main(["build", "mnist-cnn", "--exclude", "node_relu", "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "at node 'node_linear'" in err and "--exclude" in err
+
+
+def test_refuses_to_overwrite_the_input_model(tmp_path, mnist):
+    import shutil
+
+    shutil.copyfile(mnist.path, tmp_path / "model.onnx")
+    assert cli.main(["build", str(tmp_path / "model.onnx"), "--precision", "fp32", "-o", str(tmp_path)]) == 2

@@ -1,0 +1,48 @@
+"""Bad calibration/evaluation data gets one line naming the problem."""
+import numpy as np
+import pytest
+
+from workbench.data import load_npz, synthetic
+from workbench.errors import WorkbenchError
+
+
+@pytest.fixture
+def good(mnist_calib):
+    return mnist_calib.inputs["input"][:8]
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (lambda g: {"x": g}, r"missing input\(s\) \['input'\]"),
+    (lambda g: {"input": g, "extra": g}, r"unexpected key\(s\) \['extra'\]"),
+    (lambda g: {"input": g.astype(np.float64)}, "dtype float64, the model expects float32"),
+    (lambda g: {"input": g[:, 0]}, "expects rank 4"),
+    (lambda g: {"input": np.zeros((8, 1, 32, 32), np.float32)}, "axis 2 must be 28"),
+    (lambda g: {"input": np.where(np.arange(g.size).reshape(g.shape) == 3, np.nan, g).astype(np.float32)},
+     "1 NaN/Inf"),
+])
+def test_bad_npz(tmp_path, mnist, good, arrays, message):
+    path = tmp_path / "data.npz"
+    np.savez(path, **arrays(good))
+    with pytest.raises(WorkbenchError, match=message):
+        load_npz(path, mnist.inputs)
+
+
+def test_good_npz_with_labels(tmp_path, mnist, good):
+    path = tmp_path / "data.npz"
+    np.savez(path, input=good, labels=np.arange(8))
+    data = load_npz(path, mnist.inputs)
+    assert len(data) == 8 and list(data.labels) == list(range(8))
+    assert [b["input"].shape[0] for b in data.batches(3)] == [3, 3, 2]
+
+
+def test_not_an_npz(tmp_path, mnist):
+    path = tmp_path / "data.npz"
+    path.write_text("hello")
+    with pytest.raises(WorkbenchError, match="not a readable .npz"):
+        load_npz(path, mnist.inputs)
+
+
+def test_synthetic_data_warns_loudly(mnist):
+    with pytest.warns(UserWarning, match="RANDOM synthetic data"):
+        data = synthetic(mnist.inputs, samples=4)
+    assert data.inputs["input"].shape == (4, 1, 28, 28) and data.synthetic

@@ -1,0 +1,80 @@
+"""Model loading: zoo, ONNX files (with opset upgrade), PyTorch modules through the dynamo exporter."""
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+import workbench as wb
+from workbench.errors import WorkbenchError
+
+
+def test_zoo_model_exposes_specs_and_module_paths(mnist):
+    (spec,) = mnist.inputs
+    assert spec.name == "input" and spec.dtype == "float32"
+    assert spec.shape[1:] == (1, 28, 28) and isinstance(spec.shape[0], str)
+    assert spec.dynamic_dims == {0: spec.shape[0]}
+    assert mnist.module_of["node_conv2d"] == "features.0"
+    assert mnist.module_of["node_linear_1"] == "classifier.4"
+    assert mnist.opset >= 13
+
+
+def _old_opset_model(path):
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], np.random.default_rng(0).standard_normal(108))
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], name="my_conv"), helper.make_node("Relu", ["y"], ["z"], name="my_relu")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, ["n", 4, 6, 6])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)]), path)
+
+
+def test_old_opset_is_upgraded_in_the_cache_and_user_file_untouched(tmp_path):
+    path = tmp_path / "old.onnx"
+    _old_opset_model(path)
+    before = path.read_bytes()
+    handle = wb.load_model(str(path))
+    assert handle.opset >= 13 and handle.path != path
+    assert path.read_bytes() == before
+    assert handle.node_names() == ["my_conv", "my_relu"], "user node names survive the upgrade"
+    assert handle.inputs[0].shape == ("n", 3, 8, 8)
+
+
+def test_corrupt_and_missing_files_give_one_line(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    with pytest.raises(WorkbenchError, match="not a valid ONNX model"):
+        wb.load_model(str(bad))
+    with pytest.raises(WorkbenchError, match="not found"):
+        wb.load_model(str(tmp_path / "missing.onnx"))
+    with pytest.raises(WorkbenchError, match="unknown model"):
+        wb.load_model("no-such-zoo-model")
+
+
+def test_torch_module_export_keeps_dynamic_axes_and_module_paths():
+    torch = pytest.importorskip("torch")
+    from workbench.zoo.mnist_cnn import load_module
+
+    module = load_module()
+    handle = wb.load_model(module, torch.zeros(2, 1, 28, 28), input_names=["input"], output_names=["logits"],
+                           dynamic_axes={"input": {0: "batch"}})
+    assert handle.source == "torch" and handle.torch_module is module
+    assert handle.inputs[0].shape[1:] == (1, 28, 28) and isinstance(handle.inputs[0].shape[0], str)
+    assert set(handle.module_of.values()) >= {"features.0", "features.3", "classifier.1", "classifier.4"}
+    from workbench.backends import get_backend
+
+    x = np.random.default_rng(0).standard_normal((5, 1, 28, 28)).astype(np.float32)
+    out = get_backend().build(handle.path).infer({"input": x})["logits"]
+    with torch.no_grad():
+        ref = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_import_is_fast_and_lazy():
+    code = ("import sys, time; t = time.perf_counter(); import workbench; workbench.Recipe; "
+            "dt = time.perf_counter() - t; bad = [m for m in ('torch', 'tensorrt') if m in sys.modules]; "
+            "print(dt, bad); assert not bad, bad")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.split()[0]) < 2.0

@@ -1,0 +1,112 @@
+"""Precision recipes on the bundled mnist-cnn and its real held-out MNIST digits."""
+import numpy as np
+import onnx
+import pytest
+
+import workbench as wb
+from workbench import calibration, evaluate
+from workbench.calibration import load_ranges
+
+
+def accuracy(cpu, path, data):
+    return evaluate.top1_accuracy(evaluate.run(cpu.build(path), data), data)
+
+
+@pytest.fixture(scope="module")
+def fp32_accuracy(cpu, mnist, mnist_eval):
+    return accuracy(cpu, mnist.path, mnist_eval)
+
+
+def test_fp32_accuracy_on_real_digits(fp32_accuracy, mnist_eval):
+    assert len(mnist_eval) == 1000
+    assert fp32_accuracy >= 0.98
+
+
+def test_int8_minmax_within_one_point(cpu, mnist, mnist_calib, mnist_eval, fp32_accuracy):
+    t = wb.apply(mnist, wb.Recipe("int8", "minmax"), mnist_calib, progress=False)
+    ops = [n.op_type for n in onnx.load(str(t.path)).graph.node]
+    assert ops.count("QuantizeLinear") > 0 and ops.count("DequantizeLinear") > ops.count("QuantizeLinear")
+    assert abs(accuracy(cpu, t.path, mnist_eval) - fp32_accuracy) <= 0.01
+
+
+def test_int8_qdq_is_tensorrt_compatible(mnist, mnist_calib):
+    t = wb.apply(mnist, wb.Recipe("int8"), mnist_calib, progress=False)
+    m = onnx.load(str(t.path))
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in m.graph.initializer}
+    for node in m.graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            zero_point = inits[node.input[2]]
+            assert zero_point.dtype == np.int8 and not zero_point.any(), node.name
+            if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+                assert inits[node.input[0]].dtype == np.int8, f"{node.name}: quantized bias or unsigned weight"
+    per_channel = [n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == "features.0.weight_quantized"]
+    assert inits[per_channel[0].input[1]].shape == (32,), "conv weights are quantized per output channel"
+    assert "features.0.bias" in inits and inits["features.0.bias"].dtype == np.float32
+
+
+def test_fp16_within_point_two(cpu, mnist, mnist_eval, fp32_accuracy):
+    t = wb.apply(mnist, wb.Recipe("fp16"), progress=False)
+    m = onnx.load(str(t.path))
+    assert m.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT, "I/O types are kept"
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in m.graph.initializer)
+    assert abs(accuracy(cpu, t.path, mnist_eval) - fp32_accuracy) <= 0.002
+
+
+def test_excluded_nodes_have_no_qdq_around_them(mnist, mnist_calib):
+    excluded = ["node_conv2d_1", "node_linear_1"]
+    t = wb.apply(mnist, wb.Recipe("int8", exclude=tuple(excluded)), mnist_calib, progress=False)
+    g = onnx.load(str(t.path)).graph
+    producer = {o: n for n in g.node for o in n.output}
+    consumers = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    for node in (n for n in g.node if n.name in excluded):
+        for i in node.input:
+            assert i not in producer or producer[i].op_type != "DequantizeLinear", f"{node.name} reads DQ {i}"
+        for o in node.output:
+            assert all(c.op_type != "QuantizeLinear" for c in consumers.get(o, [])), f"{node.name} output is quantized"
+    assert set(excluded).isdisjoint(t.quantized_nodes)
+    assert "node_conv2d" in t.quantized_nodes
+
+
+def test_exclusion_by_op_type_and_regex(mnist, mnist_calib):
+    by_type = wb.apply(mnist, wb.Recipe("int8", exclude=("Gemm",)), mnist_calib, progress=False)
+    assert by_type.excluded_nodes == ["node_linear", "node_linear_1"]
+    by_regex = wb.apply(mnist, wb.Recipe("int8", exclude=("re:node_conv2d.*",)), mnist_calib, progress=False)
+    assert by_regex.excluded_nodes == ["node_conv2d", "node_conv2d_1"]
+
+
+def test_entropy_is_a_real_entropy_calibration(mnist, mnist_calib):
+    minmax = load_ranges(calibration.calibrate(mnist, mnist_calib, "minmax", progress=False).path)
+    entropy = load_ranges(calibration.calibrate(mnist, mnist_calib, "entropy", progress=False).path)
+    percentile = load_ranges(calibration.calibrate(mnist, mnist_calib, "percentile", 99.0, progress=False).path)
+    amax = lambda r, t: max(abs(r[t][0]), abs(r[t][1]))  # noqa: E731
+    differing = [t for t in minmax if not np.isclose(amax(minmax, t), amax(entropy, t), rtol=1e-3)]
+    assert len(differing) >= len(minmax) // 2, differing
+    assert amax(entropy, "conv2d") < amax(minmax, "conv2d"), "entropy clips the long tail"
+    assert amax(percentile, "conv2d") < amax(minmax, "conv2d")
+
+
+def test_calibration_cache_hit_does_not_recompute(mnist, mnist_calib, monkeypatch):
+    first = calibration.calibrate(mnist, mnist_calib.take(64), "percentile", 99.9, progress=False)
+    assert not first.from_cache
+
+    def boom(*a, **k):
+        raise AssertionError("calibrator recreated on a cache hit")
+
+    import onnxruntime.quantization.calibrate as ort_calibrate
+
+    monkeypatch.setattr(ort_calibrate, "create_calibrator", boom)
+    second = calibration.calibrate(mnist, mnist_calib.take(64), "percentile", 99.9, progress=False)
+    assert second.from_cache and second.path == first.path
+    requantized = wb.apply(mnist, wb.Recipe("int8", "percentile", 99.9, exclude=("node_linear",)),
+                           mnist_calib.take(64), progress=False)
+    assert requantized.calibration.from_cache
+
+
+def test_user_model_file_is_never_written(tmp_path, mnist, mnist_calib):
+    before = mnist.path.read_bytes()
+    wb.apply(mnist, wb.Recipe("int8", exclude=("node_relu",)), mnist_calib, progress=False)
+    wb.apply(mnist, wb.Recipe("fp16"), progress=False)
+    assert mnist.path.read_bytes() == before
