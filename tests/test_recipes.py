@@ -110,3 +110,16 @@ def test_user_model_file_is_never_written(tmp_path, mnist, mnist_calib):
     wb.apply(mnist, wb.Recipe("int8", exclude=("node_relu",)), mnist_calib, progress=False)
     wb.apply(mnist, wb.Recipe("fp16"), progress=False)
     assert mnist.path.read_bytes() == before
+
+
+def test_placement_presets(mnist, mnist_calib):
+    def quantized_tensors(recipe):
+        g = onnx.load(str(wb.apply(mnist, recipe, mnist_calib, progress=False).path)).graph
+        return {n.input[0] for n in g.node if n.op_type == "QuantizeLinear"}
+
+    tensorrt = quantized_tensors(wb.Recipe("int8"))
+    everything = quantized_tensors(wb.Recipe("int8", placement="all"))
+    assert tensorrt == {"input", "max_pool2d", "view", "relu_2"}, "only inputs of Conv/Gemm are quantized"
+    assert {"conv2d", "relu", "linear"} <= everything and tensorrt < everything | {"view"}
+    with pytest.raises(wb.WorkbenchError, match="placement"):
+        wb.Recipe("int8", placement="everywhere")

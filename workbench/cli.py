@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .errors import CheckFailed, WorkbenchError
-from .recipe import CALIBRATIONS, PRECISIONS
+from .recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -26,6 +26,8 @@ def _add_recipe_args(p: argparse.ArgumentParser, precisions: Sequence[str] = PRE
     p.add_argument("--precision", default="int8", help=f"one of {', '.join(precisions)} (default int8)")
     p.add_argument("--calibration", default="minmax", help=f"INT8 calibration: {', '.join(CALIBRATIONS)}")
     p.add_argument("--percentile", type=float, default=99.99, help="for --calibration percentile (default 99.99)")
+    p.add_argument("--placement", default="tensorrt",
+                   help=f"INT8 Q/DQ placement: {', '.join(PLACEMENTS)} (default tensorrt: inputs of Conv/Gemm/MatMul)")
     p.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="NODE",
                    help="keep these nodes in higher precision: node names, op types or regexes")
     p.add_argument("--calib-data", metavar="FILE.npz", help="calibration samples (keys = input names, axis 0)")
@@ -34,7 +36,7 @@ def _add_recipe_args(p: argparse.ArgumentParser, precisions: Sequence[str] = PRE
 def _recipe(args: argparse.Namespace):
     from .recipe import Recipe
 
-    return Recipe(args.precision, args.calibration, args.percentile, tuple(args.exclude))
+    return Recipe(args.precision, args.calibration, args.percentile, tuple(args.exclude), placement=args.placement)
 
 
 def _write_json(obj: Any, path: str | None) -> None:

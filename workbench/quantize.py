@@ -15,10 +15,19 @@ from .errors import WorkbenchError
 
 # TensorRT's parser rejects a DequantizeLinear on an INT32 bias: biases stay float (shared/DESIGN.md).
 TENSORRT_QDQ_OPTIONS = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
+TENSORRT_INT8_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
+
+
+def placement_options(placement: str) -> tuple[list[str] | None, dict]:
+    """(op types to quantize, extra ORT options) for a Q/DQ placement preset (see recipe.PLACEMENTS)."""
+    if placement == "tensorrt":
+        return list(TENSORRT_INT8_OPS), {"OpTypesToExcludeOutputQuantization": list(TENSORRT_INT8_OPS)}
+    return None, {}
 
 
 def quantize_int8(
     fp32_path: Path, calibration_path: Path, method: str, exclude: Iterable[str], per_channel: bool = True,
+    placement: str = "tensorrt",
 ) -> onnx.ModelProto:
     """Quantize from cached ranges (no inference), then strip Q/DQ from every tensor an excluded node touches."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -26,6 +35,7 @@ def quantize_int8(
     from .calibration import _ort_method
 
     exclude = list(exclude)
+    op_types, placement_extra = placement_options(placement)
     with tempfile.TemporaryDirectory(prefix="workbench-q-") as tmp, quiet():
         out = Path(tmp) / "int8.onnx"
         try:
@@ -33,7 +43,7 @@ def quantize_int8(
                 str(fp32_path), str(out), calibration_data_reader=None, calibration_cache_path=str(calibration_path),
                 calibrate_method=_ort_method(method), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-                extra_options=dict(TENSORRT_QDQ_OPTIONS),
+                op_types_to_quantize=op_types, extra_options={**TENSORRT_QDQ_OPTIONS, **placement_extra},
             )
         except Exception as exc:
             raise WorkbenchError(_quantizer_error(exc, fp32_path)) from None

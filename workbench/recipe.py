@@ -11,6 +11,10 @@ from .errors import WorkbenchError
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 CALIBRATIONS = ("minmax", "entropy", "percentile")
+# "tensorrt": Q/DQ on the inputs (activations and weights) of the ops TensorRT runs in INT8 (Conv, ConvTranspose,
+# Gemm, MatMul), outputs left to TensorRT's fusions, as in TensorRT's explicit-quantization guide and ModelOpt.
+# "all": ONNX Runtime's default, every supported op's inputs and outputs (more Q/DQ, more places to collapse).
+PLACEMENTS = ("tensorrt", "all")
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,7 @@ class Recipe:
     percentile: float = 99.99
     exclude: tuple[str, ...] = field(default_factory=tuple)
     per_channel: bool = True
+    placement: str = "tensorrt"
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -29,6 +34,8 @@ class Recipe:
         if self.calibration not in CALIBRATIONS:
             raise WorkbenchError(
                 f"unknown calibration method {self.calibration!r}; choose one of {', '.join(CALIBRATIONS)}")
+        if self.placement not in PLACEMENTS:
+            raise WorkbenchError(f"unknown Q/DQ placement {self.placement!r}; choose one of {', '.join(PLACEMENTS)}")
         if not 50.0 < float(self.percentile) <= 100.0:
             raise WorkbenchError(f"percentile must be in (50, 100], got {self.percentile}")
         object.__setattr__(self, "exclude", tuple(self.exclude))
@@ -40,7 +47,7 @@ class Recipe:
         d = asdict(self)
         d["exclude"] = list(self.exclude)
         if self.precision != "int8":
-            for k in ("calibration", "percentile", "per_channel"):
+            for k in ("calibration", "percentile", "per_channel", "placement"):
                 d.pop(k)
         elif self.calibration != "percentile":
             d.pop("percentile")
@@ -52,6 +59,8 @@ class Recipe:
         text = self.precision
         if self.precision == "int8":
             text += f" {self.calibration}" + (f" {self.percentile:g}" if self.calibration == "percentile" else "")
+            if self.placement != "tensorrt":
+                text += f" [{self.placement}]"
         if self.exclude:
             text += f" ({len(self.exclude)} excluded)"
         return text

@@ -86,7 +86,7 @@ def apply(
             from .quantize import quantize_int8
 
             transformed = quantize_int8(Path(model.path), calibration.path, recipe.calibration, excluded,
-                                        recipe.per_channel)
+                                        recipe.per_channel, recipe.placement)
         cache.atomic_write(path, transformed.SerializeToString())
     from .quantize import quantized_nodes
 
