@@ -8,7 +8,7 @@ import shutil
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from .errors import CheckFailed, WorkbenchError
 from .recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS
@@ -68,6 +68,46 @@ def cmd_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--eval-data", metavar="FILE.npz", help="evaluation samples (default: the zoo model's split)")
+    p.add_argument("--limit", type=int, help="use only the first N evaluation samples")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    p.add_argument("--json", metavar="OUT", help="also write the JSON result to this file")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .backends import get_backend
+    from .compare import compare
+    from .session import resolve
+    from .transform import apply
+
+    inputs = resolve(args.model, _recipe(args), args.calib_data, args.eval_data, args.limit)
+    transformed = apply(inputs.model, inputs.recipe, inputs.calib)
+    report = compare(transformed, inputs.eval, get_backend(threads=args.threads), batch_size=args.batch_size,
+                     threshold_db=args.threshold, framework=not args.no_framework, save_dir=args.save_outputs)
+    _write_json(report.to_dict(), args.json)
+    return EXIT_OK
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from .backends import get_backend
+    from .diagnose import Target, diagnose
+    from .session import resolve
+
+    if args.target_cosine is not None and args.target_sqnr is not None:
+        raise WorkbenchError("give one of --target-cosine and --target-sqnr")
+    target = Target(cosine=args.target_cosine, sqnr_db=args.target_sqnr)
+    inputs = resolve(args.model, _recipe(args), args.calib_data, args.eval_data, args.limit)
+    result = diagnose(inputs.model, inputs.recipe, inputs.calib, inputs.eval, target,
+                      get_backend(threads=args.threads), batch_size=args.batch_size)
+    _write_json(result.to_dict(), args.json)
+    print(result.explanation, file=sys.stderr)
+    if not result.met:
+        raise CheckFailed(f"no fallback within {result.budget} runs reaches {target.describe()}")
+    return EXIT_OK
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from . import zoo
 
@@ -84,16 +124,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="DIR")
     p.set_defaults(func=cmd_build)
 
+    p = sub.add_parser("compare", help="per-layer comparison of a precision against the FP32 reference")
+    _add_recipe_args(p)
+    _add_eval_args(p)
+    p.add_argument("--threshold", type=float, default=20.0, help="first divergence: SQNR below this (dB)")
+    p.add_argument("--save-outputs", metavar="DIR", help="also save Polygraphy inputs.json and outputs.json "
+                   "(RunResults) for `polygraphy run --load-inputs/--load-outputs`")
+    p.add_argument("--no-framework", action="store_true", help="skip the PyTorch-vs-ONNX export check")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("diagnose", help="find where INT8 collapses and a minimal higher-precision fallback")
+    _add_recipe_args(p, ("int8",))
+    _add_eval_args(p)
+    p.add_argument("--target-cosine", type=float, help="output cosine to reach (default 0.99)")
+    p.add_argument("--target-sqnr", type=float, help="output SQNR to reach, in dB")
+    p.set_defaults(func=cmd_diagnose)
+
     p = sub.add_parser("zoo", help="list the bundled models")
     p.set_defaults(func=cmd_zoo)
-    for register in _extra_commands():
-        register(sub)
     return parser
-
-
-def _extra_commands() -> list[Callable[[Any], None]]:
-    """Subcommands defined next to their library modules register themselves here."""
-    return []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

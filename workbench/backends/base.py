@@ -35,5 +35,9 @@ class Backend(ABC):
         """(usable here?, reason when not): used to enable/disable choices in the UI and CLI."""
 
     @abstractmethod
-    def build(self, model_path: Path, *, mark_all: bool = False) -> Engine:
-        """Build from a transformed ONNX file; `mark_all` exposes every intermediate tensor as an output."""
+    def build(self, model_path: Path) -> Engine:
+        """Build from a transformed ONNX file."""
+
+    @abstractmethod
+    def build_from_bytes(self, model: bytes, name: str) -> Engine:
+        """Build from a serialized ONNX model (e.g. one with extra tensors marked as outputs)."""

@@ -32,10 +32,10 @@ def cpu_name() -> str:
 
 
 class OnnxRuntimeCpuEngine(Engine):
-    def __init__(self, backend: "OnnxRuntimeCpu", session: Any, model_path: Path) -> None:
+    def __init__(self, backend: "OnnxRuntimeCpu", session: Any, name: str) -> None:
         self.backend = backend
         self.session = session
-        self.model_path = model_path
+        self.name = name
         self.output_names = [o.name for o in session.get_outputs()]
         self.input_names = [i.name for i in session.get_inputs()]
 
@@ -50,7 +50,7 @@ class OnnxRuntimeCpuEngine(Engine):
     def runner(self) -> Any:
         from polygraphy.backend.onnxrt import OnnxrtRunner
 
-        return OnnxrtRunner(self.session, name=f"onnxrt-cpu:{self.model_path.stem}")
+        return OnnxrtRunner(self.session, name=f"onnxrt-cpu:{self.name}")
 
     def describe(self) -> dict:
         import onnxruntime
@@ -98,19 +98,18 @@ class OnnxRuntimeCpu(Backend):
         opts.log_severity_level = 3
         return opts
 
-    def build(self, model_path: Path, *, mark_all: bool = False) -> OnnxRuntimeCpuEngine:
+    def build(self, model_path: Path) -> OnnxRuntimeCpuEngine:
+        return self._session(str(model_path), Path(model_path).stem)
+
+    def build_from_bytes(self, model: bytes, name: str) -> OnnxRuntimeCpuEngine:
+        return self._session(model, name)
+
+    def _session(self, source: Any, name: str) -> OnnxRuntimeCpuEngine:
         import onnxruntime as ort
 
-        source: Any = str(model_path)
-        if mark_all:
-            from polygraphy import constants
-            from polygraphy.backend.onnx import ModifyOutputs, OnnxFromPath
-            from polygraphy.backend.onnx.util import check_model  # noqa: F401 - fail early if polygraphy is broken
-
-            source = ModifyOutputs(OnnxFromPath(str(model_path)), outputs=constants.MARK_ALL)().SerializeToString()
         try:
             session = ort.InferenceSession(source, self.session_options(), providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise WorkbenchError(f"ONNX Runtime cannot load {Path(model_path).name}: "
-                                 f"{str(exc).strip().splitlines()[0][:200]}") from None
-        return OnnxRuntimeCpuEngine(self, session, Path(model_path))
+            raise WorkbenchError(f"ONNX Runtime cannot load {name}: {str(exc).strip().splitlines()[0][:200]}"
+                                 ) from None
+        return OnnxRuntimeCpuEngine(self, session, name)

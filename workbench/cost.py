@@ -1,0 +1,33 @@
+"""What keeping nodes in higher precision costs: multiply-accumulates per sample of the INT8-eligible ops."""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import onnx
+
+
+def macs_per_sample(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]) -> dict[str, int]:
+    """Node name → MACs per sample for Conv, ConvTranspose, Gemm and MatMul, from observed tensor shapes."""
+    weights = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    out: dict[str, int] = {}
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "ConvTranspose", "Gemm", "MatMul") or node.output[0] not in shapes:
+            continue
+        y = shapes[node.output[0]]
+        per_sample = int(np.prod(y[1:])) if len(y) > 1 else int(np.prod(y))
+        w = weights.get(node.input[1]) or tuple(shapes.get(node.input[1], ()))
+        a = tuple(shapes.get(node.input[0], ()))
+        if node.op_type == "Conv" and len(w) > 2:
+            k = int(np.prod(w[1:]))
+        elif node.op_type == "ConvTranspose" and len(w) > 2:
+            k = int(np.prod(w[2:])) * int(w[0]) // max(1, int(y[1]) if len(y) > 1 else 1)
+        elif node.op_type == "Gemm" and len(w) == 2:
+            trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+            k = int(w[1] if trans_b else w[0])
+        elif a:
+            k = int(a[-1])
+        else:
+            continue
+        out[node.name] = per_sample * k
+    return out

@@ -1,0 +1,256 @@
+"""Where INT8 collapses and the smallest set of nodes to keep in higher precision to fix it.
+
+Ranking: each quantized node's local sensitivity (quantized alone, on exact FP32 inputs; see sensitivity.py),
+measured in the same run as the per-layer comparison. Search: the shortest prefix of the ranking that meets
+the target, by bisection over the prefix length (every evaluation is a re-quantize from cached calibration
+ranges plus one run), then leftover budget prunes nodes the prefix did not need. Budget: ⌈log2 N⌉ + 3 runs
+for N quantized nodes, counting the comparison run.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .backends import Backend, get_backend
+from .compare import LayerReport, compare
+from .data import Dataset
+from .errors import WorkbenchError
+from .evaluate import run
+from .metrics import RunningStats
+from .model import ModelHandle
+from .recipe import Recipe
+from .transform import apply
+
+TaskMetric = Callable[[dict[str, np.ndarray], Dataset], float]
+
+
+@dataclass
+class Target:
+    """What "fixed" means: output cosine, output SQNR, or a task metric (higher is better) within max_drop."""
+
+    cosine: float | None = None
+    sqnr_db: float | None = None
+    metric: TaskMetric | None = None
+    metric_name: str = "metric"
+    max_drop: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.cosine is None and self.sqnr_db is None and self.metric is None:
+            self.cosine = 0.99
+        if self.cosine is not None and not -1.0 <= self.cosine <= 1.0:
+            raise WorkbenchError(f"target cosine must be in [-1, 1], got {self.cosine}")
+
+    def describe(self) -> str:
+        parts = []
+        if self.cosine is not None:
+            parts.append(f"output cosine ≥ {self.cosine:g}")
+        if self.sqnr_db is not None:
+            parts.append(f"output SQNR ≥ {self.sqnr_db:g} dB")
+        if self.metric is not None:
+            parts.append(f"{self.metric_name} drop ≤ {self.max_drop:g}")
+        return " and ".join(parts)
+
+    def met(self, scores: dict, reference_metric: float | None) -> bool:
+        ok = True
+        if self.cosine is not None:
+            ok &= scores["cosine"] >= self.cosine
+        if self.sqnr_db is not None:
+            ok &= scores["sqnr_db"] >= self.sqnr_db
+        if self.metric is not None:
+            ok &= reference_metric - scores[self.metric_name] <= self.max_drop + 1e-12
+        return bool(ok)
+
+    def to_dict(self) -> dict:
+        d = {"cosine": self.cosine, "sqnr_db": self.sqnr_db}
+        if self.metric is not None:
+            d.update(metric=self.metric_name, max_drop=self.max_drop)
+        return d
+
+
+@dataclass
+class Diagnosis:
+    ranking: list[dict]
+    fallback: list[str]
+    before: dict
+    after: dict
+    evaluations: int
+    budget: int
+    quantized_nodes: int
+    target: dict
+    met: bool
+    explanation: str
+    recipe: Recipe
+    report: LayerReport = field(repr=False)
+    trials: list[dict] = field(default_factory=list)
+    cost: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "ranking": self.ranking, "fallback": self.fallback, "before": self.before, "after": self.after,
+            "evaluations": self.evaluations, "budget": self.budget, "quantized_nodes": self.quantized_nodes,
+            "target": self.target, "met": self.met, "explanation": self.explanation,
+            "recipe": self.recipe.to_dict(), "first_divergence": self.report.first_divergence,
+            "trials": self.trials, "cost": self.cost,
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+
+def _scores(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], data: Dataset,
+            target: Target) -> dict:
+    stats = {name: RunningStats() for name in reference}
+    for name, s in stats.items():
+        s.update(reference[name], outputs[name])
+    scores = {"cosine": min(s.cosine for s in stats.values()), "sqnr_db": min(s.sqnr_db for s in stats.values())}
+    if target.metric is not None:
+        scores[target.metric_name] = float(target.metric(outputs, data))
+    return scores
+
+
+def rank(report: LayerReport, quantized: list[str]) -> list[dict]:
+    """Quantized nodes, most harmful first: score = relative noise power the node causes on its own."""
+    table = report.layers.set_index("tensor")
+    rows = []
+    for node in quantized:
+        hits = table[table["node"] == node]
+        if hits.empty:
+            continue
+        row = hits.iloc[0]
+        local = row["local_sqnr_db"]
+        score = 10 ** (-local / 10) if local is not None and not math.isnan(local) else float(row["added_noise"])
+        rows.append({"node": node, "score": float(score), "op_type": row["op_type"], "module": row["module"],
+                     "local_sqnr_db": None if local is None or math.isnan(local) else float(local),
+                     "sqnr_db": float(row["sqnr_db"])})
+    rows.sort(key=lambda r: -r["score"])
+    return rows
+
+
+def diagnose(
+    model: ModelHandle,
+    recipe: Recipe,
+    calib: Dataset,
+    data: Dataset,
+    target: Target | None = None,
+    backend: Backend | None = None,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> Diagnosis:
+    """Rank quantized nodes and find a minimal fallback set that meets `target` (default output cosine ≥ 0.99)."""
+    from tqdm.auto import tqdm
+
+    if recipe.precision != "int8":
+        raise WorkbenchError("diagnose searches INT8 fallbacks: use --precision int8")
+    target = target or Target()
+    backend = backend or get_backend()
+    base = apply(model, recipe, calib, progress=progress)
+    if not base.quantized_nodes:
+        raise WorkbenchError("no node is quantized by this recipe: nothing to diagnose")
+    n = len(base.quantized_nodes)
+    budget = math.ceil(math.log2(max(n, 2))) + 3
+    bar = tqdm(total=budget, desc="diagnosing", unit="run", disable=not progress, leave=False)
+    report = compare(base, data, backend, batch_size=batch_size, framework=False, keep_outputs=True,
+                     progress=False)
+    bar.update()
+    reference = run(backend.build(model.path), data, batch_size)
+    reference_metric = float(target.metric(reference, data)) if target.metric is not None else None
+    before = _scores(report.candidate_outputs, reference, data, target)
+    ranking = rank(report, base.quantized_nodes)
+    order = [r["node"] for r in ranking]
+    trials: list[dict] = []
+    results: dict[tuple[str, ...], dict] = {(): before}
+
+    def evaluate(nodes: list[str]) -> bool:
+        key = tuple(nodes)
+        if key not in results:
+            transformed = apply(model, recipe.with_exclude(list(recipe.exclude) + nodes), calib, progress=False)
+            results[key] = _scores(run(backend.build(transformed.path), data, batch_size), reference, data, target)
+            trials.append({"fallback": nodes, **results[key], "met": target.met(results[key], reference_metric)})
+            bar.update()
+        return target.met(results[key], reference_metric)
+
+    fallback: list[str] = []
+    met = target.met(before, reference_metric)
+    if not met:
+        if evaluate(order[:1]):
+            fallback = order[:1]
+        elif not evaluate(order):
+            fallback = order
+        else:
+            lo, hi = 1, len(order)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if evaluate(order[:mid]) else (mid, hi)
+            fallback = order[:hi]
+        for node in reversed(list(fallback)):
+            if len(trials) + 1 >= budget or len(fallback) <= 1:
+                break
+            trial = [x for x in fallback if x != node]
+            if evaluate(trial):
+                fallback = trial
+        met = target.met(results[tuple(fallback)], reference_metric)
+    bar.close()
+    after = results[tuple(fallback)]
+    if target.metric is not None:
+        before[f"reference_{target.metric_name}"] = after[f"reference_{target.metric_name}"] = reference_metric
+    cost = _cost(report, base.quantized_nodes, fallback)
+    diagnosis = Diagnosis(
+        ranking=ranking, fallback=fallback, before=before, after=after, evaluations=1 + len(trials),
+        budget=budget, quantized_nodes=n, target=target.to_dict(), met=met, explanation="",
+        recipe=recipe.with_exclude(list(recipe.exclude) + fallback), report=report, trials=trials, cost=cost,
+    )
+    diagnosis.explanation = explain(diagnosis, target)
+    return diagnosis
+
+
+def _cost(report: LayerReport, quantized: list[str], fallback: list[str]) -> dict:
+    total = sum(report.macs.get(n, 0) for n in quantized)
+    kept = sum(report.macs.get(n, 0) for n in fallback)
+    return {"nodes_in_higher_precision": len(fallback), "nodes_still_int8": len(quantized) - len(fallback),
+            "macs_per_sample_int8_eligible": total, "macs_per_sample_in_higher_precision": kept,
+            "share_of_macs_in_higher_precision": kept / total if total else 0.0}
+
+
+def _name(row: dict) -> str:
+    module = f", module {row['module']}" if row.get("module") else ""
+    return f"{row['node']} ({row['op_type']}{module})"
+
+
+def explain(d: Diagnosis, target: Target) -> str:
+    """The diagnosis in plain words: which node, which module, how bad, and what the fix costs."""
+    b, a = d.before, d.after
+    metric = f", {target.metric_name} {b[target.metric_name]:.4f}" if target.metric is not None else ""
+    if not d.fallback and d.met:
+        return (f"INT8 is healthy on this data: output cosine {b['cosine']:.4f}, SQNR {b['sqnr_db']:.1f} dB"
+                f"{metric} meets the target ({target.describe()}). No node needs to stay in higher precision.")
+    culprits = [r for r in d.ranking if r["node"] in d.fallback] or d.ranking[:1]
+    top = culprits[0]
+    local = top["local_sqnr_db"]
+    if local is None:
+        lines = [f"The most harmful quantized node is {_name(top)}."]
+    else:
+        verb = "INT8 accuracy collapses at" if local < d.report.threshold_db else "The most harmful quantized node is"
+        lines = [f"{verb} {_name(top)}: quantized on its own, with exact FP32 inputs, its output keeps "
+                 f"{local:.1f} dB SQNR ({min(1.0, top['score']):.2%} relative noise power)."]
+    if d.report.first_divergence:
+        lines.append(f"The first tensor below {d.report.threshold_db:g} dB along the graph is "
+                     f"'{d.report.first_divergence}'.")
+    others = [r for r in culprits[1:] if r["local_sqnr_db"] is not None]
+    if others:
+        lines.append("Also harmful: " + "; ".join(f"{_name(r)} at {r['local_sqnr_db']:.1f} dB" for r in others) + ".")
+    after_metric = f", {target.metric_name} {a[target.metric_name]:.4f}" if target.metric is not None else ""
+    verdict = "meets" if d.met else "still misses"
+    lines.append(
+        f"Keeping {len(d.fallback)} of {d.quantized_nodes} quantized nodes in higher precision "
+        f"({', '.join(d.fallback)}) takes output cosine from {b['cosine']:.4f} to {a['cosine']:.4f} and SQNR from "
+        f"{b['sqnr_db']:.1f} to {a['sqnr_db']:.1f} dB{after_metric}; this {verdict} the target ({target.describe()})."
+    )
+    share = d.cost.get("share_of_macs_in_higher_precision", 0.0)
+    lines.append(f"Cost: {share:.2%} of the INT8-eligible multiply-accumulates run in higher precision; "
+                 f"{d.cost['nodes_still_int8']} nodes stay INT8. Found with {d.evaluations} runs "
+                 f"(budget {d.budget}).")
+    return " ".join(lines)

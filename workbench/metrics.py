@@ -1,0 +1,76 @@
+"""One definition of every accuracy metric (shared/DESIGN.md), computed in a streaming way over batches.
+
+SQNR (dB) = 20·log10(‖ref‖ / ‖ref − x‖) over all samples flattened (identical tensors report SQNR_CAP_DB);
+cosine = ⟨ref, x⟩ / (‖ref‖·‖x‖) over all samples flattened; max and mean absolute difference.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+SQNR_CAP_DB = 200.0  # reported for bit-identical tensors, so JSON never holds Infinity
+
+
+@dataclass
+class RunningStats:
+    """Sums that give SQNR, cosine, max/mean abs diff for all batches seen, without keeping the tensors."""
+
+    ref_sq: float = 0.0
+    x_sq: float = 0.0
+    err_sq: float = 0.0
+    dot: float = 0.0
+    abs_sum: float = 0.0
+    max_abs: float = 0.0
+    count: int = 0
+
+    def update(self, ref: np.ndarray, x: np.ndarray) -> None:
+        r = np.asarray(ref, dtype=np.float64).ravel()
+        v = np.asarray(x, dtype=np.float64).ravel()
+        if r.shape != v.shape:
+            raise ValueError(f"shape mismatch {np.shape(ref)} vs {np.shape(x)}")
+        d = r - v
+        self.ref_sq += float(r @ r)
+        self.x_sq += float(v @ v)
+        self.err_sq += float(d @ d)
+        self.dot += float(r @ v)
+        a = np.abs(d)
+        self.abs_sum += float(a.sum())
+        self.max_abs = max(self.max_abs, float(a.max(initial=0.0)))
+        self.count += r.size
+
+    @property
+    def sqnr_db(self) -> float:
+        if self.err_sq == 0.0:
+            return SQNR_CAP_DB
+        if self.ref_sq == 0.0:
+            return -SQNR_CAP_DB
+        return min(SQNR_CAP_DB, 10.0 * math.log10(self.ref_sq / self.err_sq))
+
+    @property
+    def cosine(self) -> float:
+        if self.ref_sq == 0.0 and self.x_sq == 0.0:
+            return 1.0
+        if self.ref_sq == 0.0 or self.x_sq == 0.0:
+            return 0.0
+        return self.dot / math.sqrt(self.ref_sq * self.x_sq)
+
+    @property
+    def mean_abs(self) -> float:
+        return self.abs_sum / self.count if self.count else 0.0
+
+    @property
+    def relative_noise(self) -> float:
+        """‖ref − x‖² / ‖ref‖²: noise power as a fraction of signal power (10^(−SQNR/10))."""
+        return self.err_sq / self.ref_sq if self.ref_sq else (0.0 if self.err_sq == 0 else 1.0)
+
+    def summary(self) -> dict:
+        return {"sqnr_db": self.sqnr_db, "cosine": self.cosine, "max_abs": self.max_abs, "mean_abs": self.mean_abs}
+
+
+def compare_arrays(ref: np.ndarray, x: np.ndarray) -> dict:
+    """All metrics for one pair of tensors."""
+    stats = RunningStats()
+    stats.update(ref, x)
+    return stats.summary()
