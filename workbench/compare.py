@@ -1,7 +1,9 @@
 """Per-layer comparison of a recipe's model against the FP32 reference, streamed through Polygraphy.
 
-Every tensor of the FP32 graph is marked as an output in both models and compared batch by batch
-(Comparator.run(streaming=True)); only running sums are kept, never the tensors of every sample.
+Every tensor of the FP32 graph is marked as an output in both models (Polygraphy's ModifyOutputs) and both
+Polygraphy runners infer batch by batch, as Comparator.run(streaming=True) does; only running sums are kept,
+never the tensors of every sample. (Comparator itself is not used for the loop: its IterationResult probes
+every output for torch.Tensor, which imports torch, ~200 MB and a second, even for NumPy-only runs.)
 In a Q/DQ graph the original float tensor names survive: `T` is the producer's raw output and
 `T_DequantizeLinear_Output` the fake-quantized value its consumers read. A row reports the value consumers
 read ("effective"), and for quantized tensors also the raw value (sqnr_pre_q_db), so the noise added by
@@ -114,9 +116,13 @@ def compare(
     keep_outputs: bool = False,
     save_dir: Path | None = None,
     progress: bool = True,
+    local_sensitivity: bool = True,
 ) -> LayerReport:
-    """Compare every layer of `transformed` with the FP32 model on `data` (same backend, same inputs)."""
-    from polygraphy.comparator import Comparator
+    """Compare every layer of `transformed` with the FP32 model on `data` (same backend, same inputs).
+
+    `local_sensitivity` adds the per-node isolated error (one extra pass over the quantized nodes, about one more
+    model run); the diagnosis ranks by it. Without it the comparison costs about two marked runs.
+    """
     from tqdm.auto import tqdm
 
     model = transformed.model
@@ -128,7 +134,8 @@ def compare(
     names = _effective_names(candidate, [t for t, _, _ in rows])
     ref_marked = [t for t, _, _ in rows if t not in graph_inputs]
     cand_marked = sorted({n for pair in names.values() for n in pair if n and n not in graph_inputs})
-    combined, local_pairs = local_branches(reference, candidate, list(transformed.quantized_nodes))
+    combined, local_pairs = local_branches(reference, candidate,
+                                           list(transformed.quantized_nodes) if local_sensitivity else [])
     ref_marked += [clone for _, clone in local_pairs.values()]
     ref_engine = backend.build_from_bytes(with_outputs(combined, ref_marked), name="fp32-reference")
     cand_engine = backend.build_from_bytes(with_outputs(transformed.path, cand_marked), name=transformed.recipe.label)
@@ -145,13 +152,11 @@ def compare(
     saved = _SavedRun(save_dir, ref_engine.runner().name, cand_engine.runner().name) if save_dir else None
 
     batches = list(data.batches(batch_size))
-    with quiet():
-        stream = Comparator.run([ref_engine.runner(), cand_engine.runner()], data_loader=batches, streaming=True)
-        for feed, results in zip(batches, tqdm(stream, total=len(batches), desc="comparing", unit="batch",
-                                               disable=not progress, leave=False)):
-            (_, [ref_out]), (_, [cand_out]) = results.items()
-            ref_values = {**feed, **dict(ref_out.items())}
-            cand_values = {**feed, **dict(cand_out.items())}
+    ref_runner, cand_runner = ref_engine.runner(), cand_engine.runner()
+    with quiet(), ref_runner, cand_runner:
+        for feed in tqdm(batches, desc="comparing", unit="batch", disable=not progress, leave=False):
+            ref_values = {**feed, **ref_runner.infer(feed)}
+            cand_values = {**feed, **cand_runner.infer(feed)}
             if float_tensors is None:
                 float_tensors = {t for t in names if np.issubdtype(np.asarray(ref_values[t]).dtype, np.floating)}
                 shapes = {t: np.shape(v) for t, v in ref_values.items()}

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,7 @@ class OnnxRuntimeCpuEngine(Engine):
         return dict(zip(self.output_names, values))
 
     def runner(self) -> Any:
-        from polygraphy.backend.onnxrt import OnnxrtRunner
-
-        return OnnxrtRunner(self.session, name=f"onnxrt-cpu:{self.name}")
+        return _numpy_runner_class()(self.session, name=f"onnxrt-cpu:{self.name}")
 
     def describe(self) -> dict:
         import onnxruntime
@@ -61,6 +60,23 @@ class OnnxRuntimeCpuEngine(Engine):
             "graph_optimization": self.backend.optimization,
             "label": f"ONNX Runtime CPU, {self.backend.threads} thread{'s' if self.backend.threads != 1 else ''}",
         }
+
+
+def _numpy_runner_class() -> type:
+    """Polygraphy's OnnxrtRunner, minus its per-call torch.Tensor check: that check imports torch (~200 MB, ~1 s)
+    on the first inference, and our feeds are always NumPy."""
+    from collections import OrderedDict
+
+    from polygraphy.backend.onnxrt import OnnxrtRunner
+
+    class NumpyOnnxrtRunner(OnnxrtRunner):
+        def infer_impl(self, feed_dict):
+            start = time.time()
+            outputs = self.sess.run(None, feed_dict)
+            self.inference_time = time.time() - start
+            return OrderedDict((o.name, v) for o, v in zip(self.sess.get_outputs(), outputs))
+
+    return NumpyOnnxrtRunner
 
 
 class OnnxRuntimeCpu(Backend):

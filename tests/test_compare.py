@@ -1,0 +1,107 @@
+"""Per-layer comparison: contract, independent numpy check, agreement with ORT's qdq_loss_debug."""
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+import workbench as wb
+from workbench.compare import compare
+from workbench.zoo.planted import digits, planted
+
+
+@pytest.fixture(scope="module")
+def int8_all(mnist, mnist_calib):
+    return wb.apply(mnist, wb.Recipe("int8", placement="all"), mnist_calib, progress=False)
+
+
+@pytest.fixture(scope="module")
+def report(int8_all, mnist_eval):
+    return compare(int8_all, mnist_eval.take(256), progress=False)
+
+
+def test_rows_follow_the_fp32_graph_with_module_paths(report, mnist):
+    tensors = list(report.layers["tensor"])
+    assert tensors == ["input"] + [n.output[0] for n in mnist.proto.graph.node]
+    conv = report.layers.set_index("node").loc["node_conv2d_1"]
+    assert conv["module"] == "features.3" and conv["op_type"] == "Conv" and conv["quantized"]
+    assert report.first_divergence is None, "mnist-cnn INT8 is healthy"
+    assert 30 < report.outputs[0]["sqnr_db"] < 60 and report.outputs[0]["cosine"] > 0.999
+    d = json.loads(report.to_json())
+    assert set(d["layers"][0]) >= {"tensor", "node", "op_type", "module", "sqnr_db", "cosine", "max_abs", "mean_abs"}
+
+
+def _all_outputs(path, tensors):
+    m = onnx.load(str(path))
+    del m.graph.output[:]
+    m.graph.output.extend(onnx.ValueInfoProto(name=t) for t in tensors)
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(m.SerializeToString(), opts), tensors
+
+
+def test_metrics_match_an_independent_numpy_computation(report, int8_all, mnist, mnist_eval):
+    data = mnist_eval.take(256).inputs["input"]
+    ref_sess, _ = _all_outputs(mnist.path, ["conv2d_1", "logits"])
+    cand_sess, _ = _all_outputs(int8_all.path, ["conv2d_1_DequantizeLinear_Output", "logits"])
+    ref = [np.concatenate(x) for x in zip(*[ref_sess.run(None, {"input": data[i:i + 50]}) for i in range(0, 256, 50)])]
+    cand = [np.concatenate(x) for x in zip(*[cand_sess.run(None, {"input": data[i:i + 50]}) for i in range(0, 256, 50)])]
+    for (r, c), row in zip(zip(ref, cand), [report.layers.set_index("tensor").loc["conv2d_1"], report.outputs[0]]):
+        r, c = r.astype(np.float64).ravel(), c.astype(np.float64).ravel()
+        assert row["sqnr_db"] == pytest.approx(20 * np.log10(np.linalg.norm(r) / np.linalg.norm(r - c)), abs=1e-3)
+        assert row["cosine"] == pytest.approx(r @ c / np.linalg.norm(r) / np.linalg.norm(c), abs=1e-6)
+        assert row["max_abs"] == pytest.approx(np.abs(r - c).max(), rel=1e-6)
+
+
+def test_sqnr_agrees_with_onnxruntime_qdq_loss_debug(report, int8_all, mnist, mnist_eval, tmp_path):
+    from onnxruntime.quantization import qdq_loss_debug as dbg
+    from onnxruntime.quantization.calibrate import CalibrationDataReader
+
+    data = mnist_eval.take(256)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(list(data.batches(32)))
+
+        def get_next(self):
+            return next(self.it, None)
+
+    dbg.modify_model_output_intermediate_tensors(str(mnist.path), str(tmp_path / "f.onnx"), save_as_external_data=False)
+    dbg.modify_model_output_intermediate_tensors(str(int8_all.path), str(tmp_path / "q.onnx"), save_as_external_data=False)
+    float_acts = dbg.collect_activations(str(tmp_path / "f.onnx"), Reader())
+    qdq_acts = dbg.collect_activations(str(tmp_path / "q.onnx"), Reader())
+    errors = dbg.compute_activation_error(dbg.create_activation_matching(qdq_acts, float_acts))
+    ours = report.layers.set_index("tensor")
+    checked = 0
+    for tensor, err in errors.items():
+        if "xmodel_err" in err and tensor in ours.index and ours.loc[tensor, "quantized"]:
+            assert ours.loc[tensor, "sqnr_db"] == pytest.approx(err["xmodel_err"], abs=0.05), tensor
+            checked += 1
+    assert checked >= 8
+
+
+def test_framework_check_compares_pytorch_with_the_onnx_export(report):
+    pytest.importorskip("torch")
+    assert report.framework["ok"] and report.framework["outputs"][0]["sqnr_db"] > 80
+
+
+def test_planted_collapse_is_the_first_divergence():
+    spec, model = planted((1,))
+    t = wb.apply(model, wb.Recipe("int8"), digits("calib"), progress=False)
+    r = compare(t, digits("eval"), progress=False)
+    assert r.first_divergence == "block2.conv_out"
+    assert r.largest_drop["node"] == spec.culprits()[0]
+    row = r.layers.set_index("node").loc["block3.conv"]
+    assert row["sqnr_db"] < 10 < 30 < row["local_sqnr_db"], "local sensitivity is not masked by the collapse upstream"
+
+
+def test_saved_outputs_load_as_polygraphy_run_results(int8_all, mnist_eval, tmp_path):
+    from polygraphy.comparator import RunResults
+    from polygraphy.json import load_json
+
+    compare(int8_all, mnist_eval.take(64), save_dir=tmp_path, framework=False, progress=False)
+    results = RunResults.load(str(tmp_path / "outputs.json"))
+    assert len(results) == 2 and all(len(iters) == 2 for _, iters in results.items())
+    assert [list(iters[0].keys()) for _, iters in results.items()] == [["logits"], ["logits"]]
+    assert len(load_json(str(tmp_path / "inputs.json"))) == 2

@@ -1,0 +1,104 @@
+"""Diagnosis on models with planted collapses (real digit images), on a healthy model, and from the CLI."""
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+import workbench as wb
+from workbench.data import Dataset
+from workbench.diagnose import Target, diagnose
+from workbench.evaluate import top1_accuracy
+from workbench.zoo.planted import digits, planted
+
+
+def budget(d):
+    return math.ceil(math.log2(d.quantized_nodes)) + 3
+
+
+def test_single_outlier_layer_is_named_first_and_fixed():
+    spec, model = planted((1,))
+    d = diagnose(model, wb.Recipe("int8"), digits("calib"), digits("eval"), progress=False)
+    assert d.ranking[0]["node"] == spec.culprits()[0]
+    assert d.fallback == spec.culprits()
+    assert d.before["cosine"] < 0.95 and d.after["cosine"] >= 0.99 and d.met
+    assert d.evaluations <= budget(d)
+    assert spec.culprits()[0] in d.explanation and "collapses" in d.explanation
+
+
+def test_collapse_spread_over_several_layers():
+    spec, model = planted((0, 1, 2))
+    d = diagnose(model, wb.Recipe("int8"), digits("calib"), digits("eval"), progress=False)
+    assert set(d.fallback) == set(spec.culprits())
+    assert d.before["cosine"] < 0.6 and d.after["cosine"] >= 0.99
+    assert d.evaluations <= budget(d) == d.budget
+
+
+def test_healthy_model_gets_an_empty_fallback(mnist, mnist_calib, mnist_eval):
+    d = diagnose(mnist, wb.Recipe("int8"), mnist_calib, mnist_eval.take(512), progress=False)
+    assert d.fallback == [] and d.met and d.evaluations == 1
+    assert "healthy" in d.explanation
+
+
+def test_task_metric_target():
+    spec, model = planted((0, 1, 2))
+    data = digits("eval")
+    from workbench.backends import get_backend
+    from workbench.evaluate import run
+
+    fp32_top = run(get_backend().build(model.path), data)["logits"].argmax(-1)
+    agreement_data = Dataset(data.inputs, fp32_top)
+    target = Target(metric=top1_accuracy, metric_name="top1_agreement", max_drop=0.02)
+    d = diagnose(model, wb.Recipe("int8"), digits("calib"), agreement_data, target, progress=False)
+    assert d.before["top1_agreement"] < 0.5 and d.after["top1_agreement"] >= 0.98
+    assert set(d.fallback) <= set(spec.culprits()) and d.met
+
+
+def _planted_files(tmp_path):
+    spec, model = planted((1,))
+    onnx.save(model.proto, tmp_path / "planted.onnx")
+    np.savez(tmp_path / "calib.npz", **digits("calib").inputs)
+    np.savez(tmp_path / "eval.npz", **digits("eval").inputs)
+    return spec
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True)
+
+
+def test_cli_diagnose_contract(tmp_path):
+    spec = _planted_files(tmp_path)
+    r = run_cli("diagnose", str(tmp_path / "planted.onnx"), "--calib-data", str(tmp_path / "calib.npz"),
+                "--eval-data", str(tmp_path / "eval.npz"), "--json", str(tmp_path / "d.json"))
+    assert r.returncode == 0, r.stderr
+    d = json.loads((tmp_path / "d.json").read_text())
+    assert d["ranking"][0]["node"] == spec.culprits()[0] and d["fallback"] == spec.culprits()
+    assert d["after"]["cosine"] >= 0.99 > d["before"]["cosine"]
+    assert isinstance(d["evaluations"], int) and d["quantized_nodes"] == 5
+    assert {"node", "score"} <= d["ranking"][0].keys()
+
+
+def test_cli_compare_contract(tmp_path):
+    _planted_files(tmp_path)
+    r = run_cli("compare", str(tmp_path / "planted.onnx"), "--calib-data", str(tmp_path / "calib.npz"),
+                "--eval-data", str(tmp_path / "eval.npz"), "--exclude", "block2.conv")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["first_divergence"] is None and d["outputs"][0]["cosine"] > 0.99
+    assert [l["tensor"] for l in d["layers"]][:3] == ["image", "block0.conv_out", "block0.out"]
+
+
+def test_cli_unreachable_target_exits_1(tmp_path):
+    _planted_files(tmp_path)
+    r = run_cli("diagnose", str(tmp_path / "planted.onnx"), "--calib-data", str(tmp_path / "calib.npz"),
+                "--eval-data", str(tmp_path / "eval.npz"), "--target-sqnr", "250")
+    assert r.returncode == 1 and "no fallback" in r.stderr
+
+
+def test_cli_without_data_warns_about_random_calibration(tmp_path):
+    _planted_files(tmp_path)
+    r = run_cli("compare", str(tmp_path / "planted.onnx"))
+    assert r.returncode == 0 and "RANDOM synthetic data" in r.stderr
