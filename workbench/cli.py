@@ -23,7 +23,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _add_recipe_args(p: argparse.ArgumentParser, precisions: Sequence[str] = PRECISIONS) -> None:
     p.add_argument("model", metavar="MODEL", help="zoo name (e.g. mnist-cnn) or path to an .onnx file")
-    p.add_argument("--precision", default="int8", help=f"one of {', '.join(precisions)} (default int8)")
+    p.add_argument("--precision", default="int8", help=f"one of {', '.join(precisions)} (default int8; bench takes "
+                   "a comma-separated list)")
     p.add_argument("--calibration", default="minmax", help=f"INT8 calibration: {', '.join(CALIBRATIONS)}")
     p.add_argument("--percentile", type=float, default=99.99, help="for --calibration percentile (default 99.99)")
     p.add_argument("--placement", default="tensorrt",
@@ -108,6 +109,44 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise WorkbenchError(f"--batch takes comma-separated integers, e.g. 1,8 (got {text!r})") from None
+    return values
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .backends import get_backend
+    from .bench import sweep
+    from .model import load_model
+    from .recipe import Recipe
+    from .session import calibration_data, evaluation_data
+
+    model = load_model(args.model)
+    recipes = [Recipe(p.strip(), args.calibration, args.percentile, tuple(args.exclude), placement=args.placement)
+               for p in args.precision.split(",")]
+    calib = calibration_data(model, args.calib_data) if any(r.precision == "int8" for r in recipes) else None
+    data = evaluation_data(model, args.eval_data)
+    report = sweep(model, recipes, _int_list(args.batch), calib, data,
+                   get_backend(threads=args.threads, optimization=args.optimization),
+                   iterations=args.iterations, warmup=args.warmup, duration_s=args.duration)
+    if args.html:
+        from . import plots
+
+        _write_html([plots.batch_figure(report), plots.latency_distribution(report)], args.html)
+    _write_json(report.to_dict(), args.json)
+    return EXIT_OK
+
+
+def _write_html(figures: list, path: str) -> None:
+    """Several plotly figures in one standalone HTML file (plotly.js embedded once)."""
+    parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figures)]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("<html><head><meta charset='utf-8'></head><body>" + "".join(parts) + "</body></html>")
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from . import zoo
 
@@ -139,6 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-cosine", type=float, help="output cosine to reach (default 0.99)")
     p.add_argument("--target-sqnr", type=float, help="output SQNR to reach, in dB")
     p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("bench", help="latency percentiles and throughput, swept over batch sizes and precisions")
+    _add_recipe_args(p)
+    p.set_defaults(precision="fp32,int8")
+    p.add_argument("--eval-data", metavar="FILE.npz", help="samples to time with (default: the zoo model's split)")
+    p.add_argument("--batch", default="1", help="comma-separated batch sizes, e.g. 1,8 (default 1)")
+    p.add_argument("--iterations", type=int, default=100, help="timed iterations per configuration (default 100)")
+    p.add_argument("--warmup", type=int, default=10, help="warm-up iterations (default 10)")
+    p.add_argument("--duration", type=float, help="time for this many seconds instead of --iterations")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    p.add_argument("--optimization", default="all", help="ONNX Runtime graph optimization for timing (default all)")
+    p.add_argument("--json", metavar="OUT", help="also write the JSON result to this file")
+    p.add_argument("--html", metavar="OUT", help="write the latency plots as standalone HTML")
+    p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("zoo", help="list the bundled models")
     p.set_defaults(func=cmd_zoo)

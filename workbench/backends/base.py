@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -16,6 +16,12 @@ class Engine(ABC):
     @abstractmethod
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch; returns every graph output by name."""
+
+    @abstractmethod
+    def timed_call(self, feed: dict[str, np.ndarray]) -> Callable[[], float | None]:
+        """A zero-argument callable running one inference on the pre-bound feed. It returns device compute time
+        in ms where the backend has a device clock (TensorRT: CUDA events around enqueue), else None; the
+        bench loop measures host (end-to-end) time around the call."""
 
     @abstractmethod
     def runner(self) -> Any:

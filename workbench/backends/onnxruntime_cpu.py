@@ -48,6 +48,15 @@ class OnnxRuntimeCpuEngine(Engine):
                                  ) from None
         return dict(zip(self.output_names, values))
 
+    def timed_call(self, feed: dict[str, np.ndarray]):
+        """One inference per call, inputs and output names bound in advance; no device clock on CPU (None)."""
+        run, names = self.session.run, self.output_names
+
+        def step() -> None:
+            run(names, feed)
+
+        return step
+
     def runner(self) -> Any:
         return _numpy_runner_class()(self.session, name=f"onnxrt-cpu:{self.name}")
 
@@ -57,7 +66,7 @@ class OnnxRuntimeCpuEngine(Engine):
         return {
             "backend": self.backend.name, "runtime": f"ONNX Runtime {onnxruntime.__version__}", "device": "CPU",
             "device_name": cpu_name(), "threads": self.backend.threads,
-            "graph_optimization": self.backend.optimization,
+            "graph_optimization": self.backend.optimization, "timing": "host clock (no device timer on CPU)",
             "label": f"ONNX Runtime CPU, {self.backend.threads} thread{'s' if self.backend.threads != 1 else ''}",
         }
 
