@@ -61,7 +61,7 @@ def calibrate(
     from onnxruntime.quantization.calibrate import CalibrationDataReader, create_calibrator, save_tensors_data
     from tqdm.auto import tqdm
 
-    batch_size = _fixed_batch(model, batch_size)
+    batch_size = fixed_batch(model) or batch_size
     batches = list(data.batches(batch_size))
 
     class Reader(CalibrationDataReader):
@@ -89,11 +89,10 @@ def calibrate(
     return CalibrationResult(path, method, False, time.perf_counter() - start, len(data))
 
 
-def _fixed_batch(model: ModelHandle, batch_size: int) -> int:
-    """Models with a fixed batch dim take exactly that many samples per run."""
-    dims = {s.shape[0] for s in model.inputs if s.shape}
-    fixed = [d for d in dims if isinstance(d, int)]
-    return fixed[0] if fixed else batch_size
+def fixed_batch(model: ModelHandle) -> int | None:
+    """The batch size a model with a fixed batch dim takes on every run (None when the batch dim is dynamic)."""
+    fixed = [s.shape[0] for s in model.inputs if s.shape and isinstance(s.shape[0], int)]
+    return fixed[0] if fixed else None
 
 
 def load_ranges(path: Path) -> dict[str, tuple[float, float]]:

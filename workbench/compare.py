@@ -27,6 +27,7 @@ import onnx
 import pandas as pd
 
 from .backends import Backend, get_backend
+from .calibration import fixed_batch
 from .cost import macs_per_sample
 from .data import Dataset
 from .metrics import RunningStats
@@ -54,7 +55,6 @@ class LayerReport:
     framework: dict | None = None
     excluded_nodes: list[str] = field(default_factory=list)
     macs: dict[str, int] = field(default_factory=dict)
-    candidate_outputs: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         return {
@@ -111,9 +111,9 @@ def compare(
     data: Dataset,
     backend: Backend | None = None,
     batch_size: int = 32,
+    memory_budget_mb: float = 512.0,
     threshold_db: float = DEFAULT_THRESHOLD_DB,
     framework: bool = True,
-    keep_outputs: bool = False,
     save_dir: Path | None = None,
     progress: bool = True,
     local_sensitivity: bool = True,
@@ -122,6 +122,8 @@ def compare(
 
     `local_sensitivity` adds the per-node isolated error (one extra pass over the quantized nodes, about one more
     model run); the diagnosis ranks by it. Without it the comparison costs about two marked runs.
+    Every marked tensor of a batch is held at once, so the batch shrinks below `batch_size` when one sample's
+    tensors (measured on the first sample) would exceed `memory_budget_mb` per batch.
     """
     from tqdm.auto import tqdm
 
@@ -146,17 +148,24 @@ def compare(
     output_names = [o.name for o in model.outputs]
     out_stats = {o: RunningStats() for o in output_names}
     torch_check = _FrameworkCheck.create(model) if framework else None
-    kept: dict[str, list[np.ndarray]] = {o: [] for o in output_names}
     float_tensors: set[str] | None = None
     shapes: dict[str, tuple[int, ...]] = {}
     saved = _SavedRun(save_dir, ref_engine.runner().name, cand_engine.runner().name) if save_dir else None
 
-    batches = list(data.batches(batch_size))
     ref_runner, cand_runner = ref_engine.runner(), cand_engine.runner()
+    bar = tqdm(total=len(data), desc="comparing", unit="sample", disable=not progress, leave=False)
+    fixed = fixed_batch(model)
+    start, step = 0, fixed or 1
     with quiet(), ref_runner, cand_runner:
-        for feed in tqdm(batches, desc="comparing", unit="batch", disable=not progress, leave=False):
+        while start < len(data):
+            feed = {k: v[start:start + step] for k, v in data.inputs.items()}
             ref_values = {**feed, **ref_runner.infer(feed)}
             cand_values = {**feed, **cand_runner.infer(feed)}
+            if start == 0 and not fixed:
+                per_sample = sum(v.nbytes for v in ref_values.values()) + sum(v.nbytes for v in cand_values.values())
+                step = int(max(1, min(batch_size, memory_budget_mb * 2**20 // max(per_sample, 1))))
+            start += len(next(iter(feed.values())))
+            bar.update(len(next(iter(feed.values()))))
             if float_tensors is None:
                 float_tensors = {t for t in names if np.issubdtype(np.asarray(ref_values[t]).dtype, np.floating)}
                 shapes = {t: np.shape(v) for t, v in ref_values.items()}
@@ -169,13 +178,12 @@ def compare(
                 local_stats[node].update(ref_values[fp32_tensor], ref_values[clone])
             for o in output_names:
                 out_stats[o].update(ref_values[o], cand_values[names[o][0]])
-                if keep_outputs:
-                    kept[o].append(np.array(cand_values[names[o][0]]))
             if torch_check is not None:
                 torch_check.update(feed, ref_values, output_names)
             if saved is not None:
                 saved.add(feed, {o: ref_values[o] for o in output_names},
                           {o: cand_values[names[o][0]] for o in output_names})
+    bar.close()
     if saved is not None:
         saved.write()
 
@@ -192,11 +200,10 @@ def compare(
         threshold_db=threshold_db,
         recipe=transformed.recipe.to_dict(),
         samples=len(data),
-        context={**cand_engine.describe(), "batch_size": batch_size, "synthetic_data": data.synthetic},
+        context={**cand_engine.describe(), "batch_size": step, "synthetic_data": data.synthetic},
         framework=None if torch_check is None else torch_check.result(),
         excluded_nodes=list(transformed.excluded_nodes),
         macs=macs_per_sample(reference, shapes),
-        candidate_outputs={o: np.concatenate(v) for o, v in kept.items()} if keep_outputs else None,
     )
 
 

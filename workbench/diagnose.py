@@ -1,17 +1,17 @@
 """Where INT8 collapses and the smallest set of nodes to keep in higher precision to fix it.
 
 Ranking: each quantized node's local sensitivity (quantized alone, on exact FP32 inputs; see sensitivity.py),
-measured in the same run as the per-layer comparison. Search: the shortest prefix of the ranking that meets
+measured by one per-layer comparison pass on a subset of the data. Search: the shortest prefix of the ranking that meets
 the target, by bisection over the prefix length (every evaluation is a re-quantize from cached calibration
-ranges plus one run), then leftover budget prunes nodes the prefix did not need. Budget: ⌈log2 N⌉ + 3 runs
-for N quantized nodes, counting the comparison run.
+ranges plus one run over the data), then leftover budget prunes nodes the prefix did not need. Budget:
+⌈log2 N⌉ + 3 evaluations for N quantized nodes, counting the evaluation of the unmodified recipe.
 """
 from __future__ import annotations
 
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -19,13 +19,11 @@ from .backends import Backend, get_backend
 from .compare import LayerReport, compare
 from .data import Dataset
 from .errors import WorkbenchError
-from .evaluate import run
-from .metrics import RunningStats
+from .evaluate import TaskMetric, output_scores, run
 from .model import ModelHandle
 from .recipe import Recipe
 from .transform import apply
 
-TaskMetric = Callable[[dict[str, np.ndarray], Dataset], float]
 
 
 @dataclass
@@ -87,6 +85,7 @@ class Diagnosis:
     report: LayerReport = field(repr=False)
     trials: list[dict] = field(default_factory=list)
     cost: dict = field(default_factory=dict)
+    ranking_samples: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -94,7 +93,7 @@ class Diagnosis:
             "evaluations": self.evaluations, "budget": self.budget, "quantized_nodes": self.quantized_nodes,
             "target": self.target, "met": self.met, "explanation": self.explanation,
             "recipe": self.recipe.to_dict(), "first_divergence": self.report.first_divergence,
-            "trials": self.trials, "cost": self.cost,
+            "trials": self.trials, "cost": self.cost, "ranking_samples": self.ranking_samples,
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -103,12 +102,10 @@ class Diagnosis:
 
 def _scores(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], data: Dataset,
             target: Target) -> dict:
-    stats = {name: RunningStats() for name in reference}
-    for name, s in stats.items():
-        s.update(reference[name], outputs[name])
-    scores = {"cosine": min(s.cosine for s in stats.values()), "sqnr_db": min(s.sqnr_db for s in stats.values())}
+    """Worst output cosine and SQNR over the graph outputs, plus the task metric if the target has one."""
+    scores = output_scores(outputs, reference)
     if target.metric is not None:
-        scores[target.metric_name] = float(target.metric(outputs, data))
+        scores[target.metric_name] = float(target.metric(outputs, reference, data))
     return scores
 
 
@@ -138,9 +135,14 @@ def diagnose(
     target: Target | None = None,
     backend: Backend | None = None,
     batch_size: int = 64,
+    ranking_samples: int = 64,
     progress: bool = True,
 ) -> Diagnosis:
-    """Rank quantized nodes and find a minimal fallback set that meets `target` (default output cosine ≥ 0.99)."""
+    """Rank quantized nodes and find a minimal fallback set that meets `target` (default output cosine ≥ 0.99).
+
+    The ranking pass (per-layer comparison with local sensitivity, every tensor marked) runs on the first
+    `ranking_samples` samples; every evaluation of a configuration runs on all of `data`.
+    """
     from tqdm.auto import tqdm
 
     if recipe.precision != "int8":
@@ -151,14 +153,13 @@ def diagnose(
     if not base.quantized_nodes:
         raise WorkbenchError("no node is quantized by this recipe: nothing to diagnose")
     n = len(base.quantized_nodes)
-    budget = math.ceil(math.log2(max(n, 2))) + 3
+    budget = math.ceil(math.log2(max(n, 2))) + 3  # evaluations, counting the unmodified recipe's
     bar = tqdm(total=budget, desc="diagnosing", unit="run", disable=not progress, leave=False)
-    report = compare(base, data, backend, batch_size=batch_size, framework=False, keep_outputs=True,
-                     progress=False)
-    bar.update()
     reference = run(backend.build(model.path), data, batch_size)
-    reference_metric = float(target.metric(reference, data)) if target.metric is not None else None
-    before = _scores(report.candidate_outputs, reference, data, target)
+    reference_metric = float(target.metric(reference, reference, data)) if target.metric is not None else None
+    before = _scores(run(backend.build(base.path), data, batch_size), reference, data, target)
+    bar.update()
+    report = compare(base, data.take(ranking_samples), backend, framework=False, progress=False)
     ranking = rank(report, base.quantized_nodes)
     order = [r["node"] for r in ranking]
     trials: list[dict] = []
@@ -202,6 +203,7 @@ def diagnose(
         ranking=ranking, fallback=fallback, before=before, after=after, evaluations=1 + len(trials),
         budget=budget, quantized_nodes=n, target=target.to_dict(), met=met, explanation="",
         recipe=recipe.with_exclude(list(recipe.exclude) + fallback), report=report, trials=trials, cost=cost,
+        ranking_samples=report.samples,
     )
     diagnosis.explanation = explain(diagnosis, target)
     return diagnosis

@@ -1,4 +1,8 @@
-"""Run an engine over a dataset, and task metrics (top-1 accuracy) that tests, notebooks and diagnose share."""
+"""Run an engine over a dataset, and task metrics that tests, notebooks and diagnose share.
+
+A task metric is `metric(outputs, reference, data) -> float`, higher is better: `outputs` are the candidate's
+graph outputs over the whole dataset, `reference` the FP32 model's, `data` the inputs (with labels if any).
+"""
 from __future__ import annotations
 
 from typing import Callable
@@ -7,10 +11,11 @@ import numpy as np
 
 from .data import Dataset
 
-TaskMetric = Callable[[dict[str, np.ndarray], Dataset], float]
+Outputs = dict[str, np.ndarray]
+TaskMetric = Callable[[Outputs, Outputs, Dataset], float]
 
 
-def run(engine, data: Dataset, batch_size: int = 64) -> dict[str, np.ndarray]:
+def run(engine, data: Dataset, batch_size: int = 64) -> Outputs:
     """Every graph output for every sample, concatenated on axis 0."""
     chunks: dict[str, list[np.ndarray]] = {}
     for feed in data.batches(batch_size):
@@ -19,17 +24,62 @@ def run(engine, data: Dataset, batch_size: int = 64) -> dict[str, np.ndarray]:
     return {k: np.concatenate(v) for k, v in chunks.items()}
 
 
-def top1_accuracy(outputs: dict[str, np.ndarray], data: Dataset) -> float:
+def output_scores(outputs: Outputs, reference: Outputs) -> dict:
+    """Worst cosine and SQNR over the graph outputs, against the FP32 reference (shared/DESIGN.md metrics)."""
+    from .metrics import RunningStats
+
+    stats = {name: RunningStats() for name in reference}
+    for name, s in stats.items():
+        s.update(reference[name], outputs[name])
+    return {"cosine": min(s.cosine for s in stats.values()), "sqnr_db": min(s.sqnr_db for s in stats.values())}
+
+
+def _first(outputs: Outputs) -> np.ndarray:
+    return next(iter(outputs.values()))
+
+
+def top1_accuracy(outputs: Outputs, data: Dataset) -> float:
     """Fraction of samples whose arg-max over the first output's last axis equals the label."""
     if data.labels is None:
         raise ValueError("top-1 accuracy needs labels in the dataset")
-    logits = next(iter(outputs.values()))
-    return float((logits.argmax(-1) == data.labels).mean())
+    return float((_first(outputs).argmax(-1) == data.labels).mean())
+
+
+def labelled_top1(outputs: Outputs, reference: Outputs, data: Dataset) -> float:
+    """Top-1 accuracy against the dataset's labels."""
+    return top1_accuracy(outputs, data)
+
+
+def top1_agreement(outputs: Outputs, reference: Outputs, data: Dataset) -> float:
+    """Fraction of samples whose top-1 class matches the FP32 model's (no labels needed)."""
+    return float((_first(outputs).argmax(-1) == _first(reference).argmax(-1)).mean())
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    a = a.reshape(len(a), -1).astype(np.float64)
+    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+
+def mean_cosine(outputs: Outputs, reference: Outputs, data: Dataset) -> float:
+    """Mean over samples of the cosine between candidate and FP32 first outputs (logits or embeddings)."""
+    return float((_rows(_first(outputs)) * _rows(_first(reference))).sum(1).mean())
+
+
+def neighbour_agreement(outputs: Outputs, reference: Outputs, data: Dataset) -> float:
+    """Fraction of samples whose nearest neighbour (cosine, among the other samples) is the same as with FP32
+    embeddings: what a semantic search over these embeddings would return."""
+    def nearest(e: np.ndarray) -> np.ndarray:
+        e = _rows(e)
+        sim = e @ e.T
+        np.fill_diagonal(sim, -np.inf)
+        return sim.argmax(1)
+
+    return float((nearest(_first(outputs)) == nearest(_first(reference))).mean())
 
 
 def recipe_table(model, recipes, calib: Dataset | None, data: Dataset, backend=None,
                  progress: bool = True):
-    """One row per recipe: top-1 accuracy (when labels exist) and agreement with FP32 on `data`."""
+    """One row per recipe: the zoo entry's task metrics (or top-1 agreement) and output cosine vs FP32."""
     import pandas as pd
     from tqdm.auto import tqdm
 
@@ -38,16 +88,15 @@ def recipe_table(model, recipes, calib: Dataset | None, data: Dataset, backend=N
 
     backend = backend or get_backend()
     reference = run(backend.build(model.path), data)
-    ref_top = next(iter(reference.values())).argmax(-1)
+    metrics = dict(model.zoo.metrics) if model.zoo is not None else {}
+    if not metrics:
+        metrics = {"top1": labelled_top1} if data.labels is not None else {"top1_agreement": top1_agreement}
     rows = []
     for recipe in tqdm(list(recipes), desc="recipes", disable=not progress, leave=False):
         transformed = apply(model, recipe, calib, progress=False)
         outputs = run(backend.build(transformed.path), data)
-        first = next(iter(outputs.values()))
-        rows.append({
-            "recipe": recipe.label, "precision": recipe.precision,
-            "top1": top1_accuracy(outputs, data) if data.labels is not None else None,
-            "top1_agreement_with_fp32": float((first.argmax(-1) == ref_top).mean()),
-            "quantized_nodes": len(transformed.quantized_nodes),
-        })
+        rows.append({"recipe": recipe.label, "precision": recipe.precision,
+                     **{name: fn(outputs, reference, data) for name, fn in metrics.items()},
+                     "mean_cosine": mean_cosine(outputs, reference, data),
+                     "quantized_nodes": len(transformed.quantized_nodes)})
     return pd.DataFrame(rows)

@@ -1,12 +1,14 @@
-"""Bundled models with real data. Entries load lazily; heavy ones live behind the `zoo` extra."""
+"""Bundled models with real data. Entries load lazily; the real pretrained ones need the `zoo` extra."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
+
+from ..errors import WorkbenchError
 
 if TYPE_CHECKING:
     from ..data import Dataset
+    from ..evaluate import TaskMetric
     from ..model import ModelHandle
 
 
@@ -14,39 +16,39 @@ if TYPE_CHECKING:
 class ZooEntry:
     name: str
     description: str
-    model_path: Path
-    calib_path: Path
-    eval_path: Path
-    task: str  # "classification" or "embedding": which task metric applies
+    export: Callable[[], "ModelHandle"] = field(repr=False)
+    calibration: Callable[[], "Dataset"] = field(repr=False)
+    evaluation: Callable[[], "Dataset"] = field(repr=False)
+    metrics: dict[str, "TaskMetric"] = field(default_factory=dict, repr=False)
     torch_module: Callable[[], Any] | None = field(default=None, repr=False)
+    class_names: Callable[[], list[str]] | None = field(default=None, repr=False)
 
     def calibration_data(self) -> "Dataset":
-        from ..data import load_npz
-
-        return load_npz(self.calib_path, self._specs())
+        return self.calibration()
 
     def evaluation_data(self) -> "Dataset":
-        from ..data import load_npz
-
-        return load_npz(self.eval_path, self._specs())
-
-    def _specs(self):
-        return load(self.name).inputs
+        return self.evaluation()
 
 
 def _mnist() -> ZooEntry:
     from . import mnist_cnn
 
-    d = mnist_cnn.DATA_DIR
-    return ZooEntry(
-        name="mnist-cnn",
-        description="Small CNN trained on 4000 real MNIST digits (datasets/train_mnist_cnn.py); 98.3 % FP32 top-1",
-        model_path=d / "model.onnx", calib_path=d / "calib.npz", eval_path=d / "eval.npz",
-        task="classification", torch_module=mnist_cnn.load_module,
-    )
+    return mnist_cnn.entry()
 
 
-_ENTRIES: dict[str, Callable[[], ZooEntry]] = {"mnist-cnn": _mnist}
+def _mobilenet() -> ZooEntry:
+    from . import mobilenet_v2
+
+    return mobilenet_v2.entry()
+
+
+def _minilm() -> ZooEntry:
+    from . import minilm
+
+    return minilm.entry()
+
+
+_ENTRIES: dict[str, Callable[[], ZooEntry]] = {"mnist-cnn": _mnist, "mobilenet-v2": _mobilenet, "minilm": _minilm}
 
 
 def names() -> list[str]:
@@ -54,23 +56,29 @@ def names() -> list[str]:
 
 
 def entry(name: str) -> ZooEntry:
-    from ..errors import WorkbenchError
-
     if name not in _ENTRIES:
         raise WorkbenchError(f"unknown zoo model {name!r}; available: {', '.join(names())}")
     return _ENTRIES[name]()
+
+
+def require(module: str, extra_hint: str) -> Any:
+    """Import an optional zoo dependency, or fail with one line saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise WorkbenchError(f"this zoo model needs {module!r}: {extra_hint}") from None
 
 
 _LOADED: dict[str, "ModelHandle"] = {}
 
 
 def load(name: str) -> "ModelHandle":
-    """The zoo model as a ModelHandle (memoised: the bundled file never changes within a process)."""
+    """The zoo model as a ModelHandle (memoised per process; exports are cached on disk)."""
     if name not in _LOADED:
-        from ..model import from_onnx
-
         e = entry(name)
-        handle = from_onnx(e.model_path, name=name, source="zoo")
+        handle = e.export()
         handle.zoo = e
         _LOADED[name] = handle
     return _LOADED[name]

@@ -39,3 +39,25 @@ def load_module():
     weights = np.load(DATA_DIR / "weights.npz")
     module.load_state_dict({k: torch.from_numpy(weights[k]) for k in weights.files})
     return module.eval()
+
+
+def _dataset(split: str):
+    from ..data import load_npz
+    from . import load
+
+    return load_npz(DATA_DIR / f"{split}.npz", load("mnist-cnn").inputs)
+
+
+def entry():
+    from ..evaluate import labelled_top1, top1_agreement
+    from ..model import from_onnx
+    from . import ZooEntry
+
+    return ZooEntry(
+        name="mnist-cnn",
+        description="Small CNN trained on 4000 real MNIST digits (datasets/train_mnist_cnn.py); 98.3 % FP32 top-1",
+        export=lambda: from_onnx(DATA_DIR / "model.onnx", name="mnist-cnn", source="zoo"),
+        calibration=lambda: _dataset("calib"), evaluation=lambda: _dataset("eval"),
+        metrics={"top1": labelled_top1, "top1_agreement": top1_agreement},
+        torch_module=load_module, class_names=lambda: [str(i) for i in range(10)],
+    )
