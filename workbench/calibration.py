@@ -41,20 +41,24 @@ def _calibrator_options(method: str, percentile: float) -> dict:
     return options
 
 
-def calibration_key(model: ModelHandle, data: Dataset, method: str, percentile: float, batch_size: int) -> str:
+def calibration_key(model: ModelHandle, data: Dataset, method: str, percentile: float, batch_size: int,
+                    op_types: list[str] | None) -> str:
     import onnxruntime
 
     return cache.digest("calibration", model.sha256, data.fingerprint(), method,
-                        _calibrator_options(method, percentile), batch_size, onnxruntime.__version__)
+                        _calibrator_options(method, percentile), batch_size, op_types, onnxruntime.__version__)
 
 
 def calibrate(
     model: ModelHandle, data: Dataset, method: str = "minmax", percentile: float = 99.99, batch_size: int = 32,
-    progress: bool = True,
+    progress: bool = True, op_types: list[str] | None = None,
 ) -> CalibrationResult:
-    """Ranges for every float tensor of the FP32 graph; a cache hit returns without running the model."""
+    """Ranges for the float tensors around `op_types` (None: every float tensor of the FP32 graph).
+
+    A cache hit returns without running the model, so re-quantizing with other exclusions costs no inference.
+    """
     start = time.perf_counter()
-    key = calibration_key(model, data, method, percentile, batch_size)
+    key = calibration_key(model, data, method, percentile, batch_size, op_types)
     path = cache.artifact_path("calibration", key, ".json")
     if path.exists():
         return CalibrationResult(path, method, True, time.perf_counter() - start, len(data))
@@ -77,7 +81,7 @@ def calibrate(
     with tempfile.TemporaryDirectory(prefix="workbench-calib-") as tmp, quiet():
         try:
             calibrator = create_calibrator(
-                Path(model.path), None, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
+                Path(model.path), op_types, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
                 calibrate_method=_ort_method(method), extra_options=_calibrator_options(method, percentile),
             )
             calibrator.collect_data(Reader())

@@ -37,7 +37,7 @@ from .transform import TransformedModel
 
 DEFAULT_THRESHOLD_DB = 20.0
 LAYER_COLUMNS = ["tensor", "node", "op_type", "module", "quantized", "sqnr_db", "cosine", "max_abs", "mean_abs",
-                 "sqnr_pre_q_db", "local_sqnr_db", "added_noise"]
+                 "rms", "sqnr_pre_q_db", "local_sqnr_db", "added_noise"]
 
 
 @dataclass
@@ -55,6 +55,8 @@ class LayerReport:
     framework: dict | None = None
     excluded_nodes: list[str] = field(default_factory=list)
     macs: dict[str, int] = field(default_factory=dict)
+    channel_rms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # quantized tensors only
+    amax: dict[str, float] = field(default_factory=dict, repr=False)  # observed max |value|, quantized tensors
 
     def to_dict(self) -> dict:
         return {
@@ -174,6 +176,7 @@ def compare(
                 stats[t].update(ref_values[t], cand_values[effective])
                 if raw is not None:
                     raw_stats[t].update(ref_values[t], cand_values[raw])
+                    stats[t].track_channels(ref_values[t])
             for node, (fp32_tensor, clone) in local_pairs.items():
                 local_stats[node].update(ref_values[fp32_tensor], ref_values[clone])
             for o in output_names:
@@ -204,6 +207,8 @@ def compare(
         framework=None if torch_check is None else torch_check.result(),
         excluded_nodes=list(transformed.excluded_nodes),
         macs=macs_per_sample(reference, shapes),
+        channel_rms={t: s.channel_rms() for t, s in stats.items() if s.channel_sq is not None},
+        amax={t: s.ref_amax for t, s in stats.items() if s.ref_amax},
     )
 
 
@@ -220,7 +225,7 @@ def _table(rows, names, float_tensors, stats, raw_stats, local, module_of, candi
         raw_noise[tensor] = raw.relative_noise if raw is not None else s.relative_noise
         records.append({
             "tensor": tensor, "node": node, "op_type": op_type, "module": module_of.get(node),
-            "quantized": raw is not None, **s.summary(),
+            "quantized": raw is not None, **s.summary(), "rms": s.reference_rms,
             "sqnr_pre_q_db": raw.sqnr_db if raw is not None else None,
             "local_sqnr_db": local.get(tensor),
         })

@@ -20,6 +20,7 @@ from .compare import LayerReport, compare
 from .data import Dataset
 from .errors import WorkbenchError
 from .evaluate import TaskMetric, output_scores, run
+from .metrics import SQNR_CAP_DB
 from .model import ModelHandle
 from .recipe import Recipe
 from .transform import apply
@@ -86,6 +87,7 @@ class Diagnosis:
     trials: list[dict] = field(default_factory=list)
     cost: dict = field(default_factory=dict)
     ranking_samples: int = 0
+    causes: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {
@@ -94,6 +96,7 @@ class Diagnosis:
             "target": self.target, "met": self.met, "explanation": self.explanation,
             "recipe": self.recipe.to_dict(), "first_divergence": self.report.first_divergence,
             "trials": self.trials, "cost": self.cost, "ranking_samples": self.ranking_samples,
+            "causes": self.causes,
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -199,11 +202,13 @@ def diagnose(
     if target.metric is not None:
         before[f"reference_{target.metric_name}"] = after[f"reference_{target.metric_name}"] = reference_metric
     cost = _cost(report, base.quantized_nodes, fallback)
+    causes = {r["node"]: cause(r["node"], model, report, base) for r in ranking[:3] + [
+        r for r in ranking if r["node"] in fallback][:8]}
     diagnosis = Diagnosis(
         ranking=ranking, fallback=fallback, before=before, after=after, evaluations=1 + len(trials),
         budget=budget, quantized_nodes=n, target=target.to_dict(), met=met, explanation="",
         recipe=recipe.with_exclude(list(recipe.exclude) + fallback), report=report, trials=trials, cost=cost,
-        ranking_samples=report.samples,
+        ranking_samples=report.samples, causes=causes,
     )
     diagnosis.explanation = explain(diagnosis, target)
     return diagnosis
@@ -215,6 +220,53 @@ def _cost(report: LayerReport, quantized: list[str], fallback: list[str]) -> dic
     return {"nodes_in_higher_precision": len(fallback), "nodes_still_int8": len(quantized) - len(fallback),
             "macs_per_sample_int8_eligible": total, "macs_per_sample_in_higher_precision": kept,
             "share_of_macs_in_higher_precision": kept / total if total else 0.0}
+
+
+def cause(node_name: str, model: ModelHandle, report: LayerReport, base) -> str:
+    """Why quantizing this node hurts, from the data: each quantized input's calibrated range, its INT8 step
+    (range / 127) and the tensor's typical magnitude (RMS over the comparison samples)."""
+    from .calibration import load_ranges
+
+    if base.calibration is None:
+        return ""
+    ranges = load_ranges(base.calibration.path)
+    rows = report.layers.set_index("tensor")
+    node = next((n for n in model.proto.graph.node if n.name == node_name), None)
+    if node is None:
+        return ""
+    parts = []
+    for tensor in [*node.input, *node.output]:
+        if tensor not in ranges or tensor not in rows.index or not bool(rows.loc[tensor, "quantized"]):
+            continue
+        amax = max(abs(ranges[tensor][0]), abs(ranges[tensor][1]))
+        step, rms = amax / 127.0, float(rows.loc[tensor, "rms"])
+        if not math.isfinite(rms) or rms <= 0:
+            continue
+        if amax >= 1e30:
+            parts.append(f"'{tensor}' is calibrated to ±{amax:.1e} (it carries an additive mask of ±FLT_MAX), so "
+                         f"one INT8 step is {step:.1e} and every real value rounds to zero")
+            continue
+        observed = report.amax.get(tensor, 0.0)
+        if observed > 1.5 * amax:
+            parts.append(f"'{tensor}' reaches ±{observed:.3g} but calibration set its range to ±{amax:.3g}: "
+                         "the larger values are clipped")
+            continue
+        channels = report.channel_rms.get(tensor)
+        if channels is not None and len(channels) > 1:
+            below = int((channels < step).sum())
+            median = float(np.median(channels))
+            if below and channels.max() > 8 * median:
+                parts.append(f"'{tensor}' spans ±{amax:.3g} because a few channels are outliers (largest channel "
+                             f"RMS {channels.max():.3g}, median {median:.3g}); with one INT8 step of {step:.3g} for "
+                             f"the whole tensor, {below} of {len(channels)} channels sit below one step")
+                continue
+        if step >= 0.5 * rms:
+            parts.append(f"'{tensor}' spans ±{amax:.3g} but its typical magnitude is {rms:.3g}: one INT8 step "
+                         f"({step:.3g}) is {step / rms:.0%} of it, so most values round to a few levels")
+        else:
+            parts.append(f"'{tensor}' spans ±{amax:.3g} with typical magnitude {rms:.3g} (INT8 step {step:.3g}, "
+                         f"{rms / step:.0f} steps per typical value)")
+    return "; ".join(parts)
 
 
 def _name(row: dict) -> str:
@@ -236,14 +288,18 @@ def explain(d: Diagnosis, target: Target) -> str:
         lines = [f"The most harmful quantized node is {_name(top)}."]
     else:
         verb = "INT8 accuracy collapses at" if local < d.report.threshold_db else "The most harmful quantized node is"
-        lines = [f"{verb} {_name(top)}: quantized on its own, with exact FP32 inputs, its output keeps "
-                 f"{local:.1f} dB SQNR ({min(1.0, top['score']):.2%} relative noise power)."]
+        effect = ("its output is destroyed (Inf/NaN or no signal left)" if local <= -SQNR_CAP_DB + 1 else
+                  f"its output keeps {local:.1f} dB SQNR ({min(1.0, top['score']):.2%} relative noise power)")
+        lines = [f"{verb} {_name(top)}: quantized on its own, with exact FP32 inputs, {effect}."]
+    if d.causes.get(top["node"]):
+        lines.append(f"Why: {d.causes[top['node']]}.")
     if d.report.first_divergence:
         lines.append(f"The first tensor below {d.report.threshold_db:g} dB along the graph is "
                      f"'{d.report.first_divergence}'.")
     others = [r for r in culprits[1:] if r["local_sqnr_db"] is not None]
     if others:
-        lines.append("Also harmful: " + "; ".join(f"{_name(r)} at {r['local_sqnr_db']:.1f} dB" for r in others) + ".")
+        lines.append("Also harmful: " + "; ".join(f"{_name(r)} at {max(r['local_sqnr_db'], -SQNR_CAP_DB):.1f} dB"
+                                                   for r in others) + ".")
     after_metric = f", {target.metric_name} {a[target.metric_name]:.4f}" if target.metric is not None else ""
     verdict = "meets" if d.met else "still misses"
     lines.append(

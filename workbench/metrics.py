@@ -27,16 +27,40 @@ class RunningStats:
     abs_sum: float = 0.0
     max_abs: float = 0.0
     count: int = 0
+    channel_sq: np.ndarray | None = None  # per-channel Σref² when tracked (see track_channels)
+    ref_amax: float = 0.0  # max |ref| when tracked
+
+    def track_channels(self, ref: np.ndarray) -> None:
+        """Accumulate the reference's energy per channel (axis 1 of NCHW, last axis of [batch, ..., hidden])."""
+        a = np.asarray(ref, dtype=np.float64)
+        if a.size:
+            self.ref_amax = max(self.ref_amax, float(np.abs(a).max()))
+        if a.ndim < 2:
+            return
+        axis = 1 if a.ndim == 4 else a.ndim - 1
+        per_channel = np.square(a).sum(axis=tuple(i for i in range(a.ndim) if i != axis))
+        self.channel_sq = per_channel if self.channel_sq is None else self.channel_sq + per_channel
+
+    def channel_rms(self) -> np.ndarray | None:
+        if self.channel_sq is None or not self.count:
+            return None
+        return np.sqrt(self.channel_sq * len(self.channel_sq) / self.count)
 
     def update(self, ref: np.ndarray, x: np.ndarray) -> None:
         r = np.ascontiguousarray(ref, dtype=np.float32).ravel()
         v = np.ascontiguousarray(x, dtype=np.float32).ravel()
         if r.shape != v.shape:
             raise ValueError(f"shape mismatch {np.shape(ref)} vs {np.shape(x)}")
-        d = r - v
-        self.ref_sq += float(np.dot(r, r))
-        self.x_sq += float(np.dot(v, v))
-        self.err_sq += float(np.dot(d, d))
+        with np.errstate(over="ignore", invalid="ignore"):
+            d = r - v
+            sums = (float(np.dot(r, r)), float(np.dot(v, v)), float(np.dot(d, d)))
+        if not all(map(math.isfinite, sums)):  # e.g. attention masks near ±3.4e38: redo in float64
+            r, v = r.astype(np.float64), v.astype(np.float64)
+            d = r - v
+            sums = (float(np.dot(r, r)), float(np.dot(v, v)), float(np.dot(d, d)))
+        self.ref_sq += sums[0]
+        self.x_sq += sums[1]
+        self.err_sq += sums[2]
         np.abs(d, out=d)
         if d.size:
             self.abs_sum += float(d.sum(dtype=np.float64))
@@ -44,7 +68,14 @@ class RunningStats:
         self.count += r.size
 
     @property
+    def finite(self) -> bool:
+        return all(map(math.isfinite, (self.ref_sq, self.x_sq, self.err_sq)))
+
+    @property
     def sqnr_db(self) -> float:
+        """Non-finite values (an Inf/NaN in the candidate) count as the worst possible SQNR."""
+        if not self.finite:
+            return -SQNR_CAP_DB
         if self.err_sq == 0.0:
             return SQNR_CAP_DB
         if self.ref_sq == 0.0:
@@ -53,6 +84,8 @@ class RunningStats:
 
     @property
     def cosine(self) -> float:
+        if not self.finite:
+            return 0.0
         if self.ref_sq == 0.0 and self.x_sq == 0.0:
             return 1.0
         if self.ref_sq == 0.0 or self.x_sq == 0.0:
@@ -63,12 +96,19 @@ class RunningStats:
         return max(-1.0, min(1.0, 1.0 - (self.err_sq - gap) / (2.0 * norms)))
 
     @property
+    def reference_rms(self) -> float:
+        """Typical magnitude of the reference tensor: sqrt(mean(ref²))."""
+        return math.sqrt(self.ref_sq / self.count) if self.count and math.isfinite(self.ref_sq) else float("nan")
+
+    @property
     def mean_abs(self) -> float:
         return self.abs_sum / self.count if self.count else 0.0
 
     @property
     def relative_noise(self) -> float:
         """‖ref − x‖² / ‖ref‖²: noise power as a fraction of signal power (10^(−SQNR/10))."""
+        if not self.finite:
+            return float("inf")
         return self.err_sq / self.ref_sq if self.ref_sq else (0.0 if self.err_sq == 0 else 1.0)
 
     def summary(self) -> dict:

