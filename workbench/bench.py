@@ -124,6 +124,7 @@ def sweep(
         engine = engines[recipe]
         context = engine.describe()
         feed = batch_feed(data, batch)
+        backend.check_profile(feed)
         m = measure(engine, feed, iterations, warmup, duration_s)
         host = summarize(m.host_ms, batch)
         row = {"recipe": recipe.label, "precision": recipe.precision, "batch": batch,

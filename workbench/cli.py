@@ -32,6 +32,9 @@ def _add_recipe_args(p: argparse.ArgumentParser, precisions: Sequence[str] = PRE
     p.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="NODE",
                    help="keep these nodes in higher precision: node names, op types or regexes")
     p.add_argument("--calib-data", metavar="FILE.npz", help="calibration samples (keys = input names, axis 0)")
+    p.add_argument("--shapes", nargs="+", action="extend", default=[], metavar="NAME:MIN,OPT,MAX",
+                   help="optimization profile per input, e.g. input:1x1x28x28,8x1x28x28,32x1x28x28 "
+                        "(default: 1/8/32 for a dynamic batch, 1/64/256 for other dynamic dims)")
 
 
 def _recipe(args: argparse.Namespace):
@@ -49,7 +52,9 @@ def _write_json(obj: Any, path: str | None) -> None:
 
 
 def cmd_build(args: argparse.Namespace) -> int:
+    from .profiles import build_profile
     from .session import resolve
+    from .trtexec import commands
     from .transform import apply
 
     inputs = resolve(args.model, _recipe(args), args.calib_data, with_eval=False)
@@ -58,13 +63,18 @@ def cmd_build(args: argparse.Namespace) -> int:
     target = out / "model.onnx"
     if target.exists() and target.resolve() == Path(inputs.model.path).resolve():
         raise WorkbenchError(f"refusing to overwrite the input model {target}: choose another -o directory")
+    profile = build_profile(inputs.model.inputs, args.shapes)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(transformed.path, target)
     manifest = transformed.manifest()
     manifest["output"] = str(target)
+    manifest["profile"] = profile.to_dict()
+    manifest["trtexec"] = {"tensorrt_11": commands("model.onnx", profile, 11),
+                           "tensorrt_10": commands("model.onnx", profile, 10)}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     _write_json({"output": str(target), "manifest": str(out / "manifest.json"), "recipe": inputs.recipe.to_dict(),
                  "quantized_nodes": len(transformed.quantized_nodes), "excluded_nodes": transformed.excluded_nodes,
+                 "profile": profile.to_dict(), "trtexec": manifest["trtexec"]["tensorrt_11"],
                  "seconds": round(transformed.seconds, 3)}, None)
     return EXIT_OK
 
@@ -74,7 +84,19 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, help="use only the first N evaluation samples")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    p.add_argument("--backend", default="onnxruntime-cpu", help="onnxruntime-cpu, tensorrt or tensorrt-rtx")
     p.add_argument("--json", metavar="OUT", help="also write the JSON result to this file")
+
+
+def _backend(args: argparse.Namespace, model, **cpu_options: Any):
+    """The chosen backend with the profile from --shapes (TensorRT builds it; ONNX Runtime reports violations)."""
+    from .backends import get_backend
+    from .profiles import build_profile
+
+    profile = build_profile(model.inputs, args.shapes)
+    if args.backend == "onnxruntime-cpu":
+        return get_backend(args.backend, threads=args.threads, profile=profile, **cpu_options)
+    return get_backend(args.backend, profile=profile)
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -85,7 +107,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     inputs = resolve(args.model, _recipe(args), args.calib_data, args.eval_data, args.limit)
     transformed = apply(inputs.model, inputs.recipe, inputs.calib)
-    report = compare(transformed, inputs.eval, get_backend(threads=args.threads), batch_size=args.batch_size,
+    report = compare(transformed, inputs.eval, _backend(args, inputs.model), batch_size=args.batch_size,
                      threshold_db=args.threshold, framework=not args.no_framework, save_dir=args.save_outputs)
     _write_json(report.to_dict(), args.json)
     return EXIT_OK
@@ -100,8 +122,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         raise WorkbenchError("give one of --target-cosine and --target-sqnr")
     target = Target(cosine=args.target_cosine, sqnr_db=args.target_sqnr)
     inputs = resolve(args.model, _recipe(args), args.calib_data, args.eval_data, args.limit)
-    result = diagnose(inputs.model, inputs.recipe, inputs.calib, inputs.eval, target,
-                      get_backend(threads=args.threads), batch_size=args.batch_size)
+    result = diagnose(inputs.model, inputs.recipe, inputs.calib, inputs.eval, target, _backend(args, inputs.model),
+                      batch_size=args.batch_size)
     _write_json(result.to_dict(), args.json)
     print(result.explanation, file=sys.stderr)
     if not result.met:
@@ -130,7 +152,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     calib = calibration_data(model, args.calib_data) if any(r.precision == "int8" for r in recipes) else None
     data = evaluation_data(model, args.eval_data)
     report = sweep(model, recipes, _int_list(args.batch), calib, data,
-                   get_backend(threads=args.threads, optimization=args.optimization),
+                   _backend(args, model, optimization=args.optimization),
                    iterations=args.iterations, warmup=args.warmup, duration_s=args.duration)
     if args.html:
         from . import plots
@@ -145,6 +167,28 @@ def _write_html(figures: list, path: str) -> None:
     parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figures)]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text("<html><head><meta charset='utf-8'></head><body>" + "".join(parts) + "</body></html>")
+
+
+def cmd_trtexec(args: argparse.Namespace) -> int:
+    from .model import load_model
+    from .profiles import build_profile
+    from .trtexec import commands
+
+    model = load_model(args.model)
+    profile = build_profile(model.inputs, args.shapes)
+    _write_json(commands(str(args.model), profile, args.tensorrt_major), None)
+    return EXIT_OK
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    from .lint import lint
+    from .model import read_onnx
+
+    report = lint(read_onnx(args.model), name=args.model, target=args.target)
+    _write_json(report.to_dict(), args.json)
+    if not report.clean:
+        raise CheckFailed(f"{len(report.findings)} finding(s) for {args.target} in {args.model}")
+    return EXIT_OK
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
@@ -188,10 +232,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=10, help="warm-up iterations (default 10)")
     p.add_argument("--duration", type=float, help="time for this many seconds instead of --iterations")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    p.add_argument("--backend", default="onnxruntime-cpu", help="onnxruntime-cpu, tensorrt or tensorrt-rtx")
     p.add_argument("--optimization", default="all", help="ONNX Runtime graph optimization for timing (default all)")
     p.add_argument("--json", metavar="OUT", help="also write the JSON result to this file")
     p.add_argument("--html", metavar="OUT", help="write the latency plots as standalone HTML")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("trtexec", help="print the trtexec command lines that build and time this ONNX on a GPU")
+    p.add_argument("model", metavar="MODEL.onnx", help="a transformed model (e.g. out/model.onnx from build)")
+    p.add_argument("--shapes", nargs="+", action="extend", default=[], metavar="NAME:MIN,OPT,MAX")
+    p.add_argument("--tensorrt-major", type=int, default=11, choices=(10, 11))
+    p.set_defaults(func=cmd_trtexec)
+
+    p = sub.add_parser("lint", help="check an ONNX model against TensorRT's Q/DQ rules (exit 1 with findings)")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--target", default="tensorrt", help="what to check against (tensorrt)")
+    p.add_argument("--json", metavar="OUT", help="also write the JSON result to this file")
+    p.set_defaults(func=cmd_lint)
 
     p = sub.add_parser("zoo", help="list the bundled models")
     p.set_defaults(func=cmd_zoo)

@@ -31,7 +31,7 @@ from .calibration import fixed_batch
 from .cost import macs_per_sample
 from .data import Dataset
 from .metrics import RunningStats
-from .polygraphy_util import quiet, with_outputs
+from .polygraphy_util import quiet
 from .sensitivity import local_branches
 from .transform import TransformedModel
 
@@ -141,8 +141,8 @@ def compare(
     combined, local_pairs = local_branches(reference, candidate,
                                            list(transformed.quantized_nodes) if local_sensitivity else [])
     ref_marked += [clone for _, clone in local_pairs.values()]
-    ref_engine = backend.build_from_bytes(with_outputs(combined, ref_marked), name="fp32-reference")
-    cand_engine = backend.build_from_bytes(with_outputs(transformed.path, cand_marked), name=transformed.recipe.label)
+    ref_engine = backend.build_marked(combined, ref_marked, name="fp32-reference")
+    cand_engine = backend.build_marked(transformed.path, cand_marked, name=transformed.recipe.label)
 
     stats = {t: RunningStats() for t in names}
     raw_stats = {t: RunningStats() for t, (_, raw) in names.items() if raw is not None}
@@ -169,16 +169,18 @@ def compare(
             start += len(next(iter(feed.values())))
             bar.update(len(next(iter(feed.values()))))
             if float_tensors is None:
-                float_tensors = {t for t in names if np.issubdtype(np.asarray(ref_values[t]).dtype, np.floating)}
+                float_tensors = {t for t in names if t in ref_values and names[t][0] in cand_values  # fused away?
+                                 and np.issubdtype(np.asarray(ref_values[t]).dtype, np.floating)}
                 shapes = {t: np.shape(v) for t, v in ref_values.items()}
             for t in float_tensors:
                 effective, raw = names[t]
                 stats[t].update(ref_values[t], cand_values[effective])
-                if raw is not None:
+                if raw is not None and raw in cand_values:
                     raw_stats[t].update(ref_values[t], cand_values[raw])
                     stats[t].track_channels(ref_values[t])
             for node, (fp32_tensor, clone) in local_pairs.items():
-                local_stats[node].update(ref_values[fp32_tensor], ref_values[clone])
+                if fp32_tensor in ref_values and clone in ref_values:
+                    local_stats[node].update(ref_values[fp32_tensor], ref_values[clone])
             for o in output_names:
                 out_stats[o].update(ref_values[o], cand_values[names[o][0]])
             if torch_check is not None:
@@ -191,7 +193,7 @@ def compare(
         saved.write()
 
     float_tensors = float_tensors or set()
-    local = {pair[0]: local_stats[node].sqnr_db for node, pair in local_pairs.items()}
+    local = {pair[0]: local_stats[node].sqnr_db for node, pair in local_pairs.items() if local_stats[node].count}
     table = _table(rows, names, float_tensors, stats, raw_stats, local, model.module_of, candidate)
     first = next((r.tensor for r in table.itertuples() if r.sqnr_db < threshold_db), None)
     return LayerReport(
@@ -221,11 +223,12 @@ def _table(rows, names, float_tensors, stats, raw_stats, local, module_of, candi
             continue
         s = stats[tensor]
         raw = raw_stats.get(tensor)
+        raw = raw if raw is not None and raw.count else None  # raw value fused away on some backends
         noise[tensor] = s.relative_noise
         raw_noise[tensor] = raw.relative_noise if raw is not None else s.relative_noise
         records.append({
             "tensor": tensor, "node": node, "op_type": op_type, "module": module_of.get(node),
-            "quantized": raw is not None, **s.summary(), "rms": s.reference_rms,
+            "quantized": names[tensor][1] is not None, **s.summary(), "rms": s.reference_rms,
             "sqnr_pre_q_db": raw.sqnr_db if raw is not None else None,
             "local_sqnr_db": local.get(tensor),
         })

@@ -11,8 +11,9 @@ __all__ = ["Backend", "Engine", "get_backend", "backend_names", "availability"]
 
 def _registry() -> dict[str, type[Backend]]:
     from .onnxruntime_cpu import OnnxRuntimeCpu
+    from .tensorrt import TensorRT, TensorRTRtx
 
-    return {OnnxRuntimeCpu.name: OnnxRuntimeCpu}
+    return {OnnxRuntimeCpu.name: OnnxRuntimeCpu, TensorRT.name: TensorRT, TensorRTRtx.name: TensorRTRtx}
 
 
 def backend_names() -> list[str]:

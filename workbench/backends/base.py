@@ -34,6 +34,10 @@ class Engine(ABC):
 
 class Backend(ABC):
     name: str
+    profile: Any = None  # workbench.profiles.Profile: shapes an engine must support
+
+    def check_profile(self, feed: dict[str, np.ndarray]) -> None:
+        """Report (or refuse) inputs outside the optimization profile; backends decide which."""
 
     @classmethod
     @abstractmethod
@@ -47,3 +51,10 @@ class Backend(ABC):
     @abstractmethod
     def build_from_bytes(self, model: bytes, name: str) -> Engine:
         """Build from a serialized ONNX model (e.g. one with extra tensors marked as outputs)."""
+
+    def build_marked(self, model: Any, tensors: list[str], name: str) -> Engine:
+        """An engine whose outputs include `tensors` (per-layer comparison). Default: mark them as ONNX graph
+        outputs, which is exact on a backend that does not fuse across them (ONNX Runtime without optimizations)."""
+        from ..polygraphy_util import with_outputs
+
+        return self.build_from_bytes(with_outputs(model, tensors), name)

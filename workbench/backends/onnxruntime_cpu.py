@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import platform
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class OnnxRuntimeCpuEngine(Engine):
         self.input_names = [i.name for i in session.get_inputs()]
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.backend.check_profile(feed)
         try:
             values = self.session.run(self.output_names, feed)
         except Exception as exc:
@@ -91,13 +93,25 @@ def _numpy_runner_class() -> type:
 class OnnxRuntimeCpu(Backend):
     name = "onnxruntime-cpu"
 
-    def __init__(self, threads: int = 1, optimization: str = "disable") -> None:
+    def __init__(self, threads: int = 1, optimization: str = "disable", profile: Any = None) -> None:
         if threads < 1:
             raise WorkbenchError(f"threads must be ≥ 1, got {threads}")
         if optimization not in OPTIMIZATION_LEVELS:
             raise WorkbenchError(f"unknown graph optimization {optimization!r}; one of {OPTIMIZATION_LEVELS}")
         self.threads = threads
         self.optimization = optimization
+        self.profile = profile
+        self._reported: set[str] = set()
+
+    def check_profile(self, feed: dict[str, np.ndarray]) -> None:
+        """ONNX Runtime runs any shape; say (once per problem) when a TensorRT engine with this profile would not."""
+        if self.profile is None:
+            return
+        for problem in self.profile.violations(feed):
+            if problem not in self._reported:
+                self._reported.add(problem)
+                warnings.warn(f"{problem}: a TensorRT engine built with this profile would reject it", UserWarning,
+                              stacklevel=3)
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
