@@ -5,7 +5,7 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: install lab test bench clean
+.PHONY: install lab test bench browser clean
 
 install: $(VENV)/.installed
 
@@ -18,9 +18,13 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lab: install
-	$(BIN)/jupyter lab notebooks/01_quickstart.ipynb
+	$(BIN)/jupyter lab --allow-root notebooks/01_quickstart.ipynb
 
-test: install
+# The browser test drives Debian's Chromium (Playwright never downloads a browser of its own here).
+browser:
+	command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: install browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install

@@ -46,7 +46,8 @@ class Workbench:
     """`Workbench("mnist-cnn")`, `Workbench("model.onnx")` or `Workbench(module, example_inputs)`."""
 
     def __init__(self, model: Any = None, example_inputs: Any = None, eval_limit: int = 512,
-                 auto_run: bool = True, **torch_options: Any) -> None:
+                 auto_run: bool = True, calib_data: Any = None, eval_data: Any = None, **torch_options: Any) -> None:
+        self.calib_data, self.eval_data = calib_data, eval_data  # Datasets; default: the zoo's splits
         self.model = None
         self.source = ""
         self.report = None
@@ -181,6 +182,17 @@ class Workbench:
                       tuple(self.exclusions.value) if self.precision.value in ("fp16", "int8") else (),
                       placement=self.placement.value)
 
+    def _calib(self):
+        from ..session import calibration_data
+
+        return self.calib_data if self.calib_data is not None else calibration_data(self.model)
+
+    def _eval(self, limit: int | None = None):
+        from ..session import evaluation_data
+
+        data = self.eval_data if self.eval_data is not None else evaluation_data(self.model)
+        return data.take(limit or self.eval_limit)
+
     def _backend(self):
         from ..profiles import build_profile
 
@@ -196,7 +208,6 @@ class Workbench:
     def run(self) -> None:
         """Build the current recipe and compare every layer with FP32 (re-quantizing reuses cached ranges)."""
         from ..compare import compare
-        from ..session import calibration_data, evaluation_data
         from ..transform import apply
 
         if self.model is None:
@@ -204,12 +215,12 @@ class Workbench:
         recipe = self.recipe()
         self.progress.value, self.progress.bar_style = 0, "info"
         self._status(f"building {recipe.label} …")
-        calib = calibration_data(self.model) if recipe.precision == "int8" else None
+        calib = self._calib() if recipe.precision == "int8" else None
         self.progress.value = 1
         transformed = apply(self.model, recipe, calib, progress=False)
         self.progress.value = 2
         self._status(f"comparing {recipe.label} with FP32 on {self.eval_limit} samples …")
-        self.report = compare(transformed, evaluation_data(self.model, limit=self.eval_limit), self._backend(),
+        self.report = compare(transformed, self._eval(), self._backend(),
                               framework=False, progress=False)
         self.progress.value, self.progress.bar_style = 3, "success"
         _show(self.layer_figure, plots.layer_figure(self.report, recipe.exclude))
@@ -253,15 +264,13 @@ class Workbench:
     @_guard
     def run_diagnosis(self) -> None:
         from ..diagnose import diagnose
-        from ..session import calibration_data, evaluation_data
 
         if self.model is None:
             raise WorkbenchError("load a model first")
         recipe = Recipe("int8", self.calibration.value, self.percentile.value, (), placement=self.placement.value)
         self._status("diagnosing INT8 …")
         self.progress.value, self.progress.bar_style = 1, "info"
-        self.diagnosis = diagnose(self.model, recipe, calibration_data(self.model),
-                                  evaluation_data(self.model, limit=self.eval_limit), backend=self._backend(),
+        self.diagnosis = diagnose(self.model, recipe, self._calib(), self._eval(), backend=self._backend(),
                                   progress=False)
         self.progress.value, self.progress.bar_style = 3, "success"
         self.diagnosis_text.value = f"<p>{html.escape(self.diagnosis.explanation)}</p>"
@@ -285,14 +294,13 @@ class Workbench:
     def run_latency(self) -> None:
         from ..bench import sweep
         from ..cli import _int_list
-        from ..session import calibration_data, evaluation_data
 
         recipes = [Recipe("fp32")] + ([self.recipe()] if self.recipe().precision != "fp32" else [])
-        calib = calibration_data(self.model) if any(r.precision == "int8" for r in recipes) else None
+        calib = self._calib() if any(r.precision == "int8" for r in recipes) else None
         self._status("measuring latency …")
         backend = self._backend() if self.backend.value != "onnxruntime-cpu" else get_backend(optimization="all")
         report = sweep(self.model, recipes, _int_list(self.batches.value), calib,
-                       evaluation_data(self.model, limit=64), backend, iterations=self.iterations.value,
+                       self._eval(64), backend, iterations=self.iterations.value,
                        progress=False)
         _show(self.batch_figure, plots.batch_figure(report))
         _show(self.distribution_figure, plots.latency_distribution(report))

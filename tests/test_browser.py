@@ -1,0 +1,87 @@
+"""Real-browser test: JupyterLab on a free localhost port, headless Debian Chromium driven by Playwright: open the
+quickstart, run it, click a precision toggle, and check that the per-layer plot re-rendered. Saves a screenshot
+of the app to docs/screenshot.png (the README shows it)."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed: run `make test` (it installs it)")
+    shutil.copy(ROOT / "notebooks" / "01_quickstart.ipynb", tmp_path)
+    port, token = free_port(), "workbench-test"
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.open_browser=False", "--allow-root",
+         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        stdout=subprocess.DEVNULL, stderr=open(tmp_path / "lab.log", "w"), env=env)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
+                json.load(r)
+            break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("JupyterLab did not start: " + (tmp_path / "lab.log").read_text()[-500:])
+    yield f"{base}/lab/tree/01_quickstart.ipynb?token={token}"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_quickstart_in_a_real_browser(lab):
+    from playwright.sync_api import sync_playwright
+
+    app_title = "fp16 vs FP32 (ONNX Runtime CPU, 1 thread, 512 samples)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS[1:], headless=True)
+        page = browser.new_page(viewport={"width": 1300, "height": 2400})
+        page.goto(lab)
+        page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        toggle = page.locator(".widget-toggle-buttons button", has_text="fp16")
+        toggle.wait_for(timeout=150_000)
+        page.wait_for_function("document.querySelectorAll('.widget-output, .jp-OutputArea') && "
+                               "document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=120_000)
+        assert page.get_by_text(app_title).count() == 0
+        toggle.scroll_into_view_if_needed()
+        toggle.click()
+        page.get_by_text(app_title).first.wait_for(timeout=60_000)
+        assert page.get_by_text("fp16: output cosine").count() == 1, "the status line reports the new run"
+        no_news = page.get_by_role("button", name="No", exact=True)
+        if no_news.count():
+            no_news.first.click()
+        page.locator(".jp-OutputArea-output:has(.widget-toggle-buttons)").scroll_into_view_if_needed()
+        (ROOT / "docs").mkdir(exist_ok=True)
+        page.locator(".jp-OutputArea-output:has(.widget-toggle-buttons)").screenshot(path=str(ROOT / "docs" / "screenshot.png"))
+        browser.close()
+    assert (ROOT / "docs" / "screenshot.png").stat().st_size > 10_000

@@ -1,0 +1,83 @@
+"""The app's logic without a browser: every control drives the library; errors stay in the panel."""
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from workbench.ui import Workbench
+
+
+@pytest.fixture(scope="module")
+def app():
+    return Workbench("mnist-cnn", eval_limit=256)
+
+
+def test_opens_on_int8_with_a_plot(app):
+    assert "int8 minmax vs FP32" in app.layer_figure.layout.title.text
+    assert [t.name for t in app.layer_figure.data][:2] == ["SQNR (dB)", "local SQNR (node alone, dB)"]
+    assert "output cosine" in app.status.value
+    assert "TensorRT is not installed" in app.backend_note.value and app.backend.options == ("onnxruntime-cpu",)
+
+
+def test_precision_toggle_rebuilds(app):
+    app.precision.value = "fp16"
+    assert "fp16 vs FP32" in app.layer_figure.layout.title.text
+    app.precision.value = "int8"
+    assert "int8 minmax vs FP32" in app.layer_figure.layout.title.text
+
+
+def test_click_a_layer_and_keep_it_in_fp32(app):
+    app.select_node("node_conv2d_1")
+    assert "features.3" in app.layer_detail.value and app.toggle_button.description == "Keep this node in FP32"
+    app.toggle_selected()
+    assert app.exclusions.value == ("node_conv2d_1",) and "(1 excluded)" in app.status.value
+    assert "kept in FP32" in [t.name for t in app.layer_figure.data]
+    app.toggle_selected()
+    assert app.exclusions.value == ()
+
+
+def test_profile_editor_validates_as_you_type_and_errors_stay_in_the_panel(app):
+    box = app.profile_box.children[0]
+    box.value = "8x1x28x28,4x1x28x28,16x1x28x28"
+    assert "min ≤ opt ≤ max" in app.profile_message.value
+    app.run()
+    assert "crimson" in app.status.value and "min ≤ opt ≤ max" in app.status.value
+    box.value = "1x1x28x28,8x1x28x28,32x1x28x28"
+    assert "valid profile" in app.profile_message.value
+    app.load("/no/such/model.onnx")
+    assert "model file not found" in app.status.value
+
+
+def test_diagnose_and_latency_tabs(app):
+    app.run_diagnosis()
+    assert "healthy" in app.diagnosis_text.value and app.apply_button.disabled
+    app.iterations.value = 10
+    app.batches.value = "1,2"
+    app.run_latency()
+    assert "ONNX Runtime CPU" in app.batch_figure.layout.title.text and len(app.distribution_figure.data) == 4
+
+
+def test_copy_as_code_reproduces_the_result(app, tmp_path):
+    app.exclusions.value = ("node_linear_1",)
+    app.run()
+    namespace: dict = {}
+    exec(app.python_code.value, namespace)
+    ours = app.report.outputs[0]["sqnr_db"]
+    assert namespace["report"].outputs[0]["sqnr_db"] == pytest.approx(ours, abs=1.0)
+    cmd = shlex.split(app.cli_code.value)
+    assert cmd[:3] == ["workbench", "compare", "mnist-cnn"] and "node_linear_1" in cmd
+    r = subprocess.run([sys.executable, "-m", "workbench.cli", *cmd[1:]], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_diagnose_then_apply_restores_a_planted_collapse():
+    from workbench.zoo.planted import digits, planted
+
+    spec, model = planted((1,))
+    app = Workbench(model, calib_data=digits("calib"), eval_data=digits("eval"))
+    assert app.report.outputs[0]["cosine"] < 0.95 and app.report.first_divergence == "block2.conv_out"
+    app.run_diagnosis()
+    assert spec.culprits()[0] in app.diagnosis_text.value and not app.apply_button.disabled
+    app.apply_fallback()
+    assert app.exclusions.value == tuple(spec.culprits()) and app.report.outputs[0]["cosine"] >= 0.99
