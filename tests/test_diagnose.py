@@ -20,7 +20,7 @@ def budget(d):
 
 def test_single_outlier_layer_is_named_first_and_fixed():
     spec, model = planted((1,))
-    d = diagnose(model, wb.Recipe("int8"), digits("calib"), digits("eval"), progress=False)
+    d = diagnose(model, wb.Recipe("int8"), digits("calib"), digits("eval"), remedies=False, progress=False)
     assert d.ranking[0]["node"] == spec.culprits()[0]
     assert d.fallback == spec.culprits()
     assert d.before["cosine"] < 0.95 and d.after["cosine"] >= 0.99 and d.met
@@ -30,7 +30,7 @@ def test_single_outlier_layer_is_named_first_and_fixed():
 
 def test_collapse_spread_over_several_layers():
     spec, model = planted((0, 1, 2))
-    d = diagnose(model, wb.Recipe("int8"), digits("calib"), digits("eval"), progress=False)
+    d = diagnose(model, wb.Recipe("int8"), digits("calib"), digits("eval"), remedies=False, progress=False)
     assert set(d.fallback) == set(spec.culprits())
     assert d.before["cosine"] < 0.6 and d.after["cosine"] >= 0.99
     assert d.evaluations <= budget(d) == d.budget

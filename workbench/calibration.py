@@ -5,6 +5,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from . import cache
 from .data import Dataset
@@ -103,8 +106,63 @@ def load_ranges(path: Path) -> dict[str, tuple[float, float]]:
     """Tensor name → (low, high) from a cached calibration file."""
     from onnxruntime.quantization.calibrate import load_tensors_data
 
-    import numpy as np
-
     data = load_tensors_data(path)
     return {name: (float(np.min(r.range_value[0])), float(np.max(r.range_value[1])))
             for name, r in data.data.items()}
+
+
+def parse_override(text: str) -> tuple[str, str, float | None]:
+    """`TENSOR=METHOD[:PERCENTILE]`, e.g. `relu_1=percentile:99.9` or `block1.out=entropy`."""
+    tensor, sep, rule = text.rpartition("=")
+    method, _, pct = rule.partition(":")
+    if not sep or not tensor or method not in ("minmax", "entropy", "percentile"):
+        raise WorkbenchError(f"calibration override {text!r}: expected TENSOR=minmax|entropy|percentile[:P]")
+    try:
+        return tensor, method, float(pct) if pct else None
+    except ValueError:
+        raise WorkbenchError(f"calibration override {text!r}: '{pct}' is not a percentile") from None
+
+
+def merged_ranges(base: CalibrationResult, overrides: dict[str, CalibrationResult]) -> Path:
+    """The base method's ranges with chosen tensors' ranges taken from other methods (cached by content).
+
+    Tagged with the base method, which is what ORT's quantizer checks; each tensor's range is what it uses."""
+    from onnxruntime.quantization.calibrate import TensorsData, load_tensors_data, save_tensors_data
+
+    key = cache.digest("merged-calibration", base.path.name, sorted((t, r.path.name) for t, r in overrides.items()))
+    path = cache.artifact_path("calibration", key, ".json")
+    if not path.exists():
+        data = load_tensors_data(base.path)
+        merged = dict(data.data)
+        loaded: dict[Path, Any] = {}
+        for tensor, result in overrides.items():
+            source = loaded.setdefault(result.path, load_tensors_data(result.path))
+            if tensor not in source.data:
+                raise WorkbenchError(f"calibration override: tensor '{tensor}' is not calibrated (not an input of a "
+                                     "quantized op); check the name in the per-layer report")
+            merged[tensor] = source.data[tensor]
+        save_tensors_data(TensorsData(data.calibration_method, merged), path)
+    return path
+
+
+def histogram(model: ModelHandle, data: Dataset, tensor: str, bins: int = 256, batch_size: int = 32
+              ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Histogram of one FP32 activation over `data` (for the clipping-range plot): counts, edges, max |value|."""
+    from .backends import get_backend
+
+    engine = get_backend().build_marked(model.path, [tensor], name=f"histogram:{tensor}")
+    values = np.concatenate([engine.infer(feed)[tensor].ravel() for feed in data.batches(batch_size)])
+    amax = float(np.abs(values).max()) if values.size else 0.0
+    counts, edges = np.histogram(values, bins=bins, range=(-amax, amax) if amax else None)
+    return counts, edges, amax
+
+
+def method_ranges(model: ModelHandle, data: Dataset, tensor: str, op_types: list[str] | None,
+                  percentile: float = 99.99) -> dict[str, float]:
+    """The symmetric range (amax) each calibration method gives `tensor` (all cached after the first call)."""
+    out = {}
+    for method in ("minmax", "entropy", "percentile"):
+        ranges = load_ranges(calibrate(model, data, method, percentile, progress=False, op_types=op_types).path)
+        if tensor in ranges:
+            out[method if method != "percentile" else f"percentile {percentile:g}"] = max(map(abs, ranges[tensor]))
+    return out

@@ -29,6 +29,9 @@ def _add_recipe_args(p: argparse.ArgumentParser, precisions: Sequence[str] = PRE
     p.add_argument("--percentile", type=float, default=99.99, help="for --calibration percentile (default 99.99)")
     p.add_argument("--placement", default="tensorrt",
                    help=f"INT8 Q/DQ placement: {', '.join(PLACEMENTS)} (default tensorrt: inputs of Conv/Gemm/MatMul)")
+    p.add_argument("--override", nargs="+", action="extend", default=[], metavar="TENSOR=METHOD[:P]",
+                   help="per-tensor calibration, e.g. relu_1=percentile:99.9 or block1.out=entropy")
+    p.add_argument("--no-fold-batchnorm", action="store_true", help="quantize BatchNorm unfolded (TensorRT folds it)")
     p.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="NODE",
                    help="keep these nodes in higher precision: node names, op types or regexes")
     p.add_argument("--calib-data", metavar="FILE.npz", help="calibration samples (keys = input names, axis 0)")
@@ -40,7 +43,8 @@ def _add_recipe_args(p: argparse.ArgumentParser, precisions: Sequence[str] = PRE
 def _recipe(args: argparse.Namespace):
     from .recipe import Recipe
 
-    return Recipe(args.precision, args.calibration, args.percentile, tuple(args.exclude), placement=args.placement)
+    return Recipe(args.precision, args.calibration, args.percentile, tuple(args.exclude), placement=args.placement,
+                  overrides=tuple(args.override), fold_batchnorm=not args.no_fold_batchnorm)
 
 
 def _write_json(obj: Any, path: str | None) -> None:
@@ -123,7 +127,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     target = Target(cosine=args.target_cosine, sqnr_db=args.target_sqnr)
     inputs = resolve(args.model, _recipe(args), args.calib_data, args.eval_data, args.limit)
     result = diagnose(inputs.model, inputs.recipe, inputs.calib, inputs.eval, target, _backend(args, inputs.model),
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, remedies=not args.no_remedies)
     _write_json(result.to_dict(), args.json)
     print(result.explanation, file=sys.stderr)
     if not result.met:
@@ -147,7 +151,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from .session import calibration_data, evaluation_data
 
     model = load_model(args.model)
-    recipes = [Recipe(p.strip(), args.calibration, args.percentile, tuple(args.exclude), placement=args.placement)
+    recipes = [Recipe(p.strip(), args.calibration, args.percentile, tuple(args.exclude), placement=args.placement,
+                      overrides=tuple(args.override), fold_batchnorm=not args.no_fold_batchnorm)
                for p in args.precision.split(",")]
     calib = calibration_data(model, args.calib_data) if any(r.precision == "int8" for r in recipes) else None
     data = evaluation_data(model, args.eval_data)
@@ -221,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_args(p)
     p.add_argument("--target-cosine", type=float, help="output cosine to reach (default 0.99)")
     p.add_argument("--target-sqnr", type=float, help="output SQNR to reach, in dB")
+    p.add_argument("--no-remedies", action="store_true",
+                   help="skip the cheap fixes (BatchNorm folding, placement, calibration overrides): fallback only")
     p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("bench", help="latency percentiles and throughput, swept over batch sizes and precisions")

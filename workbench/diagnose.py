@@ -63,6 +63,11 @@ class Target:
             ok &= reference_metric - scores[self.metric_name] <= self.max_drop + 1e-12
         return bool(ok)
 
+    def better(self, a: dict, b: dict) -> bool:
+        """Is scores `a` closer to the target than `b` (task metric first, then cosine, then SQNR)?"""
+        key = self.metric_name if self.metric is not None else ("cosine" if self.cosine is not None else "sqnr_db")
+        return a[key] > b[key]
+
     def to_dict(self) -> dict:
         d = {"cosine": self.cosine, "sqnr_db": self.sqnr_db}
         if self.metric is not None:
@@ -88,6 +93,7 @@ class Diagnosis:
     cost: dict = field(default_factory=dict)
     ranking_samples: int = 0
     causes: dict[str, str] = field(default_factory=dict)
+    remedies: list[dict] = field(default_factory=list)  # every fix tried, cheapest first, with what it achieved
 
     def to_dict(self) -> dict:
         return {
@@ -96,7 +102,7 @@ class Diagnosis:
             "target": self.target, "met": self.met, "explanation": self.explanation,
             "recipe": self.recipe.to_dict(), "first_divergence": self.report.first_divergence,
             "trials": self.trials, "cost": self.cost, "ranking_samples": self.ranking_samples,
-            "causes": self.causes,
+            "causes": self.causes, "remedies": self.remedies,
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -137,14 +143,18 @@ def diagnose(
     data: Dataset,
     target: Target | None = None,
     backend: Backend | None = None,
-    batch_size: int = 64,
+    batch_size: int = 32,
     ranking_samples: int = 64,
+    remedies: bool = True,
     progress: bool = True,
 ) -> Diagnosis:
-    """Rank quantized nodes and find a minimal fallback set that meets `target` (default output cosine ≥ 0.99).
+    """Why INT8 hurts and the cheapest fix that meets `target` (default output cosine ≥ 0.99).
 
-    The ranking pass (per-layer comparison with local sensitivity, every tensor marked) runs on the first
-    `ranking_samples` samples; every evaluation of a configuration runs on all of `data`.
+    With `remedies`, fixes are tried in order of cost before any node leaves INT8: the TensorRT Q/DQ placement,
+    then per-tensor calibration overrides for the tensors the ranking blames (clipped → minmax, coarse or
+    outlier-ridden → percentile); the node fallback search then runs on the best recipe so far. The ranking pass
+    (every tensor marked, local sensitivity) uses the first `ranking_samples` samples; every evaluation runs on
+    all of `data`.
     """
     from tqdm.auto import tqdm
 
@@ -152,21 +162,82 @@ def diagnose(
         raise WorkbenchError("diagnose searches INT8 fallbacks: use --precision int8")
     target = target or Target()
     backend = backend or get_backend()
+    bar = tqdm(desc="diagnosing", unit="run", disable=not progress, leave=False)
+    reference = run(backend.build(model.path), data, batch_size)
+    reference_metric = float(target.metric(reference, reference, data)) if target.metric is not None else None
+
+    def score(r: Recipe) -> dict:
+        bar.update()
+        return _scores(run(backend.build(apply(model, r, calib, progress=False).path), data, batch_size),
+                       reference, data, target)
+
     base = apply(model, recipe, calib, progress=progress)
     if not base.quantized_nodes:
         raise WorkbenchError("no node is quantized by this recipe: nothing to diagnose")
-    n = len(base.quantized_nodes)
-    budget = math.ceil(math.log2(max(n, 2))) + 3  # evaluations, counting the unmodified recipe's
-    bar = tqdm(total=budget, desc="diagnosing", unit="run", disable=not progress, leave=False)
-    reference = run(backend.build(model.path), data, batch_size)
-    reference_metric = float(target.metric(reference, reference, data)) if target.metric is not None else None
-    before = _scores(run(backend.build(base.path), data, batch_size), reference, data, target)
-    bar.update()
+    before = score(recipe)
+    tried = [{"remedy": f"as given ({recipe.label})", **before, "met": target.met(before, reference_metric),
+              "nodes_in_higher_precision": 0}]
+    current, current_scores = recipe, before
     report = compare(base, data.take(ranking_samples), backend, framework=False, progress=False)
+    if remedies and not target.met(before, reference_metric):
+        candidates = []
+        if not recipe.fold_batchnorm and any(n.op_type == "BatchNormalization" for n in model.proto.graph.node):
+            candidates.append(("fold BatchNorm into the Conv/Gemm before it (as TensorRT does)",
+                               recipe.with_(fold_batchnorm=True)))
+        if recipe.placement != "tensorrt":
+            candidates.append(("Q/DQ placement 'tensorrt' (inputs of Conv/Gemm/MatMul only)",
+                               recipe.with_(placement="tensorrt")))
+        for label, candidate in candidates + [("", None)]:
+            if candidate is None:  # calibration overrides for the current recipe's blamed tensors
+                overrides = calibration_overrides(model, report, base, current)
+                if not overrides:
+                    break
+                label = "calibration override " + ", ".join(overrides)
+                candidate = current.with_(overrides=tuple(current.overrides) + tuple(overrides))
+            scores = score(candidate)
+            tried.append({"remedy": label, **scores, "met": target.met(scores, reference_metric),
+                          "nodes_in_higher_precision": 0})
+            if target.better(scores, current_scores):
+                if candidate.placement != current.placement or candidate.fold_batchnorm != current.fold_batchnorm:
+                    candidate = candidate.with_(overrides=())  # overrides refer to the previous graph's tensors
+                current, current_scores = candidate, scores
+                base = apply(model, current, calib, progress=False)
+                report = compare(base, data.take(ranking_samples), backend, framework=False, progress=False)
+            if target.met(current_scores, reference_metric):
+                break
+    search = _fallback_search(model, current, current_scores, calib, data, target, reference, reference_metric,
+                              report, base, backend, batch_size, bar)
+    bar.close()
+    fallback, after = search["fallback"], search["after"]
+    if fallback:
+        tried.append({"remedy": f"keep {len(fallback)} node(s) in FP32", **after,
+                      "met": target.met(after, reference_metric), "nodes_in_higher_precision": len(fallback)})
+    if target.metric is not None:
+        before[f"reference_{target.metric_name}"] = after[f"reference_{target.metric_name}"] = reference_metric
+    ranking = search["ranking"]
+    causes = {r["node"]: cause(r["node"], model, report, base) for r in ranking[:3] + [
+        r for r in ranking if r["node"] in fallback][:8]}
+    diagnosis = Diagnosis(
+        ranking=ranking, fallback=fallback, before=before, after=after,
+        evaluations=len(tried) - (1 if fallback else 0) + len(search["trials"]), budget=search["budget"],
+        quantized_nodes=len(base.quantized_nodes), target=target.to_dict(),
+        met=target.met(after, reference_metric), explanation="",
+        recipe=current.with_exclude(list(current.exclude) + fallback), report=report, trials=search["trials"],
+        cost=_cost(report, base.quantized_nodes, fallback), ranking_samples=report.samples, causes=causes,
+        remedies=tried,
+    )
+    diagnosis.explanation = explain(diagnosis, target)
+    return diagnosis
+
+
+def _fallback_search(model, recipe, start_scores, calib, data, target, reference, reference_metric, report, base,
+                     backend, batch_size, bar) -> dict:
+    """Shortest prefix of the ranking that meets the target (bisection), then pruning with leftover budget."""
     ranking = rank(report, base.quantized_nodes)
     order = [r["node"] for r in ranking]
+    budget = math.ceil(math.log2(max(len(order), 2))) + 3  # evaluations, counting the starting recipe's
     trials: list[dict] = []
-    results: dict[tuple[str, ...], dict] = {(): before}
+    results: dict[tuple[str, ...], dict] = {(): start_scores}
 
     def evaluate(nodes: list[str]) -> bool:
         key = tuple(nodes)
@@ -178,8 +249,7 @@ def diagnose(
         return target.met(results[key], reference_metric)
 
     fallback: list[str] = []
-    met = target.met(before, reference_metric)
-    if not met:
+    if not target.met(start_scores, reference_metric) and order:
         if evaluate(order[:1]):
             fallback = order[:1]
         elif not evaluate(order):
@@ -196,22 +266,23 @@ def diagnose(
             trial = [x for x in fallback if x != node]
             if evaluate(trial):
                 fallback = trial
-        met = target.met(results[tuple(fallback)], reference_metric)
-    bar.close()
-    after = results[tuple(fallback)]
-    if target.metric is not None:
-        before[f"reference_{target.metric_name}"] = after[f"reference_{target.metric_name}"] = reference_metric
-    cost = _cost(report, base.quantized_nodes, fallback)
-    causes = {r["node"]: cause(r["node"], model, report, base) for r in ranking[:3] + [
-        r for r in ranking if r["node"] in fallback][:8]}
-    diagnosis = Diagnosis(
-        ranking=ranking, fallback=fallback, before=before, after=after, evaluations=1 + len(trials),
-        budget=budget, quantized_nodes=n, target=target.to_dict(), met=met, explanation="",
-        recipe=recipe.with_exclude(list(recipe.exclude) + fallback), report=report, trials=trials, cost=cost,
-        ranking_samples=report.samples, causes=causes,
-    )
-    diagnosis.explanation = explain(diagnosis, target)
-    return diagnosis
+    return {"ranking": ranking, "fallback": fallback, "after": results[tuple(fallback)], "trials": trials,
+            "budget": budget}
+
+
+def calibration_overrides(model: ModelHandle, report: LayerReport, base, recipe: Recipe, top: int = 8) -> list[str]:
+    """Per-tensor calibration fixes for the quantized inputs of the most harmful nodes: a clipped tensor gets its
+    full range back (minmax); a coarse one (range set by rare large values) gets entropy calibration, which
+    trades the tail for resolution (percentile 99.99 when entropy is already the method)."""
+    out: dict[str, str] = {}
+    for row in rank(report, base.quantized_nodes)[:top]:
+        for tensor, kind, _ in tensor_issues(row["node"], model, report, base):
+            if kind == "clipped" and recipe.calibration != "minmax":
+                out.setdefault(tensor, f"{tensor}=minmax")
+            elif kind == "coarse":
+                out.setdefault(tensor, f"{tensor}=entropy" if recipe.calibration != "entropy"
+                               else f"{tensor}=percentile:99.99")
+    return [o for o in out.values() if o not in recipe.overrides]
 
 
 def _cost(report: LayerReport, quantized: list[str], fallback: list[str]) -> dict:
@@ -222,20 +293,21 @@ def _cost(report: LayerReport, quantized: list[str], fallback: list[str]) -> dic
             "share_of_macs_in_higher_precision": kept / total if total else 0.0}
 
 
-def cause(node_name: str, model: ModelHandle, report: LayerReport, base) -> str:
-    """Why quantizing this node hurts, from the data: each quantized input's calibrated range, its INT8 step
-    (range / 127) and the tensor's typical magnitude (RMS over the comparison samples)."""
+def tensor_issues(node_name: str, model: ModelHandle, report: LayerReport, base) -> list[tuple[str, str, str]]:
+    """(tensor, kind, explanation) for each quantized tensor around a node, from the data: its calibrated range,
+    INT8 step (range / 127), observed max, typical magnitude (RMS) and per-channel RMS.
+    kind: "mask", "clipped", "outlier-channels", "coarse" or "ok"."""
     from .calibration import load_ranges
 
     if base.calibration is None:
-        return ""
+        return []
     ranges = load_ranges(base.calibration.path)
     rows = report.layers.set_index("tensor")
     node = next((n for n in model.proto.graph.node if n.name == node_name), None)
     if node is None:
-        return ""
-    parts = []
-    for tensor in [*node.input, *node.output]:
+        return []
+    out = []
+    for tensor in dict.fromkeys([*node.input, *node.output]):
         if tensor not in ranges or tensor not in rows.index or not bool(rows.loc[tensor, "quantized"]):
             continue
         amax = max(abs(ranges[tensor][0]), abs(ranges[tensor][1]))
@@ -243,30 +315,37 @@ def cause(node_name: str, model: ModelHandle, report: LayerReport, base) -> str:
         if not math.isfinite(rms) or rms <= 0:
             continue
         if amax >= 1e30:
-            parts.append(f"'{tensor}' is calibrated to ±{amax:.1e} (it carries an additive mask of ±FLT_MAX), so "
-                         f"one INT8 step is {step:.1e} and every real value rounds to zero")
+            out.append((tensor, "mask", f"'{tensor}' is calibrated to ±{amax:.1e} (it carries an additive mask of "
+                        f"±FLT_MAX), so one INT8 step is {step:.1e} and every real value rounds to zero"))
             continue
         observed = report.amax.get(tensor, 0.0)
         if observed > 1.5 * amax:
-            parts.append(f"'{tensor}' reaches ±{observed:.3g} but calibration set its range to ±{amax:.3g}: "
-                         "the larger values are clipped")
+            out.append((tensor, "clipped", f"'{tensor}' reaches ±{observed:.3g} but calibration set its range to "
+                        f"±{amax:.3g}: the larger values are clipped"))
             continue
         channels = report.channel_rms.get(tensor)
         if channels is not None and len(channels) > 1:
             below = int((channels < step).sum())
             median = float(np.median(channels))
             if below and channels.max() > 8 * median:
-                parts.append(f"'{tensor}' spans ±{amax:.3g} because a few channels are outliers (largest channel "
-                             f"RMS {channels.max():.3g}, median {median:.3g}); with one INT8 step of {step:.3g} for "
-                             f"the whole tensor, {below} of {len(channels)} channels sit below one step")
+                out.append((tensor, "outlier-channels", f"'{tensor}' spans ±{amax:.3g} because a few channels are "
+                            f"outliers (largest channel RMS {channels.max():.3g}, median {median:.3g}); with one "
+                            f"INT8 step of {step:.3g} for the whole tensor, {below} of {len(channels)} channels sit "
+                            "below one step"))
                 continue
         if step >= 0.5 * rms:
-            parts.append(f"'{tensor}' spans ±{amax:.3g} but its typical magnitude is {rms:.3g}: one INT8 step "
-                         f"({step:.3g}) is {step / rms:.0%} of it, so most values round to a few levels")
+            out.append((tensor, "coarse", f"'{tensor}' spans ±{amax:.3g} but its typical magnitude is {rms:.3g}: "
+                        f"one INT8 step ({step:.3g}) is {step / rms:.0%} of it, so most values round to a few levels"))
         else:
-            parts.append(f"'{tensor}' spans ±{amax:.3g} with typical magnitude {rms:.3g} (INT8 step {step:.3g}, "
-                         f"{rms / step:.0f} steps per typical value)")
-    return "; ".join(parts)
+            out.append((tensor, "coarse" if rms / step < 8 else "ok",
+                        f"'{tensor}' spans ±{amax:.3g} with typical magnitude {rms:.3g} (INT8 step {step:.3g}, "
+                        f"{rms / step:.0f} steps per typical value)"))
+    return out
+
+
+def cause(node_name: str, model: ModelHandle, report: LayerReport, base) -> str:
+    """Why quantizing this node hurts, in words (see tensor_issues)."""
+    return "; ".join(text for _, _, text in tensor_issues(node_name, model, report, base))
 
 
 def _name(row: dict) -> str:
@@ -278,7 +357,7 @@ def explain(d: Diagnosis, target: Target) -> str:
     """The diagnosis in plain words: which node, which module, how bad, and what the fix costs."""
     b, a = d.before, d.after
     metric = f", {target.metric_name} {b[target.metric_name]:.4f}" if target.metric is not None else ""
-    if not d.fallback and d.met:
+    if not d.fallback and d.met and len(d.remedies) <= 1:
         return (f"INT8 is healthy on this data: output cosine {b['cosine']:.4f}, SQNR {b['sqnr_db']:.1f} dB"
                 f"{metric} meets the target ({target.describe()}). No node needs to stay in higher precision.")
     culprits = [r for r in d.ranking if r["node"] in d.fallback] or d.ranking[:1]
@@ -302,6 +381,15 @@ def explain(d: Diagnosis, target: Target) -> str:
                                                    for r in others) + ".")
     after_metric = f", {target.metric_name} {a[target.metric_name]:.4f}" if target.metric is not None else ""
     verdict = "meets" if d.met else "still misses"
+    key = target.metric_name if target.metric is not None else "cosine"
+    if len(d.remedies) > 1:
+        lines.append("Fixes tried, cheapest first: " + "; ".join(
+            f"{r['remedy']} → {key} {r[key]:.4f}{' (meets the target)' if r['met'] else ''}" for r in d.remedies[1:])
+            + ".")
+    if not d.fallback:
+        lines.append(f"Final recipe: {d.recipe.label}, every quantized node still INT8; {key} "
+                     f"{b[key]:.4f} → {a[key]:.4f}; this {verdict} the target ({target.describe()}).")
+        return " ".join(lines)
     lines.append(
         f"Keeping {len(d.fallback)} of {d.quantized_nodes} quantized nodes in higher precision "
         f"({', '.join(d.fallback)}) takes output cosine from {b['cosine']:.4f} to {a['cosine']:.4f} and SQNR from "

@@ -15,7 +15,7 @@ Outputs = dict[str, np.ndarray]
 TaskMetric = Callable[[Outputs, Outputs, Dataset], float]
 
 
-def run(engine, data: Dataset, batch_size: int = 64) -> Outputs:
+def run(engine, data: Dataset, batch_size: int = 32) -> Outputs:
     """Every graph output for every sample, concatenated on axis 0."""
     chunks: dict[str, list[np.ndarray]] = {}
     for feed in data.batches(batch_size):

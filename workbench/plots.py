@@ -120,3 +120,22 @@ def _recipe_label(recipe: dict) -> str:
     from .recipe import Recipe
 
     return Recipe(**{**recipe, "exclude": tuple(recipe.get("exclude", ()))}).label
+
+
+def histogram_figure(tensor: str, counts, edges, ranges: dict[str, float], observed_amax: float) -> "go.Figure":
+    """One activation's distribution (log counts) with the clipping range each calibration method picks, so you
+    can see why a tensor is crushed (range too wide) or clipped (range too narrow)."""
+    go = _go()
+    centers = (edges[:-1] + edges[1:]) / 2
+    fig = go.Figure(go.Bar(x=centers, y=counts, name=tensor, marker_color="steelblue"))
+    colors = {"minmax": "crimson", "entropy": "darkorange"}
+    for method, amax in ranges.items():
+        color = colors.get(method, "seagreen")
+        for x in (-amax, amax):
+            fig.add_vline(x=x, line_color=color, line_dash="dash")
+        fig.add_annotation(x=amax, y=1, yref="paper", text=f"{method}: ±{amax:.3g}", showarrow=False,
+                           font={"color": color}, yshift=-14 * list(ranges).index(method))
+    fig.update_layout(title=f"Activation histogram of '{tensor}' (max |value| {observed_amax:.3g}) with each "
+                      "calibration method's INT8 range", yaxis_type="log", xaxis_title="value",
+                      yaxis_title="count (log)", bargap=0)
+    return fig

@@ -27,6 +27,8 @@ class Recipe:
     exclude: tuple[str, ...] = field(default_factory=tuple)
     per_channel: bool = True
     placement: str = "tensorrt"
+    overrides: tuple[str, ...] = field(default_factory=tuple)  # per-tensor calibration: "TENSOR=METHOD[:P]"
+    fold_batchnorm: bool = True
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -39,18 +41,31 @@ class Recipe:
         if not 50.0 < float(self.percentile) <= 100.0:
             raise WorkbenchError(f"percentile must be in (50, 100], got {self.percentile}")
         object.__setattr__(self, "exclude", tuple(self.exclude))
+        object.__setattr__(self, "overrides", tuple(self.overrides))
+        if self.overrides:
+            from .calibration import parse_override
+
+            for item in self.overrides:
+                parse_override(item)
 
     def with_exclude(self, exclude: Iterable[str]) -> "Recipe":
         return replace(self, exclude=tuple(exclude))
 
+    def with_(self, **changes) -> "Recipe":
+        """A copy with some fields changed (e.g. placement or overrides), validated again."""
+        return replace(self, **changes)
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["exclude"] = list(self.exclude)
+        d["overrides"] = list(self.overrides)
         if self.precision != "int8":
-            for k in ("calibration", "percentile", "per_channel", "placement"):
+            for k in ("calibration", "percentile", "per_channel", "placement", "overrides"):
                 d.pop(k)
         elif self.calibration != "percentile":
             d.pop("percentile")
+        if self.precision == "fp32":
+            d.pop("fold_batchnorm")
         return d
 
     @property
@@ -61,6 +76,8 @@ class Recipe:
             text += f" {self.calibration}" + (f" {self.percentile:g}" if self.calibration == "percentile" else "")
             if self.placement != "tensorrt":
                 text += f" [{self.placement}]"
+            if self.overrides:
+                text += f" +{len(self.overrides)} override{'s' if len(self.overrides) > 1 else ''}"
         if self.exclude:
             text += f" ({len(self.exclude)} excluded)"
         return text

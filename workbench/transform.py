@@ -16,7 +16,7 @@ from .recipe import Recipe, resolve_exclusions
 
 
 # Part of every transformed model's cache key: bump when a transform's output changes for the same inputs.
-TRANSFORM_VERSION = 2
+TRANSFORM_VERSION = 3
 
 
 @dataclass
@@ -32,6 +32,7 @@ class TransformedModel:
     calibration: CalibrationResult | None = None
     seconds: float = 0.0
     from_cache: bool = False
+    folded: dict[str, str] = field(default_factory=dict)  # node removed by clean-up → node that absorbed it
 
     def manifest(self) -> dict:
         """What was built from what, with which libraries: enough to reproduce or audit the artifact."""
@@ -42,7 +43,7 @@ class TransformedModel:
             "model": self.model.describe(),
             "recipe": self.recipe.to_dict(),
             "output_sha256": self.sha256,
-            "excluded_nodes": self.excluded_nodes,
+            "excluded_nodes": self.excluded_nodes, "folded_nodes": self.folded,
             "quantized_nodes": len(self.quantized_nodes),
             "calibration": None if self.calibration is None else {
                 "method": self.calibration.method, "samples": self.calibration.samples,
@@ -71,28 +72,27 @@ def apply(
     if recipe.precision == "bf16":
         raise WorkbenchError("bf16 is not supported on the onnxruntime-cpu backend (its CPU kernels have no "
                              "BF16 Conv/MatMul); use fp16 here, or bf16 on a TensorRT machine")
-    excluded = resolve_exclusions(model.proto, recipe.exclude)
-    calibration = None
+    base, folded = cleaned(model) if recipe.fold_batchnorm else (model, {})
+    excluded = [folded.get(n, n) for n in resolve_exclusions(model.proto, recipe.exclude)]
+    excluded = list(dict.fromkeys(excluded))
+    calibration, ranges_path = None, None
     if recipe.precision == "int8":
         if calib_data is None:
             raise WorkbenchError("int8 needs calibration data: pass --calib-data FILE.npz (keys = input names)")
-        from .quantize import placement_options
-
-        calibration = calibrate(model, calib_data, recipe.calibration, recipe.percentile, progress=progress,
-                                op_types=placement_options(recipe.placement)[0])
-    key = cache.digest("transform", TRANSFORM_VERSION, model.sha256, recipe.to_dict(), excluded,
-                       None if calibration is None else calibration.path.name, _version())
+        calibration, ranges_path = _calibrate(base, recipe, calib_data, progress)
+    key = cache.digest("transform", TRANSFORM_VERSION, base.sha256, recipe.to_dict(), excluded,
+                       None if ranges_path is None else ranges_path.name, _version())
     path = cache.artifact_path("transformed", key, ".onnx")
     from_cache = path.exists()
     if from_cache:
         transformed = onnx.load(str(path))
     else:
         if recipe.precision == "fp16":
-            transformed = to_fp16(model.proto, excluded)
+            transformed = to_fp16(base.proto, excluded)
         else:
             from .quantize import quantize_int8
 
-            transformed = quantize_int8(Path(model.path), calibration.path, recipe.calibration, excluded,
+            transformed = quantize_int8(Path(base.path), ranges_path, recipe.calibration, excluded,
                                         recipe.per_channel, recipe.placement)
         cache.atomic_write(path, transformed.SerializeToString())
     from .quantize import quantized_nodes
@@ -100,8 +100,46 @@ def apply(
     return TransformedModel(
         model, recipe, path, cache.file_digest(path), excluded_nodes=excluded,
         quantized_nodes=quantized_nodes(transformed) if recipe.precision == "int8" else [],
-        calibration=calibration, seconds=time.perf_counter() - start, from_cache=from_cache,
+        calibration=calibration, seconds=time.perf_counter() - start, from_cache=from_cache, folded=folded,
     )
+
+
+def cleaned(model: ModelHandle) -> tuple[ModelHandle, dict[str, str]]:
+    """The FP32 graph after the clean-up TensorRT would do (BatchNorm folding), cached; the model itself when
+    there is nothing to fold."""
+    from .cleanup import fold_batchnorm
+
+    if not any(n.op_type == "BatchNormalization" for n in model.proto.graph.node):
+        return model, {}
+    folded_model, folded = fold_batchnorm(model.proto)
+    if not folded:
+        return model, {}
+    data = folded_model.SerializeToString()
+    path = cache.artifact_path("models", cache.digest(data), ".onnx")
+    if not path.exists():
+        cache.atomic_write(path, data)
+    from .model import from_onnx
+
+    handle = from_onnx(path, name=f"{model.name} (BatchNorm folded)", source=model.source)
+    handle.module_of = {**model.module_of}
+    return handle, folded
+
+
+def _calibrate(base: ModelHandle, recipe: Recipe, data: Dataset, progress: bool):
+    """The recipe's calibration, plus any per-tensor overrides merged in (each method calibrated once, cached)."""
+    from .calibration import merged_ranges, parse_override
+    from .quantize import placement_options
+
+    op_types = placement_options(recipe.placement)[0]
+    result = calibrate(base, data, recipe.calibration, recipe.percentile, progress=progress, op_types=op_types)
+    if not recipe.overrides:
+        return result, result.path
+    per_tensor = {}
+    for item in recipe.overrides:
+        tensor, method, pct = parse_override(item)
+        per_tensor[tensor] = calibrate(base, data, method, pct or recipe.percentile, progress=progress,
+                                       op_types=op_types)
+    return result, merged_ranges(result, per_tensor)
 
 
 def to_fp16(model: onnx.ModelProto, excluded: list[str]) -> onnx.ModelProto:

@@ -93,3 +93,91 @@ def digits(split: str = "calib") -> Dataset:
 def planted(collapse_after: Sequence[int] = (1,), **kwargs) -> tuple[PlantedCnn, ModelHandle]:
     spec = PlantedCnn(collapse_after=tuple(collapse_after), **kwargs)
     return spec, spec.load()
+
+
+def batchnorm_chain(seed: int = 0) -> ModelHandle:
+    """Conv → BatchNormalization → HardSwish blocks, BatchNorm left unfolded (as older exporters write it).
+
+    The BatchNorm scales differ by four orders of magnitude across channels while the conv weights compensate, so
+    the conv outputs *before* BatchNorm span very different ranges per channel: one INT8 scale on that tensor
+    crushes the small channels. Folding BatchNorm into the conv (what TensorRT does) removes the problem."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, x, cin, c = [], [], INPUT, 1, 8
+    for i in range(3):
+        gain = np.logspace(-2, 2, c).astype(np.float32)[rng.permutation(c)]
+        w = (rng.standard_normal((c, cin, 3, 3)) * np.sqrt(2.0 / (cin * 9))).astype(np.float32) / gain[:, None, None, None]
+        bn = [gain, (rng.standard_normal(c) * 0.1).astype(np.float32), np.zeros(c, np.float32), np.ones(c, np.float32)]
+        names = [f"b{i}.weight", f"b{i}.bn.scale", f"b{i}.bn.bias", f"b{i}.bn.mean", f"b{i}.bn.var"]
+        inits += [numpy_helper.from_array(a, n) for a, n in zip([w, *bn], names)]
+        nodes += [helper.make_node("Conv", [x, names[0]], [f"b{i}.conv_out"], name=f"b{i}.conv", pads=[1, 1, 1, 1]),
+                  helper.make_node("BatchNormalization", [f"b{i}.conv_out", *names[1:]], [f"b{i}.bn_out"],
+                                   name=f"b{i}.bn"),
+                  helper.make_node("HardSwish", [f"b{i}.bn_out"], [f"b{i}.out"], name=f"b{i}.act")]
+        x, cin = f"b{i}.out", c
+    return _with_head(nodes, inits, x, c, rng, "batchnorm_chain")
+
+
+def masked_attention(seed: int = 0) -> ModelHandle:
+    """One attention head over the 8 rows of a digit image (8 tokens × 8 features) with a causal additive mask of
+    -1e9. Quantizing every op (ONNX Runtime's default placement) puts one INT8 scale on scores + mask, which wipes
+    out the scores; percentile calibration cannot help (43 % of the values are the mask). Quantizing only the
+    MatMul inputs, as TensorRT does, keeps the mask out of INT8."""
+    rng = np.random.default_rng(seed)
+    d = 16
+    weights = {n: (rng.standard_normal((8, d)) / np.sqrt(8)).astype(np.float32) for n in ("wq", "wk", "wv")}
+    mask = np.triu(np.full((8, 8), -1e9, np.float32), k=1)
+    inits = [numpy_helper.from_array(v, k) for k, v in weights.items()]
+    inits += [numpy_helper.from_array(mask, "mask"), numpy_helper.from_array(np.array([4.0], np.float32), "scale"),
+              numpy_helper.from_array(np.array([-1, 8, 8], np.int64), "tokens")]
+    nodes = [
+        helper.make_node("Reshape", [INPUT, "tokens"], ["x"], name="tokens"),
+        helper.make_node("MatMul", ["x", "wq"], ["q"], name="attn.q"),
+        helper.make_node("MatMul", ["x", "wk"], ["k"], name="attn.k"),
+        helper.make_node("MatMul", ["x", "wv"], ["v"], name="attn.v"),
+        helper.make_node("Transpose", ["k"], ["kt"], name="attn.kt", perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["q", "kt"], ["scores"], name="attn.scores"),
+        helper.make_node("Mul", ["scores", "scale"], ["scaled"], name="attn.scale"),
+        helper.make_node("Add", ["scaled", "mask"], ["masked"], name="attn.mask"),
+        helper.make_node("Softmax", ["masked"], ["probs"], name="attn.softmax", axis=-1),
+        helper.make_node("MatMul", ["probs", "v"], ["context"], name="attn.context"),
+    ]
+    fc = (rng.standard_normal((8 * d, 10)) / np.sqrt(8 * d)).astype(np.float32)
+    inits += [numpy_helper.from_array(fc, "head.weight"), numpy_helper.from_array(np.array([-1, 8 * d], np.int64), "flat")]
+    nodes += [helper.make_node("Reshape", ["context", "flat"], ["features"], name="head.flatten"),
+              helper.make_node("MatMul", ["features", "head.weight"], ["logits"], name="head.fc")]
+    return _model(nodes, inits, "masked_attention")
+
+
+def _with_head(nodes, inits, x, channels, rng, name) -> ModelHandle:
+    fc = (rng.standard_normal((10, channels)) * 0.5).astype(np.float32)
+    inits = inits + [numpy_helper.from_array(fc, "head.weight"),
+                     numpy_helper.from_array(np.zeros(10, np.float32), "head.bias")]
+    nodes = nodes + [
+        helper.make_node("GlobalAveragePool", [x], ["pooled"], name="head.pool"),
+        helper.make_node("Flatten", ["pooled"], ["features"], name="head.flatten"),
+        helper.make_node("Gemm", ["features", "head.weight", "head.bias"], ["logits"], name="head.fc", transB=1),
+    ]
+    return _model(nodes, inits, name)
+
+
+def _model(nodes, inits, name) -> ModelHandle:
+    from .. import cache
+
+    graph = helper.make_graph(
+        nodes, name, [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", 1, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="workbench")
+    onnx.checker.check_model(model)
+    data = model.SerializeToString()
+    path = cache.artifact_path("models", cache.digest(data), ".onnx")
+    if not path.exists():
+        cache.atomic_write(path, data)
+    return from_onnx(path, name=name)
+
+
+def with_glitches(data: Dataset, images: int = 1, value: float = 100.0) -> Dataset:
+    """A copy of `data` where the first `images` samples carry one saturated 'hot' pixel each: the kind of
+    corrupted calibration sample that makes MinMax calibration choose a uselessly wide range."""
+    x = data.inputs[INPUT].copy()
+    x[:images, 0, 3, 4] = value
+    return Dataset({INPUT: x}, data.labels)

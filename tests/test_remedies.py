@@ -1,0 +1,91 @@
+"""Cheap fixes before node fallback, on models built with the classic failure modes (real digit images)."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+import workbench as wb
+from workbench import plots
+from workbench.backends import get_backend
+from workbench.calibration import histogram, method_ranges
+from workbench.diagnose import diagnose
+from workbench.evaluate import output_scores, run
+from workbench.zoo import planted as P
+
+
+def cosine(model, recipe, calib, data):
+    t = wb.apply(model, recipe, calib, progress=False)
+    return output_scores(run(get_backend().build(t.path), data), run(get_backend().build(model.path), data))["cosine"]
+
+
+def test_batchnorm_folding_keeps_names_and_values():
+    model = P.batchnorm_chain()
+    data = P.digits("eval")
+    fp16 = wb.apply(model, wb.Recipe("fp16"), progress=False)
+    assert fp16.folded == {"b0.bn": "b0.conv", "b1.bn": "b1.conv", "b2.bn": "b2.conv"}
+    from workbench.transform import cleaned
+
+    folded, _ = cleaned(model)
+    names = [n.name for n in folded.proto.graph.node]
+    assert "b0.bn" not in names and names[:2] == ["b0.conv", "b0.act"]
+    a = run(get_backend().build(model.path), data)["logits"]
+    b = run(get_backend().build(folded.path), data)["logits"]
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    excluded = wb.apply(model, wb.Recipe("int8", exclude=("b1.bn",)), P.digits("calib"), progress=False)
+    assert excluded.excluded_nodes == ["b1.conv"], "an exclusion naming a folded node maps to the node that absorbed it"
+
+
+def test_unfolded_batchnorm_chain_is_fixed_by_folding():
+    model = P.batchnorm_chain()
+    d = diagnose(model, wb.Recipe("int8", placement="all", fold_batchnorm=False), P.digits("calib"),
+                 P.digits("eval"), progress=False)
+    assert d.before["cosine"] < 0.95
+    assert d.remedies[1]["remedy"].startswith("fold BatchNorm") and d.remedies[1]["met"]
+    assert d.fallback == [] and d.after["cosine"] >= 0.99 and d.recipe.fold_batchnorm
+
+
+def test_glitchy_calibration_data_is_fixed_by_calibration_overrides():
+    spec, model = P.planted(())
+    calib, data = P.with_glitches(P.digits("calib")), P.digits("eval")
+    d = diagnose(model, wb.Recipe("int8", "minmax"), calib, data, progress=False)
+    assert d.before["cosine"] < 0.95
+    chosen = d.remedies[1]
+    assert chosen["remedy"].startswith("calibration override") and "image=entropy" in chosen["remedy"]
+    assert chosen["met"] and d.fallback == [] and d.after["cosine"] >= 0.99
+    assert cosine(model, d.recipe, calib, data) >= 0.99, "the recipe the diagnosis returns reproduces the fix"
+    counts, edges, amax = histogram(model, calib, "image")
+    ranges = method_ranges(model, calib, "image", ["Conv", "ConvTranspose", "Gemm", "MatMul"])
+    assert amax == pytest.approx(100.0) and ranges["minmax"] == pytest.approx(100.0)
+    assert ranges["entropy"] < 0.2 * ranges["minmax"] and ranges["percentile 99.99"] < 1.0
+    fig = plots.histogram_figure("image", counts, edges, ranges, amax)
+    assert len(fig.layout.shapes) == 2 * len(ranges) and "minmax" in fig.layout.annotations[0].text
+
+
+def test_masked_attention_is_fixed_only_by_the_placement():
+    model = P.masked_attention()
+    calib, data = P.digits("calib"), P.digits("eval")
+    naive = wb.Recipe("int8", placement="all")
+    for other in (naive.with_(calibration="percentile"), naive.with_(calibration="entropy")):
+        assert cosine(model, other, calib, data) < 0.99, "calibration cannot rescue a mask inside INT8"
+    d = diagnose(model, naive, calib, data, progress=False)
+    assert d.remedies[1]["remedy"].startswith("Q/DQ placement 'tensorrt'") and d.remedies[1]["met"]
+    assert d.fallback == [] and d.recipe.placement == "tensorrt" and d.after["cosine"] >= 0.99
+
+
+def test_cli_override_and_remedies_in_json(tmp_path):
+    model = P.batchnorm_chain()
+    onnx.save(model.proto, tmp_path / "bn.onnx")
+    np.savez(tmp_path / "c.npz", **P.digits("calib").inputs)
+    np.savez(tmp_path / "e.npz", **P.digits("eval").inputs)
+    r = subprocess.run([sys.executable, "-m", "workbench.cli", "diagnose", str(tmp_path / "bn.onnx"), "--placement",
+                        "all", "--no-fold-batchnorm", "--calib-data", str(tmp_path / "c.npz"), "--eval-data",
+                        str(tmp_path / "e.npz"), "--json", str(tmp_path / "d.json")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    d = json.loads((tmp_path / "d.json").read_text())
+    assert d["remedies"][1]["remedy"].startswith("fold BatchNorm") and d["fallback"] == []
+    bad = subprocess.run([sys.executable, "-m", "workbench.cli", "build", str(tmp_path / "bn.onnx"), "--override",
+                          "b0.out=magic", "-o", str(tmp_path / "o")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "TENSOR=minmax|entropy|percentile" in bad.stderr

@@ -1,0 +1,61 @@
+"""Graph clean-up TensorRT does anyway, applied before quantization so calibration sees the graph TensorRT runs:
+BatchNormalization folded into the Conv or Gemm before it. Surviving nodes keep their names; `folded` maps each
+removed node to the node that absorbed it, so reports can still name the original nodes."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+
+def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """Conv/Gemm → BatchNormalization (inference form, the Conv/Gemm output used only by the BN) becomes one node."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    producers = {o: n for n in g.node for o in n.output}
+    graph_outputs = {o.name for o in g.output}
+    folded: dict[str, str] = {}
+    for bn in list(g.node):
+        if bn.op_type != "BatchNormalization" or len(bn.output) != 1:
+            continue
+        prev = producers.get(bn.input[0])
+        if (prev is None or prev.op_type not in ("Conv", "Gemm") or len(consumers.get(prev.output[0], [])) != 1
+                or prev.output[0] in graph_outputs or any(t not in inits for t in bn.input[1:5])
+                or prev.input[1] not in inits or (prev.op_type == "Gemm" and not _gemm_foldable(prev))):
+            continue
+        gamma, beta, mean, var = (numpy_helper.to_array(inits[t]).astype(np.float64) for t in bn.input[1:5])
+        eps = next((a.f for a in bn.attribute if a.name == "epsilon"), 1e-5)
+        scale = gamma / np.sqrt(var + eps)
+        w = numpy_helper.to_array(inits[prev.input[1]]).astype(np.float64)
+        w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+        b = numpy_helper.to_array(inits[prev.input[2]]).astype(np.float64) if len(prev.input) > 2 and prev.input[2] \
+            else np.zeros(len(scale))
+        b = (b - mean) * scale + beta
+        dtype = numpy_helper.to_array(inits[prev.input[1]]).dtype
+        g.initializer.append(numpy_helper.from_array(w.astype(dtype), f"{prev.name}.folded_weight"))
+        prev.input[1] = f"{prev.name}.folded_weight"  # the original may be shared: never edited in place
+        bias_name = f"{prev.name}.folded_bias"
+        g.initializer.append(numpy_helper.from_array(b.astype(dtype), bias_name))
+        if len(prev.input) > 2:
+            prev.input[2] = bias_name
+        else:
+            prev.input.append(bias_name)
+        prev.output[0] = bn.output[0]
+        g.node.remove(bn)
+        folded[bn.name] = prev.name
+    used = {i for n in g.node for i in n.input}
+    kept = [i for i in g.initializer if i.name in used]
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    return model, folded
+
+
+def _gemm_foldable(gemm: onnx.NodeProto) -> bool:
+    """Gemm with transB=1 (PyTorch Linear: weight [out, in]) and default alpha/beta."""
+    attrs = {a.name: a for a in gemm.attribute}
+    return (attrs["transB"].i if "transB" in attrs else 0) == 1 and (attrs["alpha"].f if "alpha" in attrs else 1.0) == 1.0
