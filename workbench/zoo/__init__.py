@@ -71,6 +71,19 @@ def require(module: str, extra_hint: str) -> Any:
         raise WorkbenchError(f"this zoo model needs {module!r}: {extra_hint}") from None
 
 
+def cached_export(name: str, key: str, export: Callable[[], "ModelHandle"]) -> "ModelHandle":
+    """Export a zoo model once (keyed by its weights and torch version); later loads read the cached ONNX."""
+    from pathlib import Path
+
+    from .. import cache
+    from ..model import from_onnx
+
+    path = cache.artifact_path("zoo", key, ".onnx")
+    if not path.exists():
+        cache.atomic_write(path, Path(export().path).read_bytes())
+    return from_onnx(path, name=name, source="zoo")
+
+
 _LOADED: dict[str, "ModelHandle"] = {}
 
 

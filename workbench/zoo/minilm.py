@@ -45,20 +45,20 @@ def tokenizer():
 
 def export():
     from .. import cache
-    from ..model import from_onnx, from_torch
+    from ..model import from_torch
+    from . import cached_export
 
     torch = require("torch", HINT)
-    weights = model_dir() / "model.safetensors"
-    key = cache.digest("minilm", cache.file_digest(weights), torch.__version__)
-    path = cache.artifact_path("zoo", key, ".onnx")
-    if not path.exists():
+
+    def run_exporter():
         example = tokenizer()(["a first example sentence", "and a second one"], padding="max_length",
                               max_length=16, return_tensors="pt")
-        handle = from_torch(load_module(), (example["input_ids"], example["attention_mask"]), input_names=list(INPUTS),
-                            output_names=[OUTPUT], dynamic_axes={n: {0: "batch", 1: "sequence"} for n in INPUTS},
-                            name="minilm")
-        cache.atomic_write(path, Path(handle.path).read_bytes())
-    return from_onnx(path, name="minilm", source="zoo")
+        return from_torch(load_module(), (example["input_ids"], example["attention_mask"]), input_names=list(INPUTS),
+                          output_names=[OUTPUT], dynamic_axes={n: {0: "batch", 1: "sequence"} for n in INPUTS},
+                          name="minilm")
+
+    key = cache.digest("minilm", cache.file_digest(model_dir() / "model.safetensors"), torch.__version__)
+    return cached_export("minilm", key, run_exporter)
 
 
 def sentences() -> list[str]:

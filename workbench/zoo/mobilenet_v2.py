@@ -67,20 +67,18 @@ def load_module():
 
 
 def export():
-    """Export once (dynamic batch) into the artifact cache; later loads read the cached ONNX."""
     from .. import cache
-    from ..model import from_onnx, from_torch
+    from ..model import from_torch
+    from . import cached_export
+
+    def run_exporter():
+        import torch
+
+        return from_torch(load_module(), torch.zeros(2, 3, 224, 224), input_names=[INPUT], output_names=[OUTPUT],
+                          dynamic_axes={INPUT: {0: "batch"}}, name="mobilenet-v2")
 
     key = cache.digest("mobilenet-v2", cache.file_digest(weights_path()), _torch_version())
-    path = cache.artifact_path("zoo", key, ".onnx")
-    if path.exists():
-        return from_onnx(path, name="mobilenet-v2", source="zoo")
-    import torch
-
-    handle = from_torch(load_module(), torch.zeros(2, 3, 224, 224), input_names=[INPUT], output_names=[OUTPUT],
-                        dynamic_axes={INPUT: {0: "batch"}}, name="mobilenet-v2")
-    cache.atomic_write(path, Path(handle.path).read_bytes())
-    return from_onnx(path, name="mobilenet-v2", source="zoo")
+    return cached_export("mobilenet-v2", key, run_exporter)
 
 
 def _torch_version() -> str:
