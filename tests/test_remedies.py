@@ -89,3 +89,15 @@ def test_cli_override_and_remedies_in_json(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "workbench.cli", "build", str(tmp_path / "bn.onnx"), "--override",
                           "b0.out=magic", "-o", str(tmp_path / "o")], capture_output=True, text=True)
     assert bad.returncode == 2 and "TENSOR=minmax|entropy|percentile" in bad.stderr
+
+
+def test_fp16_as_the_fallback_precision():
+    spec, model = P.planted((1,))
+    d = diagnose(model, wb.Recipe("int8", fallback_precision="fp16"), P.digits("calib"), P.digits("eval"),
+                 progress=False)
+    assert d.fallback == spec.culprits() and d.after["cosine"] >= 0.99
+    assert d.remedies[-1]["remedy"] == "keep 1 node(s) in FP16"
+    graph = onnx.load(str(wb.apply(model, d.recipe, P.digits("calib"), progress=False).path)).graph
+    fp16 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
+    assert fp16 == {"block2.weight", "block2.bias"}, "only the fallback node's weights become FP16"
+    assert any(n.op_type == "QuantizeLinear" for n in graph.node), "the rest stays INT8"

@@ -32,6 +32,8 @@ def _add_recipe_args(p: argparse.ArgumentParser, precisions: Sequence[str] = PRE
     p.add_argument("--override", nargs="+", action="extend", default=[], metavar="TENSOR=METHOD[:P]",
                    help="per-tensor calibration, e.g. relu_1=percentile:99.9 or block1.out=entropy")
     p.add_argument("--no-fold-batchnorm", action="store_true", help="quantize BatchNorm unfolded (TensorRT folds it)")
+    p.add_argument("--fallback-precision", default="fp32", choices=("fp32", "fp16"),
+                   help="what excluded nodes of an int8 recipe run in (default fp32)")
     p.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="NODE",
                    help="keep these nodes in higher precision: node names, op types or regexes")
     p.add_argument("--calib-data", metavar="FILE.npz", help="calibration samples (keys = input names, axis 0)")
@@ -44,7 +46,8 @@ def _recipe(args: argparse.Namespace):
     from .recipe import Recipe
 
     return Recipe(args.precision, args.calibration, args.percentile, tuple(args.exclude), placement=args.placement,
-                  overrides=tuple(args.override), fold_batchnorm=not args.no_fold_batchnorm)
+                  overrides=tuple(args.override), fold_batchnorm=not args.no_fold_batchnorm,
+                  fallback_precision=args.fallback_precision)
 
 
 def _write_json(obj: Any, path: str | None) -> None:
@@ -152,7 +155,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     recipes = [Recipe(p.strip(), args.calibration, args.percentile, tuple(args.exclude), placement=args.placement,
-                      overrides=tuple(args.override), fold_batchnorm=not args.no_fold_batchnorm)
+                      overrides=tuple(args.override), fold_batchnorm=not args.no_fold_batchnorm,
+                  fallback_precision=args.fallback_precision)
                for p in args.precision.split(",")]
     calib = calibration_data(model, args.calib_data) if any(r.precision == "int8" for r in recipes) else None
     data = evaluation_data(model, args.eval_data)

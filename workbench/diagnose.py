@@ -213,7 +213,7 @@ def diagnose(
     bar.close()
     fallback, after = search["fallback"], search["after"]
     if fallback:
-        tried.append({"remedy": f"keep {len(fallback)} node(s) in FP32", **after,
+        tried.append({"remedy": f"keep {len(fallback)} node(s) in {current.fallback_precision.upper()}", **after,
                       "met": target.met(after, reference_metric), "nodes_in_higher_precision": len(fallback)})
     if target.metric is not None:
         before[f"reference_{target.metric_name}"] = after[f"reference_{target.metric_name}"] = reference_metric

@@ -29,6 +29,7 @@ class Recipe:
     placement: str = "tensorrt"
     overrides: tuple[str, ...] = field(default_factory=tuple)  # per-tensor calibration: "TENSOR=METHOD[:P]"
     fold_batchnorm: bool = True
+    fallback_precision: str = "fp32"  # what excluded nodes run in, for int8: fp32 or fp16
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -36,6 +37,8 @@ class Recipe:
         if self.calibration not in CALIBRATIONS:
             raise WorkbenchError(
                 f"unknown calibration method {self.calibration!r}; choose one of {', '.join(CALIBRATIONS)}")
+        if self.fallback_precision not in ("fp32", "fp16"):
+            raise WorkbenchError(f"fallback precision must be fp32 or fp16, got {self.fallback_precision!r}")
         if self.placement not in PLACEMENTS:
             raise WorkbenchError(f"unknown Q/DQ placement {self.placement!r}; choose one of {', '.join(PLACEMENTS)}")
         if not 50.0 < float(self.percentile) <= 100.0:
@@ -60,7 +63,7 @@ class Recipe:
         d["exclude"] = list(self.exclude)
         d["overrides"] = list(self.overrides)
         if self.precision != "int8":
-            for k in ("calibration", "percentile", "per_channel", "placement", "overrides"):
+            for k in ("calibration", "percentile", "per_channel", "placement", "overrides", "fallback_precision"):
                 d.pop(k)
         elif self.calibration != "percentile":
             d.pop("percentile")
@@ -78,6 +81,9 @@ class Recipe:
                 text += f" [{self.placement}]"
             if self.overrides:
                 text += f" +{len(self.overrides)} override{'s' if len(self.overrides) > 1 else ''}"
+        if self.exclude and self.precision == "int8" and self.fallback_precision == "fp16":
+            text += f" ({len(self.exclude)} in FP16)"
+            return text
         if self.exclude:
             text += f" ({len(self.exclude)} excluded)"
         return text

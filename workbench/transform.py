@@ -16,7 +16,7 @@ from .recipe import Recipe, resolve_exclusions
 
 
 # Part of every transformed model's cache key: bump when a transform's output changes for the same inputs.
-TRANSFORM_VERSION = 3
+TRANSFORM_VERSION = 4
 
 
 @dataclass
@@ -94,6 +94,9 @@ def apply(
 
             transformed = quantize_int8(Path(base.path), ranges_path, recipe.calibration, excluded,
                                         recipe.per_channel, recipe.placement)
+            if excluded and recipe.fallback_precision == "fp16":
+                others = [n.name for n in transformed.graph.node if n.name not in set(excluded)]
+                transformed = to_fp16(transformed, others)
         cache.atomic_write(path, transformed.SerializeToString())
     from .quantize import quantized_nodes
 
@@ -143,7 +146,9 @@ def _calibrate(base: ModelHandle, recipe: Recipe, data: Dataset, progress: bool)
 
 
 def to_fp16(model: onnx.ModelProto, excluded: list[str]) -> onnx.ModelProto:
-    """FP16 weights and compute with the graph's I/O types kept (FP32 in, FP32 out), excluded nodes in FP32."""
+    """FP16 weights and compute with the graph's I/O types kept (FP32 in, FP32 out), excluded nodes in FP32.
+
+    Also used on an INT8 graph with every node but the fallback nodes listed, to run the fallback in FP16."""
     from onnxconverter_common import float16
 
     from .quantize import quiet
