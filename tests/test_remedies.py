@@ -40,11 +40,11 @@ def test_batchnorm_folding_keeps_names_and_values():
 
 def test_unfolded_batchnorm_chain_is_fixed_by_folding():
     model = P.batchnorm_chain()
-    d = diagnose(model, wb.Recipe("int8", placement="all", fold_batchnorm=False), P.digits("calib"),
+    d = diagnose(model, wb.Recipe("int8", placement="all", cleanup=False), P.digits("calib"),
                  P.digits("eval"), progress=False)
     assert d.before["cosine"] < 0.95
-    assert d.remedies[1]["remedy"].startswith("fold BatchNorm") and d.remedies[1]["met"]
-    assert d.fallback == [] and d.after["cosine"] >= 0.99 and d.recipe.fold_batchnorm
+    assert d.remedies[1]["remedy"].startswith("clean up the graph") and d.remedies[1]["met"]
+    assert d.fallback == [] and d.after["cosine"] >= 0.99 and d.recipe.cleanup
 
 
 def test_glitchy_calibration_data_is_fixed_by_calibration_overrides():
@@ -81,11 +81,11 @@ def test_cli_override_and_remedies_in_json(tmp_path):
     np.savez(tmp_path / "c.npz", **P.digits("calib").inputs)
     np.savez(tmp_path / "e.npz", **P.digits("eval").inputs)
     r = subprocess.run([sys.executable, "-m", "workbench.cli", "diagnose", str(tmp_path / "bn.onnx"), "--placement",
-                        "all", "--no-fold-batchnorm", "--calib-data", str(tmp_path / "c.npz"), "--eval-data",
+                        "all", "--no-cleanup", "--calib-data", str(tmp_path / "c.npz"), "--eval-data",
                         str(tmp_path / "e.npz"), "--json", str(tmp_path / "d.json")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     d = json.loads((tmp_path / "d.json").read_text())
-    assert d["remedies"][1]["remedy"].startswith("fold BatchNorm") and d["fallback"] == []
+    assert d["remedies"][1]["remedy"].startswith("clean up the graph") and d["fallback"] == []
     bad = subprocess.run([sys.executable, "-m", "workbench.cli", "build", str(tmp_path / "bn.onnx"), "--override",
                           "b0.out=magic", "-o", str(tmp_path / "o")], capture_output=True, text=True)
     assert bad.returncode == 2 and "TENSOR=minmax|entropy|percentile" in bad.stderr

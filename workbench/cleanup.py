@@ -1,11 +1,38 @@
 """Graph clean-up TensorRT does anyway, applied before quantization so calibration sees the graph TensorRT runs:
-BatchNormalization folded into the Conv or Gemm before it. Surviving nodes keep their names; `folded` maps each
-removed node to the node that absorbed it, so reports can still name the original nodes."""
+constants folded (Polygraphy's FoldConstants), BatchNormalization folded into the Conv or Gemm before it.
+Surviving nodes keep their names; `folded` maps each removed node to the node that absorbed it ("(constant)" for
+folded constant subgraphs), so reports can still name the original nodes."""
 from __future__ import annotations
 
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+
+CONSTANT = "(constant)"
+
+
+def clean(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """Fold constants, then BatchNorm. Returns the model unchanged (same object) when nothing was folded."""
+    folded_model, folded = fold_constants(model)
+    folded_model, bn = fold_batchnorm(folded_model)
+    folded.update(bn)
+    return (folded_model, folded) if folded else (model, {})
+
+
+def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """Polygraphy's FoldConstants (needs onnx-graphsurgeon); nodes computed entirely from constants disappear."""
+    try:
+        import onnx_graphsurgeon  # noqa: F401
+        from polygraphy.backend.onnx import FoldConstants
+
+        from .polygraphy_util import quiet
+    except ImportError:
+        return model, {}
+    with quiet():
+        folded_model = FoldConstants(model, error_ok=True, copy=True)()
+    remaining = {n.name for n in folded_model.graph.node}
+    return folded_model, {n.name: CONSTANT for n in model.graph.node if n.name and n.name not in remaining}
 
 
 def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:

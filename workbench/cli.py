@@ -31,7 +31,8 @@ def _add_recipe_args(p: argparse.ArgumentParser, precisions: Sequence[str] = PRE
                    help=f"INT8 Q/DQ placement: {', '.join(PLACEMENTS)} (default tensorrt: inputs of Conv/Gemm/MatMul)")
     p.add_argument("--override", nargs="+", action="extend", default=[], metavar="TENSOR=METHOD[:P]",
                    help="per-tensor calibration, e.g. relu_1=percentile:99.9 or block1.out=entropy")
-    p.add_argument("--no-fold-batchnorm", action="store_true", help="quantize BatchNorm unfolded (TensorRT folds it)")
+    p.add_argument("--no-cleanup", action="store_true",
+                   help="quantize the graph as is: no constant or BatchNorm folding (TensorRT folds both)")
     p.add_argument("--fallback-precision", default="fp32", choices=("fp32", "fp16"),
                    help="what excluded nodes of an int8 recipe run in (default fp32)")
     p.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="NODE",
@@ -46,7 +47,7 @@ def _recipe(args: argparse.Namespace):
     from .recipe import Recipe
 
     return Recipe(args.precision, args.calibration, args.percentile, tuple(args.exclude), placement=args.placement,
-                  overrides=tuple(args.override), fold_batchnorm=not args.no_fold_batchnorm,
+                  overrides=tuple(args.override), cleanup=not args.no_cleanup,
                   fallback_precision=args.fallback_precision)
 
 
@@ -155,7 +156,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     model = load_model(args.model)
     recipes = [Recipe(p.strip(), args.calibration, args.percentile, tuple(args.exclude), placement=args.placement,
-                      overrides=tuple(args.override), fold_batchnorm=not args.no_fold_batchnorm,
+                      overrides=tuple(args.override), cleanup=not args.no_cleanup,
                   fallback_precision=args.fallback_precision)
                for p in args.precision.split(",")]
     calib = calibration_data(model, args.calib_data) if any(r.precision == "int8" for r in recipes) else None

@@ -184,9 +184,9 @@ def diagnose(
     initial_causes = {r["node"]: cause(r["node"], model, report, base) for r in initial_ranking[:3]}
     if remedies and not target.met(before, reference_metric):
         candidates = []
-        if not recipe.fold_batchnorm and any(n.op_type == "BatchNormalization" for n in model.proto.graph.node):
-            candidates.append(("fold BatchNorm into the Conv/Gemm before it (as TensorRT does)",
-                               recipe.with_(fold_batchnorm=True)))
+        if not recipe.cleanup:
+            candidates.append(("clean up the graph as TensorRT would (fold constants; BatchNorm into its Conv/Gemm)",
+                               recipe.with_(cleanup=True)))
         if recipe.placement != "tensorrt":
             candidates.append(("Q/DQ placement 'tensorrt' (inputs of Conv/Gemm/MatMul only)",
                                recipe.with_(placement="tensorrt")))
@@ -201,7 +201,7 @@ def diagnose(
             tried.append({"remedy": label, **scores, "met": target.met(scores, reference_metric),
                           "nodes_in_higher_precision": 0})
             if target.better(scores, current_scores):
-                if candidate.placement != current.placement or candidate.fold_batchnorm != current.fold_batchnorm:
+                if candidate.placement != current.placement or candidate.cleanup != current.cleanup:
                     candidate = candidate.with_(overrides=())  # overrides refer to the previous graph's tensors
                 current, current_scores = candidate, scores
                 base = apply(model, current, calib, progress=False)

@@ -28,7 +28,7 @@ class Recipe:
     per_channel: bool = True
     placement: str = "tensorrt"
     overrides: tuple[str, ...] = field(default_factory=tuple)  # per-tensor calibration: "TENSOR=METHOD[:P]"
-    fold_batchnorm: bool = True
+    cleanup: bool = True  # fold constants and BatchNorm before quantizing, as TensorRT would
     fallback_precision: str = "fp32"  # what excluded nodes run in, for int8: fp32 or fp16
 
     def __post_init__(self) -> None:
@@ -68,7 +68,7 @@ class Recipe:
         elif self.calibration != "percentile":
             d.pop("percentile")
         if self.precision == "fp32":
-            d.pop("fold_batchnorm")
+            d.pop("cleanup")
         return d
 
     @property

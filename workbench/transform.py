@@ -16,7 +16,7 @@ from .recipe import Recipe, resolve_exclusions
 
 
 # Part of every transformed model's cache key: bump when a transform's output changes for the same inputs.
-TRANSFORM_VERSION = 4
+TRANSFORM_VERSION = 5
 
 
 @dataclass
@@ -72,8 +72,9 @@ def apply(
     if recipe.precision == "bf16":
         raise WorkbenchError("bf16 is not supported on the onnxruntime-cpu backend (its CPU kernels have no "
                              "BF16 Conv/MatMul); use fp16 here, or bf16 on a TensorRT machine")
-    base, folded = cleaned(model) if recipe.fold_batchnorm else (model, {})
+    base, folded = cleaned(model) if recipe.cleanup else (model, {})
     excluded = [folded.get(n, n) for n in resolve_exclusions(model.proto, recipe.exclude)]
+    excluded = [n for n in excluded if n != "(constant)"]
     excluded = list(dict.fromkeys(excluded))
     calibration, ranges_path = None, None
     if recipe.precision == "int8":
@@ -108,24 +109,29 @@ def apply(
 
 
 def cleaned(model: ModelHandle) -> tuple[ModelHandle, dict[str, str]]:
-    """The FP32 graph after the clean-up TensorRT would do (BatchNorm folding), cached; the model itself when
-    there is nothing to fold."""
-    from .cleanup import fold_batchnorm
+    """The FP32 graph after the clean-up TensorRT would do (constant and BatchNorm folding), cached; the model
+    itself when there is nothing to fold."""
+    from .cleanup import clean
 
-    if not any(n.op_type == "BatchNormalization" for n in model.proto.graph.node):
-        return model, {}
-    folded_model, folded = fold_batchnorm(model.proto)
-    if not folded:
-        return model, {}
-    data = folded_model.SerializeToString()
-    path = cache.artifact_path("models", cache.digest(data), ".onnx")
-    if not path.exists():
-        cache.atomic_write(path, data)
-    from .model import from_onnx
+    key = cache.digest("cleaned", TRANSFORM_VERSION, model.sha256)
+    if key not in _CLEANED:
+        folded_model, folded = clean(model.proto)
+        if not folded:
+            _CLEANED[key] = (model, {})
+        else:
+            data = folded_model.SerializeToString()
+            path = cache.artifact_path("models", cache.digest(data), ".onnx")
+            if not path.exists():
+                cache.atomic_write(path, data)
+            from .model import from_onnx
 
-    handle = from_onnx(path, name=f"{model.name} (BatchNorm folded)", source=model.source)
-    handle.module_of = {**model.module_of}
-    return handle, folded
+            handle = from_onnx(path, name=f"{model.name} (cleaned)", source=model.source)
+            handle.module_of = {**model.module_of}
+            _CLEANED[key] = (handle, folded)
+    return _CLEANED[key]
+
+
+_CLEANED: dict[str, tuple[ModelHandle, dict[str, str]]] = {}
 
 
 def _calibrate(base: ModelHandle, recipe: Recipe, data: Dataset, progress: bool):
