@@ -43,7 +43,7 @@ def test_sweep_returns_one_row_per_batch_and_recipe(latency):
 
 
 def test_duration_mode_and_impossible_batch(mnist, mnist_calib):
-    r = sweep(mnist, [wb.Recipe("fp32")], [2], iterations=None, duration_s=0.2, warmup=2, progress=False)
+    r = sweep(mnist, [wb.Recipe("fp32")], [2], iterations=None, duration_s=0.2, warmup_ms=50, progress=False)
     assert r.results["iterations"][0] > 20
     with pytest.raises(wb.WorkbenchError, match="positive"):
         sweep(mnist, [wb.Recipe("fp32")], [0], progress=False)

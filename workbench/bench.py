@@ -100,6 +100,7 @@ def sweep(
     model, recipes: Iterable, batches: Sequence[int] = (1,), calib: Dataset | None = None,
     data: Dataset | None = None, backend: Backend | None = None, iterations: int | None = 100,
     warmup: int | None = 10, duration_s: float | None = None, progress: bool = True,
+    warmup_ms: float | None = None,
 ) -> LatencyReport:
     """Latency of every recipe at every batch size, on one backend (default ONNX Runtime CPU, all graph
     optimizations, 1 thread: what a CPU deployment runs)."""
@@ -125,7 +126,7 @@ def sweep(
         context = engine.describe()
         feed = batch_feed(data, batch)
         backend.check_profile(feed)
-        m = measure(engine, feed, iterations, warmup, duration_s)
+        m = measure(engine, feed, iterations, warmup, duration_s, warmup_ms)
         host = summarize(m.host_ms, batch)
         row = {"recipe": recipe.label, "precision": recipe.precision, "batch": batch,
                "shapes": json.dumps({k: list(v.shape) for k, v in feed.items()}), **host,

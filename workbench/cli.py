@@ -163,7 +163,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     data = evaluation_data(model, args.eval_data)
     report = sweep(model, recipes, _int_list(args.batch), calib, data,
                    _backend(args, model, optimization=args.optimization),
-                   iterations=args.iterations, warmup=args.warmup, duration_s=args.duration)
+                   iterations=args.iterations, warmup=args.warmup, duration_s=args.duration, warmup_ms=args.warmup_ms)
     if args.html:
         from . import plots
 
@@ -242,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", default="1", help="comma-separated batch sizes, e.g. 1,8 (default 1)")
     p.add_argument("--iterations", type=int, default=100, help="timed iterations per configuration (default 100)")
     p.add_argument("--warmup", type=int, default=10, help="warm-up iterations (default 10)")
+    p.add_argument("--warmup-ms", type=float, help="warm up for this many milliseconds instead of --warmup")
     p.add_argument("--duration", type=float, help="time for this many seconds instead of --iterations")
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
     p.add_argument("--backend", default="onnxruntime-cpu", help="onnxruntime-cpu, tensorrt or tensorrt-rtx")
