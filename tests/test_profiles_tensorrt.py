@@ -40,8 +40,10 @@ def test_profile_from_shapes_and_validation(mnist):
 def test_cpu_backend_reports_inputs_outside_the_profile(mnist):
     profile = build_profile(mnist.inputs, ["input:1x1x28x28,2x1x28x28,4x1x28x28"])
     engine = get_backend(profile=profile).build(mnist.path)
-    with pytest.warns(UserWarning, match="outside the profile"):
+    with pytest.warns(UserWarning, match="outside the profile") as caught:
         engine.infer({"input": np.zeros((8, 1, 28, 28), np.float32)})
+        engine.infer({"input": np.zeros((8, 1, 28, 28), np.float32)})
+    assert len([w for w in caught if "outside the profile" in str(w.message)]) == 1, "reported once per problem"
 
 
 def test_tensorrt_missing_is_one_clear_line():
