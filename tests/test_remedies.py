@@ -101,3 +101,14 @@ def test_fp16_as_the_fallback_precision():
     fp16 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
     assert fp16 == {"block2.weight", "block2.bias"}, "only the fallback node's weights become FP16"
     assert any(n.op_type == "QuantizeLinear" for n in graph.node), "the rest stays INT8"
+
+
+def test_folded_convs_are_ranked_and_marked():
+    model = P.batchnorm_chain()
+    d = diagnose(model, wb.Recipe("int8"), P.digits("calib"), P.digits("eval"), remedies=False, progress=False)
+    assert {r["node"] for r in d.ranking} == {"b0.conv", "b1.conv", "b2.conv", "head.fc"}
+    assert all(r["local_sqnr_db"] is not None for r in d.ranking), "folded convs are measured against the BN output"
+    row = d.report.layers.set_index("node").loc["b1.bn"]
+    assert row["local_sqnr_db"] == pytest.approx(d.report.local_sqnr["b1.conv"])
+    fig = plots.layer_figure(d.report, ["b1.conv"])
+    assert list(fig.data[[t.name for t in fig.data].index("kept in FP32")].customdata) == ["b1.bn"]

@@ -55,6 +55,9 @@ class LayerReport:
     framework: dict | None = None
     excluded_nodes: list[str] = field(default_factory=list)
     macs: dict[str, int] = field(default_factory=dict)
+    local_sqnr: dict[str, float] = field(default_factory=dict)  # quantized node → SQNR when quantized alone
+    folded: dict[str, str] = field(default_factory=dict)  # FP32 node removed by clean-up → node that absorbed it
+    node_info: dict[str, dict] = field(default_factory=dict)  # node → op_type, module (incl. nodes absent in FP32)
     channel_rms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # quantized tensors only
     amax: dict[str, float] = field(default_factory=dict, repr=False)  # observed max |value|, quantized tensors
 
@@ -70,6 +73,7 @@ class LayerReport:
             "context": self.context,
             "framework": self.framework,
             "excluded_nodes": self.excluded_nodes,
+            "folded_nodes": self.folded,
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -209,6 +213,10 @@ def compare(
         framework=None if torch_check is None else torch_check.result(),
         excluded_nodes=list(transformed.excluded_nodes),
         macs=macs_per_sample(reference, shapes),
+        local_sqnr={node: s.sqnr_db for node, s in local_stats.items() if s.count},
+        folded=dict(transformed.folded),
+        node_info={n.name: {"op_type": n.op_type, "module": model.module_of.get(n.name)} for n in candidate.graph.node
+                   if n.op_type not in ("QuantizeLinear", "DequantizeLinear")},
         channel_rms={t: s.channel_rms() for t, s in stats.items() if s.channel_sq is not None},
         amax={t: s.ref_amax for t, s in stats.items() if s.ref_amax},
     )

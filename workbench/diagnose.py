@@ -120,19 +120,20 @@ def _scores(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], da
 
 
 def rank(report: LayerReport, quantized: list[str]) -> list[dict]:
-    """Quantized nodes, most harmful first: score = relative noise power the node causes on its own."""
-    table = report.layers.set_index("tensor")
+    """Quantized nodes, most harmful first: score = relative noise power the node causes on its own (falling back
+    to the noise it adds along the graph when no local measurement exists)."""
+    table = report.layers
     rows = []
     for node in quantized:
         hits = table[table["node"] == node]
-        if hits.empty:
+        local = report.local_sqnr.get(node)
+        if local is None and hits.empty:
             continue
-        row = hits.iloc[0]
-        local = row["local_sqnr_db"]
-        score = 10 ** (-local / 10) if local is not None and not math.isnan(local) else float(row["added_noise"])
-        rows.append({"node": node, "score": float(score), "op_type": row["op_type"], "module": row["module"],
-                     "local_sqnr_db": None if local is None or math.isnan(local) else float(local),
-                     "sqnr_db": float(row["sqnr_db"])})
+        score = 10 ** (-local / 10) if local is not None else float(hits.iloc[0]["added_noise"])
+        info = report.node_info.get(node, {})
+        rows.append({"node": node, "score": float(score), "op_type": info.get("op_type"),
+                     "module": info.get("module"), "local_sqnr_db": local,
+                     "sqnr_db": float(hits.iloc[0]["sqnr_db"]) if not hits.empty else None})
     rows.sort(key=lambda r: -r["score"])
     return rows
 

@@ -40,7 +40,7 @@ def layer_figure(report: "LayerReport", fallback: Iterable[str] = (), title: str
                       secondary_y=False)
     fig.add_trace(go.Scatter(x=x, y=t["cosine"], mode="lines", name="cosine", line={"dash": "dot"},
                              customdata=t["node"]), secondary_y=True)
-    marked = t[t["node"].isin(fallback)]
+    marked = t[t["node"].map(lambda n: report.folded.get(n, n)).isin(fallback) | t["node"].isin(fallback)]
     if not marked.empty:
         fig.add_trace(go.Scatter(x=list(marked.index), y=marked["sqnr_db"], mode="markers", name="kept in FP32",
                                  marker={"symbol": "x", "size": 14, "color": "crimson"}, customdata=marked["node"]),

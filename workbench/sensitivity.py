@@ -25,6 +25,7 @@ def local_branches(fp32: onnx.ModelProto, qdq: onnx.ModelProto, nodes: list[str]
             consumers.setdefault(i, []).append(n)
     by_name = {n.name: n for n in qdq.graph.node}
     fp32_outputs = {n.name: n.output[0] for n in fp32.graph.node}
+    fp32_tensors = {o for n in fp32.graph.node for o in n.output}
     combined = onnx.ModelProto()
     combined.CopyFrom(fp32)
     known = {i.name for i in combined.graph.initializer}
@@ -34,7 +35,10 @@ def local_branches(fp32: onnx.ModelProto, qdq: onnx.ModelProto, nodes: list[str]
     pairs: dict[str, tuple[str, str]] = {}
     for name in nodes:
         node = by_name.get(name)
-        if node is None or name not in fp32_outputs:
+        # The clone's FP32 counterpart is the tensor the quantized node writes, when the FP32 graph has it (after
+        # BatchNorm folding a conv writes the BatchNorm's output); else the FP32 node's own output.
+        counterpart = node.output[0] if node is not None and node.output[0] in fp32_tensors else fp32_outputs.get(name)
+        if node is None or counterpart is None:
             continue
         chain = _input_chain(node, producers)
         out = node.output[0]
@@ -55,7 +59,7 @@ def local_branches(fp32: onnx.ModelProto, qdq: onnx.ModelProto, nodes: list[str]
                 clone.output[i] = rename[t]
             combined.graph.node.append(clone)
         last = chain[-1] if q is not None and len(chain) >= 2 and chain[-1].op_type == "DequantizeLinear" else node
-        pairs[name] = (fp32_outputs[name], rename[last.output[0]])
+        pairs[name] = (counterpart, rename[last.output[0]])
     return combined, pairs
 
 
