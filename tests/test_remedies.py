@@ -112,3 +112,23 @@ def test_folded_convs_are_ranked_and_marked():
     assert row["local_sqnr_db"] == pytest.approx(d.report.local_sqnr["b1.conv"])
     fig = plots.layer_figure(d.report, ["b1.conv"])
     assert list(fig.data[[t.name for t in fig.data].index("kept in FP32")].customdata) == ["b1.bn"]
+
+
+def test_constant_subgraphs_are_folded_and_compare_still_runs(tmp_path):
+    from onnx import helper, numpy_helper
+
+    from workbench.compare import compare
+    from workbench.transform import cleaned
+
+    proto = P.masked_attention().proto
+    proto.graph.initializer.append(numpy_helper.from_array(np.array([0.5], np.float32), "half"))
+    proto.graph.node.insert(0, helper.make_node("Mul", ["scale", "half"], ["scale_half"], name="attn.scale_half"))
+    next(n for n in proto.graph.node if n.name == "attn.scale").input[1] = "scale_half"
+    onnx.save(proto, tmp_path / "m.onnx")
+    model = wb.load_model(str(tmp_path / "m.onnx"))
+    folded_model, folded = cleaned(model)
+    assert folded == {"attn.scale_half": "(constant)"} and "attn.scale_half" not in folded_model.node_names()
+    report = compare(wb.apply(model, wb.Recipe("int8", placement="all"), P.digits("calib"), progress=False),
+                     P.digits("eval").take(32), progress=False)
+    assert report.local_sqnr, "the local-sensitivity graph loads although 'scale_half' became an initializer"
+    assert report.outputs[0]["cosine"] > 0.5

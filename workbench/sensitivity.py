@@ -28,7 +28,9 @@ def local_branches(fp32: onnx.ModelProto, qdq: onnx.ModelProto, nodes: list[str]
     fp32_tensors = {o for n in fp32.graph.node for o in n.output}
     combined = onnx.ModelProto()
     combined.CopyFrom(fp32)
-    known = {i.name for i in combined.graph.initializer}
+    # Constant folding may have turned FP32 node outputs into initializers of the quantized graph: keep those nodes.
+    known = {i.name for i in combined.graph.initializer} | {o for n in fp32.graph.node for o in n.output} | {
+        i.name for i in fp32.graph.input}
     combined.graph.initializer.extend(i for i in qdq.graph.initializer if i.name not in known)
     del combined.opset_import[:]
     combined.opset_import.extend(qdq.opset_import)
