@@ -6,7 +6,6 @@ import sys
 
 import numpy as np
 import onnx
-import pytest
 
 import workbench as wb
 from workbench.diagnose import Target, diagnose

@@ -108,7 +108,6 @@ def _backend(args: argparse.Namespace, model, **cpu_options: Any):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .backends import get_backend
     from .compare import compare
     from .session import resolve
     from .transform import apply
@@ -122,7 +121,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
-    from .backends import get_backend
     from .diagnose import Target, diagnose
     from .session import resolve
 
@@ -148,7 +146,6 @@ def _int_list(text: str) -> list[int]:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .backends import get_backend
     from .bench import sweep
     from .model import load_model
     from .recipe import Recipe
