@@ -22,6 +22,8 @@ def clean(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
 
 def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
     """Polygraphy's FoldConstants (needs onnx-graphsurgeon); nodes computed entirely from constants disappear."""
+    if not _has_constant_subgraph(model):
+        return model, {}  # skip the folder (and the imports and inference it costs) when there is nothing to fold
     try:
         import onnx_graphsurgeon  # noqa: F401
         from polygraphy.backend.onnx import FoldConstants
@@ -33,6 +35,17 @@ def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, s
         folded_model = FoldConstants(model, error_ok=True, copy=True)()
     remaining = {n.name for n in folded_model.graph.node}
     return folded_model, {n.name: CONSTANT for n in model.graph.node if n.name and n.name not in remaining}
+
+
+def _has_constant_subgraph(model: onnx.ModelProto) -> bool:
+    """Is any non-Constant node computed only from initializers and Constant outputs (or a Shape, which the folder
+    can resolve from static dims)?"""
+    if any(n.op_type == "Shape" for n in model.graph.node):
+        return True
+    constants = {i.name for i in model.graph.initializer}
+    constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    return any(n.op_type != "Constant" and n.input and all(not i or i in constants for i in n.input)
+               for n in model.graph.node)
 
 
 def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
