@@ -29,8 +29,7 @@ def _guard(method: Callable) -> Callable:
         except Exception as exc:  # keep the kernel alive, say what broke
             self._status(f"⚠ internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
                          error=True)
-        finally:
-            self.progress.bar_style = "" if self.progress.value >= self.progress.max else self.progress.bar_style
+        self.progress.bar_style = "danger"
         return None
     return wrapper
 
