@@ -43,6 +43,7 @@ def test_profile_editor_validates_as_you_type_and_errors_stay_in_the_panel(app):
     assert "min ≤ opt ≤ max" in app.profile_message.value
     app.run()
     assert "crimson" in app.status.value and "min ≤ opt ≤ max" in app.status.value
+    assert app.progress.bar_style == "danger"
     box.value = "1x1x28x28,8x1x28x28,32x1x28x28"
     assert "valid profile" in app.profile_message.value
     app.load("/no/such/model.onnx")
