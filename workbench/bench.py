@@ -70,6 +70,14 @@ def measure(
     return Measurement(host, device or None, done)
 
 
+def parse_batches(text: str) -> list[int]:
+    """Comma-separated batch sizes ("1,8") as typed in the CLI or the app."""
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise WorkbenchError(f"--batch takes comma-separated integers, e.g. 1,8 (got {text!r})") from None
+
+
 def batch_feed(data: Dataset, batch: int) -> dict[str, np.ndarray]:
     """`batch` samples (repeated if the data has fewer), prepared before any timing."""
     n = len(data)

@@ -137,16 +137,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise WorkbenchError(f"--batch takes comma-separated integers, e.g. 1,8 (got {text!r})") from None
-    return values
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import sweep
+    from .bench import parse_batches, sweep
     from .model import load_model
     from .recipe import Recipe
     from .session import calibration_data, evaluation_data
@@ -158,7 +150,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                for p in args.precision.split(",")]
     calib = calibration_data(model, args.calib_data) if any(r.precision == "int8" for r in recipes) else None
     data = evaluation_data(model, args.eval_data)
-    report = sweep(model, recipes, _int_list(args.batch), calib, data,
+    report = sweep(model, recipes, parse_batches(args.batch), calib, data,
                    _backend(args, model, optimization=args.optimization),
                    iterations=args.iterations, warmup=args.warmup, duration_s=args.duration, warmup_ms=args.warmup_ms)
     if args.html:

@@ -79,9 +79,6 @@ class LayerReport:
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
-    def output_summary(self) -> dict:
-        """Worst cosine and SQNR over the graph outputs: the numbers a target is checked against."""
-        return {"cosine": min(o["cosine"] for o in self.outputs), "sqnr_db": min(o["sqnr_db"] for o in self.outputs)}
 
 
 def _effective_names(candidate: onnx.ModelProto, tensors: list[str]) -> dict[str, tuple[str, str | None]]:
@@ -156,9 +153,8 @@ def compare(
     torch_check = _FrameworkCheck.create(model) if framework else None
     float_tensors: set[str] | None = None
     shapes: dict[str, tuple[int, ...]] = {}
-    saved = _SavedRun(save_dir, ref_engine.runner().name, cand_engine.runner().name) if save_dir else None
-
     ref_runner, cand_runner = ref_engine.runner(), cand_engine.runner()
+    saved = _SavedRun(save_dir, ref_runner.name, cand_runner.name) if save_dir else None
     bar = tqdm(total=len(data), desc="comparing", unit="sample", disable=not progress, leave=False)
     fixed = fixed_batch(model)
     start, step = 0, fixed or 1

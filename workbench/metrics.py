@@ -114,9 +114,3 @@ class RunningStats:
     def summary(self) -> dict:
         return {"sqnr_db": self.sqnr_db, "cosine": self.cosine, "max_abs": self.max_abs, "mean_abs": self.mean_abs}
 
-
-def compare_arrays(ref: np.ndarray, x: np.ndarray) -> dict:
-    """All metrics for one pair of tensors."""
-    stats = RunningStats()
-    stats.update(ref, x)
-    return stats.summary()

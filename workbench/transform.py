@@ -73,9 +73,11 @@ def apply(
         raise WorkbenchError("bf16 is not supported on the onnxruntime-cpu backend (its CPU kernels have no "
                              "BF16 Conv/MatMul); use fp16 here, or bf16 on a TensorRT machine")
     base, folded = cleaned(model) if recipe.cleanup else (model, {})
-    excluded = [folded.get(n, n) for n in resolve_exclusions(model.proto, recipe.exclude)]
-    excluded = [n for n in excluded if n != "(constant)"]
-    excluded = list(dict.fromkeys(excluded))
+    from .cleanup import CONSTANT
+
+    # names of folded nodes → the node that absorbed them (a folded constant has nothing left to exclude)
+    excluded = list(dict.fromkeys(folded.get(n, n) for n in resolve_exclusions(model.proto, recipe.exclude)
+                                  if folded.get(n) != CONSTANT))
     calibration, ranges_path = None, None
     if recipe.precision == "int8":
         if calib_data is None:

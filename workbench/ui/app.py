@@ -291,14 +291,13 @@ class Workbench:
 
     @_guard
     def run_latency(self) -> None:
-        from ..bench import sweep
-        from ..cli import _int_list
+        from ..bench import parse_batches, sweep
 
         recipes = [Recipe("fp32")] + ([self.recipe()] if self.recipe().precision != "fp32" else [])
         calib = self._calib() if any(r.precision == "int8" for r in recipes) else None
         self._status("measuring latency …")
         backend = self._backend() if self.backend.value != "onnxruntime-cpu" else get_backend(optimization="all")
-        report = sweep(self.model, recipes, _int_list(self.batches.value), calib,
+        report = sweep(self.model, recipes, parse_batches(self.batches.value), calib,
                        self._eval(64), backend, iterations=self.iterations.value,
                        progress=False)
         _show(self.batch_figure, plots.batch_figure(report))
