@@ -80,9 +80,12 @@ def parse_batches(text: str) -> list[int]:
 
 def batch_feed(data: Dataset, batch: int) -> dict[str, np.ndarray]:
     """`batch` samples (repeated if the data has fewer), prepared before any timing."""
-    n = len(data)
-    idx = np.arange(batch) % n
-    return {k: np.ascontiguousarray(v[idx]) for k, v in data.inputs.items()}
+    idx = np.arange(batch) % len(data)
+    feed = {}
+    for k, v in data.inputs.items():
+        axis = data.axis(k)
+        feed[k] = v if axis is None else np.ascontiguousarray(np.take(v, idx, axis=axis))
+    return feed
 
 
 @dataclass
@@ -120,7 +123,7 @@ def sweep(
     recipes = list(recipes)
     backend = backend or get_backend(optimization="all")
     data = data if data is not None else evaluation_data(model)
-    _check_batches(model, batches)
+    _check_batches(data, batches)
     rows, samples = [], {}
     context: dict = {}
     jobs = [(r, b) for r in recipes for b in batches]
@@ -149,12 +152,12 @@ def sweep(
     return LatencyReport(pd.DataFrame(rows), context, samples)
 
 
-def _check_batches(model, batches: Sequence[int]) -> None:
+def _check_batches(data: Dataset, batches: Sequence[int]) -> None:
     if not batches or any(int(b) < 1 for b in batches):
         raise WorkbenchError(f"batch sizes must be positive integers, got {list(batches)}")
-    fixed = {s.shape[0] for s in model.inputs if s.shape and isinstance(s.shape[0], int)}
-    if fixed and any(b not in fixed for b in batches):
-        raise WorkbenchError(f"the model's batch dimension is fixed to {sorted(fixed)}; "
+    fixed = data.fixed_batch
+    if fixed and any(b != fixed for b in batches):
+        raise WorkbenchError(f"the model's batch dimension is fixed to {fixed}; "
                              f"--batch {','.join(map(str, batches))} is impossible")
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import cache
 from .data import Dataset
-from .errors import WorkbenchError
+from .errors import WorkbenchError, one_line
 from .model import ModelHandle
 
 # Entropy needs a fine histogram: ORT's quantize_static leaves num_bins at 128, where entropy == MinMax.
@@ -68,8 +68,7 @@ def calibrate(
     from onnxruntime.quantization.calibrate import CalibrationDataReader, create_calibrator, save_tensors_data
     from tqdm.auto import tqdm
 
-    batch_size = fixed_batch(model) or batch_size
-    batches = list(data.batches(batch_size))
+    batches = list(data.batches(_even_batch(data, batch_size)))
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -91,15 +90,20 @@ def calibrate(
             ranges = calibrator.compute_data()
         except Exception as exc:
             raise WorkbenchError(f"calibration ({method}) failed inside ONNX Runtime: "
-                                 f"{str(exc).strip().splitlines()[0][:200]}") from None
+                                 f"{one_line(exc)}") from None
     save_tensors_data(ranges, path)
     return CalibrationResult(path, method, False, time.perf_counter() - start, len(data))
 
 
-def fixed_batch(model: ModelHandle) -> int | None:
-    """The batch size a model with a fixed batch dim takes on every run (None when the batch dim is dynamic)."""
-    fixed = [s.shape[0] for s in model.inputs if s.shape and isinstance(s.shape[0], int)]
-    return fixed[0] if fixed else None
+def _even_batch(data: Dataset, batch_size: int) -> int:
+    """A batch size that splits the data into equal batches: ONNX Runtime's histogram calibrators stack every
+    batch's tensors into one array and fail on a shorter last batch."""
+    if data.fixed_batch:
+        return data.fixed_batch
+    n, size = len(data), max(1, min(batch_size, len(data)))
+    while n % size:
+        size -= 1
+    return size
 
 
 def load_ranges(path: Path) -> dict[str, tuple[float, float]]:

@@ -4,20 +4,49 @@ Surviving nodes keep their names; `folded` maps each removed node to the node th
 folded constant subgraphs), so reports can still name the original nodes."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import onnx
 from onnx import numpy_helper
+
+from .graph import toposort
 
 
 CONSTANT = "(constant)"
 
 
 def clean(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
-    """Fold constants, then BatchNorm. Returns the model unchanged (same object) when nothing was folded."""
-    folded_model, folded = fold_constants(model)
-    folded_model, bn = fold_batchnorm(folded_model)
-    folded.update(bn)
-    return (folded_model, folded) if folded else (model, {})
+    """Fold constants, then BatchNorm. Returns the model unchanged (same object) when nothing was folded.
+
+    Each step's result is checked (ONNX checker); a step that breaks the graph is skipped with a warning that
+    names it, and the command goes on with the graph as it was before that step."""
+    folded: dict[str, str] = {}
+    current = model
+    for step, fold in (("constant folding", fold_constants), ("BatchNorm folding", fold_batchnorm)):
+        candidate, changed = fold(current)
+        if not changed:
+            continue
+        toposort(candidate.graph)  # folding can leave a node before what its subgraphs read
+        problem = _invalid(candidate)
+        if problem:
+            warnings.warn(f"clean-up step '{step}' produced an invalid graph ({problem}); skipped it",
+                          UserWarning, stacklevel=2)
+            continue
+        current = candidate
+        folded.update(changed)
+    return (current, folded) if folded else (model, {})
+
+
+def _invalid(model: onnx.ModelProto) -> str | None:
+    """Why the model fails the ONNX checker, or None."""
+    from .errors import one_line
+
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        return one_line(exc)
+    return None
 
 
 def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -10,10 +11,10 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import CheckFailed, WorkbenchError
+from .errors import CheckFailed, WorkbenchError, one_line
 from .recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,6 +42,19 @@ def _add_recipe_args(p: argparse.ArgumentParser, precisions: Sequence[str] = PRE
     p.add_argument("--shapes", nargs="+", action="extend", default=[], metavar="NAME:MIN,OPT,MAX",
                    help="optimization profile per input, e.g. input:1x1x28x28,8x1x28x28,32x1x28x28 "
                         "(default: 1/8/32 for a dynamic batch, 1/64/256 for other dynamic dims)")
+    _add_batch_axis(p)
+
+
+def _add_batch_axis(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-axis", nargs="+", action="extend", default=[], metavar="NAME=AXIS",
+                   help="an input whose samples are not on axis 0 (e.g. state=1), or NAME=none for one shared by "
+                        "every sample; an .npz key without a sample axis (e.g. a scalar) is shared automatically")
+
+
+def _batch_axes(args: argparse.Namespace) -> dict:
+    from .data import parse_batch_axes
+
+    return parse_batch_axes(args.batch_axis)
 
 
 def _recipe(args: argparse.Namespace):
@@ -51,12 +65,15 @@ def _recipe(args: argparse.Namespace):
                   fallback_precision=args.fallback_precision)
 
 
+_STDOUT = sys.stdout  # the JSON channel; while a command runs, anything else printed goes to stderr
+
+
 def _write_json(obj: Any, path: str | None) -> None:
     text = json.dumps(obj, indent=2, default=str)
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(text + "\n")
-    print(text)
+    print(text, file=_STDOUT, flush=True)
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -65,13 +82,14 @@ def cmd_build(args: argparse.Namespace) -> int:
     from .trtexec import commands
     from .transform import apply
 
-    inputs = resolve(args.model, _recipe(args), args.calib_data, with_eval=False)
+    inputs = resolve(args.model, _recipe(args), args.calib_data, with_eval=False, batch_axes=_batch_axes(args),
+                     shapes=args.shapes)
     transformed = apply(inputs.model, inputs.recipe, inputs.calib)
     out = Path(args.output)
     target = out / "model.onnx"
     if target.exists() and target.resolve() == Path(inputs.model.path).resolve():
         raise WorkbenchError(f"refusing to overwrite the input model {target}: choose another -o directory")
-    profile = build_profile(inputs.model.inputs, args.shapes)
+    profile = build_profile(inputs.model.inputs, args.shapes, inputs.batch_axes)
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(transformed.path, target)
     manifest = transformed.manifest()
@@ -82,6 +100,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     _write_json({"output": str(target), "manifest": str(out / "manifest.json"), "recipe": inputs.recipe.to_dict(),
                  "quantized_nodes": len(transformed.quantized_nodes), "excluded_nodes": transformed.excluded_nodes,
+                 "kept_in_fp32": transformed.kept_in_fp32,
                  "profile": profile.to_dict(), "trtexec": manifest["trtexec"]["tensorrt_11"],
                  "seconds": round(transformed.seconds, 3)}, None)
     return EXIT_OK
@@ -101,7 +120,7 @@ def _backend(args: argparse.Namespace, model, **cpu_options: Any):
     from .backends import get_backend
     from .profiles import build_profile
 
-    profile = build_profile(model.inputs, args.shapes)
+    profile = build_profile(model.inputs, args.shapes, _batch_axes(args))
     if args.backend == "onnxruntime-cpu":
         return get_backend(args.backend, threads=args.threads, profile=profile, **cpu_options)
     return get_backend(args.backend, profile=profile)
@@ -112,7 +131,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .session import resolve
     from .transform import apply
 
-    inputs = resolve(args.model, _recipe(args), args.calib_data, args.eval_data, args.limit)
+    inputs = resolve(args.model, _recipe(args), args.calib_data, args.eval_data, args.limit,
+                     batch_axes=_batch_axes(args), shapes=args.shapes)
     transformed = apply(inputs.model, inputs.recipe, inputs.calib)
     report = compare(transformed, inputs.eval, _backend(args, inputs.model), batch_size=args.batch_size,
                      threshold_db=args.threshold, framework=not args.no_framework, save_dir=args.save_outputs)
@@ -126,15 +146,36 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
     if args.target_cosine is not None and args.target_sqnr is not None:
         raise WorkbenchError("give one of --target-cosine and --target-sqnr")
-    target = Target(cosine=args.target_cosine, sqnr_db=args.target_sqnr)
-    inputs = resolve(args.model, _recipe(args), args.calib_data, args.eval_data, args.limit)
+    target = Target(cosine=args.target_cosine, sqnr_db=args.target_sqnr,
+                    confidence=None if args.confidence == 0 else args.confidence)
+    inputs = resolve(args.model, _recipe(args), args.calib_data, args.eval_data, args.limit,
+                     batch_axes=_batch_axes(args), shapes=args.shapes)
     result = diagnose(inputs.model, inputs.recipe, inputs.calib, inputs.eval, target, _backend(args, inputs.model),
-                      batch_size=args.batch_size, remedies=not args.no_remedies)
-    _write_json(result.to_dict(), args.json)
+                      batch_size=args.batch_size, remedies=not args.no_remedies, heldout=args.heldout_data,
+                      batch_axes=inputs.batch_axes)
+    out = result.to_dict()
+    out["reproduce"] = reproduce_command(args, result.recipe)
+    _write_json(out, args.json)
     print(result.explanation, file=sys.stderr)
+    for warning in result.warnings:
+        print(f"workbench: warning: {warning}", file=sys.stderr)
     if not result.met:
         raise CheckFailed(f"no fallback within {result.budget} runs reaches {target.describe()}")
     return EXIT_OK
+
+
+def reproduce_command(args: argparse.Namespace, recipe) -> str:
+    """The `workbench build` line that writes the diagnosed model: same model, data, profile and batch axes."""
+    import shlex
+
+    line = ["workbench", "build", args.model, *recipe.to_cli_args()]
+    if args.calib_data:
+        line += ["--calib-data", args.calib_data]
+    if args.shapes:
+        line += ["--shapes", *args.shapes]
+    if args.batch_axis:
+        line += ["--batch-axis", *args.batch_axis]
+    return shlex.join(line + ["-o", "fixed"])
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -148,8 +189,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                       overrides=tuple(args.override), cleanup=not args.no_cleanup,
                   fallback_precision=args.fallback_precision)
                for p in args.precision.split(",")]
-    calib = calibration_data(model, args.calib_data) if any(r.precision == "int8" for r in recipes) else None
-    data = evaluation_data(model, args.eval_data)
+    axes = _batch_axes(args)
+    calib = calibration_data(model, args.calib_data, axes, args.shapes) if any(
+        r.precision != "fp32" for r in recipes) else None
+    data = evaluation_data(model, args.eval_data, batch_axes=axes, shapes=args.shapes)
     report = sweep(model, recipes, parse_batches(args.batch), calib, data,
                    _backend(args, model, optimization=args.optimization),
                    iterations=args.iterations, warmup=args.warmup, duration_s=args.duration, warmup_ms=args.warmup_ms)
@@ -174,8 +217,8 @@ def cmd_trtexec(args: argparse.Namespace) -> int:
     from .trtexec import commands
 
     model = load_model(args.model)
-    profile = build_profile(model.inputs, args.shapes)
-    _write_json(commands(str(args.model), profile, args.tensorrt_major), None)
+    profile = build_profile(model.inputs, args.shapes, _batch_axes(args))
+    _write_json(commands(str(model.path), profile, args.tensorrt_major), None)
     return EXIT_OK
 
 
@@ -220,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_eval_args(p)
     p.add_argument("--target-cosine", type=float, help="output cosine to reach (default 0.99)")
     p.add_argument("--target-sqnr", type=float, help="output SQNR to reach, in dB")
+    p.add_argument("--confidence", type=float, default=0.9,
+                   help="an output-cosine target must hold for this bootstrap lower bound over the evaluation "
+                        "samples (default 0.9; 0 = the point estimate alone)")
+    p.add_argument("--heldout-data", metavar="FILE.npz",
+                   help="score the final recipe on these samples too (plain ONNX Runtime, full optimizations)")
     p.add_argument("--no-remedies", action="store_true",
                    help="skip the cheap fixes (BatchNorm folding, placement, calibration overrides): fallback only")
     p.set_defaults(func=cmd_diagnose)
@@ -244,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", metavar="MODEL.onnx", help="a transformed model (e.g. out/model.onnx from build)")
     p.add_argument("--shapes", nargs="+", action="extend", default=[], metavar="NAME:MIN,OPT,MAX")
     p.add_argument("--tensorrt-major", type=int, default=11, choices=(10, 11))
+    _add_batch_axis(p)
     p.set_defaults(func=cmd_trtexec)
 
     p = sub.add_parser("lint", help="check an ONNX model against TensorRT's Q/DQ rules (exit 1 with findings)")
@@ -260,9 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"workbench: warning: {msg}\n"
+    global _STDOUT
+    _STDOUT = sys.stdout
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args)
+        with contextlib.redirect_stdout(sys.stderr):  # libraries' prints must not break the JSON on stdout
+            return args.func(args)
     except CheckFailed as exc:
         print(f"workbench: check failed: {exc}", file=sys.stderr)
         return EXIT_CHECK_FAILED
@@ -271,11 +323,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_INTERRUPTED
     except Exception as exc:
         if os.environ.get("WORKBENCH_DEBUG"):
             raise
-        print(f"workbench: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+        print(f"workbench: internal error: {type(exc).__name__}: {one_line(exc)} "
               "(set WORKBENCH_DEBUG=1 for a traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 

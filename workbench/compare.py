@@ -27,9 +27,8 @@ import onnx
 import pandas as pd
 
 from .backends import Backend, get_backend
-from .calibration import fixed_batch
 from .cost import macs_per_sample
-from .data import Dataset
+from .data import Dataset, as_dataset
 from .metrics import RunningStats
 from .polygraphy_util import quiet
 from .sensitivity import local_branches
@@ -101,11 +100,15 @@ def _effective_names(candidate: onnx.ModelProto, tensors: list[str]) -> dict[str
 
 
 def _layer_rows(reference: onnx.ModelProto) -> list[tuple[str, str, str]]:
-    """(tensor, node, op_type) in topological order: graph inputs first, then every node output."""
+    """(tensor, node, op_type) in topological order: graph inputs first, then every node output.
+
+    Constant nodes (how Paddle2ONNX, tf2onnx and the legacy torch exporter store weights) hold no activation:
+    runtimes turn them into initializers, which cannot be marked as outputs, so they get no row."""
     initializers = {i.name for i in reference.graph.initializer}
     rows = [(i.name, "(input)", "Input") for i in reference.graph.input if i.name not in initializers]
     for node in reference.graph.node:
-        rows += [(o, node.name, node.op_type) for o in node.output if o]
+        if node.op_type != "Constant":
+            rows += [(o, node.name, node.op_type) for o in node.output if o and o not in initializers]
     return rows
 
 
@@ -131,6 +134,7 @@ def compare(
     from tqdm.auto import tqdm
 
     model = transformed.model
+    data = as_dataset(data, model.inputs, origin="evaluation data")
     backend = backend or get_backend()
     reference = model.proto
     candidate = onnx.load(str(transformed.path), load_external_data=False)
@@ -156,18 +160,19 @@ def compare(
     ref_runner, cand_runner = ref_engine.runner(), cand_engine.runner()
     saved = _SavedRun(save_dir, ref_runner.name, cand_runner.name) if save_dir else None
     bar = tqdm(total=len(data), desc="comparing", unit="sample", disable=not progress, leave=False)
-    fixed = fixed_batch(model)
+    fixed = data.fixed_batch
     start, step = 0, fixed or 1
     with quiet(), ref_runner, cand_runner:
         while start < len(data):
-            feed = {k: v[start:start + step] for k, v in data.inputs.items()}
+            n = min(step, len(data) - start)
+            feed = data.feed(start, n)
             ref_values = {**feed, **ref_runner.infer(feed)}
             cand_values = {**feed, **cand_runner.infer(feed)}
             if start == 0 and not fixed:
                 per_sample = sum(v.nbytes for v in ref_values.values()) + sum(v.nbytes for v in cand_values.values())
                 step = int(max(1, min(batch_size, memory_budget_mb * 2**20 // max(per_sample, 1))))
-            start += len(next(iter(feed.values())))
-            bar.update(len(next(iter(feed.values()))))
+            start += n
+            bar.update(n)
             if float_tensors is None:
                 float_tensors = {t for t in names if t in ref_values and names[t][0] in cand_values  # fused away?
                                  and np.issubdtype(np.asarray(ref_values[t]).dtype, np.floating)}

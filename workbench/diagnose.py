@@ -17,7 +17,7 @@ import numpy as np
 
 from .backends import Backend, get_backend
 from .compare import LayerReport, compare
-from .data import Dataset
+from .data import Dataset, as_dataset
 from .errors import WorkbenchError
 from .evaluate import TaskMetric, output_scores, run
 from .metrics import SQNR_CAP_DB
@@ -36,6 +36,10 @@ class Target:
     metric: TaskMetric | None = None
     metric_name: str = "metric"
     max_drop: float = 0.01
+    # An output-cosine target must hold for the lower bound of this bootstrap confidence interval over the
+    # evaluation samples, not just for the point estimate: a search that stops at the first recipe scraping past
+    # the target on few samples otherwise misses it on new data. None: the point estimate alone.
+    confidence: float | None = 0.9
 
     def __post_init__(self) -> None:
         if self.cosine is None and self.sqnr_db is None and self.metric is None:
@@ -56,7 +60,7 @@ class Target:
     def met(self, scores: dict, reference_metric: float | None) -> bool:
         ok = True
         if self.cosine is not None:
-            ok &= scores["cosine"] >= self.cosine
+            ok &= scores.get("cosine_lower_bound", scores["cosine"]) >= self.cosine
         if self.sqnr_db is not None:
             ok &= scores["sqnr_db"] >= self.sqnr_db
         if self.metric is not None:
@@ -69,7 +73,7 @@ class Target:
         return a[key] > b[key]
 
     def to_dict(self) -> dict:
-        d = {"cosine": self.cosine, "sqnr_db": self.sqnr_db}
+        d = {"cosine": self.cosine, "sqnr_db": self.sqnr_db, "confidence": self.confidence}
         if self.metric is not None:
             d.update(metric=self.metric_name, max_drop=self.max_drop)
         return d
@@ -95,6 +99,9 @@ class Diagnosis:
     causes: dict[str, str] = field(default_factory=dict)
     remedies: list[dict] = field(default_factory=list)  # every fix tried, cheapest first, with what it achieved
     initial_ranking: list[dict] = field(default_factory=list)  # ranking under the recipe as given
+    heldout: dict | None = None  # the final recipe scored on held-out data by plain ONNX Runtime
+    warnings: list[str] = field(default_factory=list)
+    collateral: list[str] = field(default_factory=list)  # ops left in float beside the fallback nodes
 
     def to_dict(self) -> dict:
         return {
@@ -104,6 +111,8 @@ class Diagnosis:
             "recipe": self.recipe.to_dict(), "first_divergence": self.report.first_divergence,
             "trials": self.trials, "cost": self.cost, "ranking_samples": self.ranking_samples,
             "causes": self.causes, "remedies": self.remedies, "initial_ranking": self.initial_ranking[:20],
+            "heldout": self.heldout, "warnings": self.warnings, "also_in_higher_precision": self.collateral,
+            "recipe_cli_args": self.recipe.to_cli_args(), "recipe_python": self.recipe.to_python(),
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -112,11 +121,41 @@ class Diagnosis:
 
 def _scores(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], data: Dataset,
             target: Target) -> dict:
-    """Worst output cosine and SQNR over the graph outputs, plus the task metric if the target has one."""
+    """Worst output cosine and SQNR over the graph outputs, plus the task metric if the target has one, and for a
+    cosine target with a confidence level the bootstrap lower bound of the cosine."""
     scores = output_scores(outputs, reference)
+    if target.cosine is not None and target.confidence:
+        bound = cosine_lower_bound(outputs, reference, len(data), target.confidence)
+        if bound is not None:
+            scores["cosine_lower_bound"] = bound
     if target.metric is not None:
         scores[target.metric_name] = float(target.metric(outputs, reference, data))
     return scores
+
+
+def cosine_lower_bound(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], samples: int,
+                       confidence: float, resamples: int = 1000) -> float | None:
+    """Lower bound (one-sided, `confidence`) of the worst output cosine under resampling of the samples with
+    replacement (bootstrap), from per-sample sums; None when no output has its samples on axis 0."""
+    rng = np.random.default_rng(0)
+    weights = rng.multinomial(samples, np.full(samples, 1.0 / samples), size=resamples).astype(np.float64)
+    worst = None
+    for name, ref in reference.items():
+        out = outputs[name]
+        if np.ndim(ref) == 0 or np.shape(ref)[0] != samples or np.shape(out) != np.shape(ref):
+            continue
+        r = np.asarray(ref, np.float64).reshape(samples, -1)
+        x = np.asarray(out, np.float64).reshape(samples, -1)
+        if not (np.isfinite(r).all() and np.isfinite(x).all()):
+            return 0.0
+        rr, xx, ee = weights @ (r * r).sum(1), weights @ (x * x).sum(1), weights @ ((r - x) ** 2).sum(1)
+        norms = np.sqrt(rr * xx)
+        gap = (np.sqrt(rr) - np.sqrt(xx)) ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cos = np.where(norms > 0, 1.0 - (ee - gap) / (2.0 * norms), 1.0)
+        bound = float(np.quantile(np.clip(cos, -1, 1), 1.0 - confidence))
+        worst = bound if worst is None else min(worst, bound)
+    return worst
 
 
 def rank(report: LayerReport, quantized: list[str]) -> list[dict]:
@@ -149,6 +188,8 @@ def diagnose(
     ranking_samples: int = 64,
     remedies: bool = True,
     progress: bool = True,
+    heldout: Any = None,
+    batch_axes: dict[str, int | None] | None = None,
 ) -> Diagnosis:
     """Why INT8 hurts and the cheapest fix that meets `target` (default output cosine ≥ 0.99).
 
@@ -162,6 +203,8 @@ def diagnose(
 
     if recipe.precision != "int8":
         raise WorkbenchError("diagnose searches INT8 fallbacks: use --precision int8")
+    calib = as_dataset(calib, model.inputs, batch_axes, origin="calibration data")
+    data = as_dataset(data, model.inputs, batch_axes, origin="evaluation data")
     target = target or Target()
     backend = backend or get_backend()
     bar = tqdm(desc="diagnosing", unit="run", disable=not progress, leave=False)
@@ -227,11 +270,45 @@ def diagnose(
         quantized_nodes=len(base.quantized_nodes), target=target.to_dict(),
         met=target.met(after, reference_metric), explanation="",
         recipe=current.with_exclude(list(current.exclude) + fallback), report=report, trials=search["trials"],
-        cost=_cost(report, base.quantized_nodes, fallback), ranking_samples=report.samples, causes=causes,
+        cost={}, ranking_samples=report.samples, causes=causes,
         remedies=tried, initial_ranking=initial_ranking,
     )
+    final = apply(model, diagnosis.recipe, calib, progress=False)
+    diagnosis.collateral = [n for n in final.kept_in_fp32 if n not in fallback and n in base.quantized_nodes]
+    diagnosis.cost = _cost(report, base.quantized_nodes, fallback + diagnosis.collateral)
+    diagnosis.warnings = _sample_warnings(data, target, after)
+    if heldout is not None:
+        diagnosis.heldout = score_heldout(model, final, as_dataset(heldout, model.inputs, batch_axes,
+                                                                   origin="held-out data"), target, batch_size)
     diagnosis.explanation = explain(diagnosis, target)
     return diagnosis
+
+
+def _sample_warnings(data: Dataset, target: Target, after: dict) -> list[str]:
+    """Too few samples make an output cosine near the target a coin toss: say so."""
+    out = []
+    if len(data) < 32:
+        out.append(f"the evaluation set has only {len(data)} sample(s): a diagnosis reaching {target.describe()} on "
+                   "it may miss on other data; use 32 or more and check the held-out score")
+    bound = after.get("cosine_lower_bound")
+    if target.cosine is not None and bound is not None and bound < target.cosine <= after["cosine"]:
+        out.append(f"output cosine {after['cosine']:.4f} meets {target.cosine:g} on these {len(data)} samples, but "
+                   f"its {target.confidence or 0.9:.0%} lower bound is {bound:.4f}: more evaluation samples are "
+                   "needed to claim the target")
+    return out
+
+
+def score_heldout(model: ModelHandle, final, heldout: Dataset, target: Target, batch_size: int = 32) -> dict:
+    """The final recipe against FP32 on held-out data with plain ONNX Runtime (its default, full graph
+    optimizations: what a deployment runs), not the unoptimized graph the search used."""
+    plain = get_backend("onnxruntime-cpu", optimization="all")
+    reference = run(plain.build(model.path), heldout, batch_size)
+    outputs = run(plain.build(final.path), heldout, batch_size)
+    point = Target(target.cosine, target.sqnr_db, target.metric, target.metric_name, target.max_drop, None)
+    scores = _scores(outputs, reference, heldout, point)
+    reference_metric = float(target.metric(reference, reference, heldout)) if target.metric is not None else None
+    return {"samples": len(heldout), "graph_optimization": "all", **scores,
+            "met": point.met(scores, reference_metric)}
 
 
 def _fallback_search(model, recipe, start_scores, calib, data, target, reference, reference_metric, report, base,

@@ -16,12 +16,25 @@ TaskMetric = Callable[[Outputs, Outputs, Dataset], float]
 
 
 def run(engine, data: Dataset, batch_size: int = 32) -> Outputs:
-    """Every graph output for every sample, concatenated on axis 0."""
+    """Every graph output for every sample, concatenated on axis 0 (batches follow the model's fixed batch; the
+    padding of a last partial batch is dropped). An output whose batch is not on axis 0 (a recurrent state) is
+    concatenated flat, which is what the flattened output metrics read."""
+    size = data.batch_size(batch_size)
     chunks: dict[str, list[np.ndarray]] = {}
-    for feed in data.batches(batch_size):
-        for name, value in engine.infer(feed).items():
+    for start in range(0, len(data), size):
+        real = min(size, len(data) - start)
+        for name, value in engine.infer(data.feed(start, size)).items():
+            value = np.asarray(value)
+            if real < size and value.ndim and value.shape[0] == size:
+                value = value[:real]
             chunks.setdefault(name, []).append(value)
-    return {k: np.concatenate(v) for k, v in chunks.items()}
+    out = {}
+    for name, parts in chunks.items():
+        if all(p.ndim and p.shape[1:] == parts[0].shape[1:] for p in parts):
+            out[name] = np.concatenate(parts)
+        else:
+            out[name] = np.concatenate([p.ravel() for p in parts])
+    return out
 
 
 def output_scores(outputs: Outputs, reference: Outputs) -> dict:

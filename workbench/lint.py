@@ -17,7 +17,8 @@ INT8_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 # Ops TensorRT can fuse a Q/DQ through or into (data movement, pooling, residual add, activations after conv).
 QDQ_FRIENDLY = INT8_OPS | {"Add", "MaxPool", "AveragePool", "GlobalAveragePool", "Reshape", "Transpose", "Flatten",
                            "Concat", "Slice", "Squeeze", "Unsqueeze", "Relu", "Clip", "Identity", "Pad", "Resize",
-                           "QuantizeLinear", "DequantizeLinear", "Sigmoid", "Mul", "Split", "Gather"}
+                           "QuantizeLinear", "DequantizeLinear", "Sigmoid", "Mul", "Split", "Gather",
+                           "Shape", "Size"}  # Shape/Size read only the dimensions: no quantization error
 
 
 @dataclass

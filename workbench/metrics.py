@@ -29,6 +29,7 @@ class RunningStats:
     count: int = 0
     channel_sq: np.ndarray | None = None  # per-channel Σref² when tracked (see track_channels)
     ref_amax: float = 0.0  # max |ref| when tracked
+    nonfinite: int = 0  # NaN/Inf values in the candidate (or the reference)
 
     def track_channels(self, ref: np.ndarray) -> None:
         """Accumulate the reference's energy per channel (axis 1 of NCHW, last axis of [batch, ..., hidden])."""
@@ -62,6 +63,10 @@ class RunningStats:
         self.x_sq += sums[1]
         self.err_sq += sums[2]
         np.abs(d, out=d)
+        bad = int(d.size - np.count_nonzero(np.isfinite(d)))
+        self.nonfinite += bad
+        if bad:
+            d = d[np.isfinite(d)]
         if d.size:
             self.abs_sum += float(d.sum(dtype=np.float64))
             self.max_abs = max(self.max_abs, float(d.max()))
@@ -69,7 +74,7 @@ class RunningStats:
 
     @property
     def finite(self) -> bool:
-        return all(map(math.isfinite, (self.ref_sq, self.x_sq, self.err_sq)))
+        return not self.nonfinite and all(map(math.isfinite, (self.ref_sq, self.x_sq, self.err_sq)))
 
     @property
     def sqnr_db(self) -> float:
@@ -112,5 +117,9 @@ class RunningStats:
         return self.err_sq / self.ref_sq if self.ref_sq else (0.0 if self.err_sq == 0 else 1.0)
 
     def summary(self) -> dict:
-        return {"sqnr_db": self.sqnr_db, "cosine": self.cosine, "max_abs": self.max_abs, "mean_abs": self.mean_abs}
+        """Metrics; a tensor with NaN/Inf reports `nonfinite` > 0 and the worst SQNR, never "identical"."""
+        out = {"sqnr_db": self.sqnr_db, "cosine": self.cosine, "max_abs": self.max_abs, "mean_abs": self.mean_abs}
+        if self.nonfinite:
+            out["nonfinite"] = self.nonfinite
+        return out
 

@@ -11,7 +11,7 @@ from typing import Any
 import onnx
 
 from . import cache
-from .errors import WorkbenchError
+from .errors import WorkbenchError, one_line
 from .specs import TensorSpec, graph_inputs, graph_outputs
 
 MIN_OPSET = 13  # per-channel Q/DQ (axis attribute on QuantizeLinear/DequantizeLinear) needs opset 13
@@ -84,18 +84,34 @@ def read_onnx(path: str | os.PathLike) -> onnx.ModelProto:
         raise WorkbenchError(f"model file not found: {path}")
     if path.is_dir():
         raise WorkbenchError(f"{path} is a directory, expected an .onnx file")
+    _check_external_data(path)
     try:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf raises DecodeError and friends
-        raise WorkbenchError(f"{path} is not a valid ONNX model ({type(exc).__name__}: {str(exc)[:120]})") from None
+        raise WorkbenchError(f"{path} is not a valid ONNX model ({type(exc).__name__}: {one_line(exc)})") from None
     if not model.graph.node:
         raise WorkbenchError(f"{path} is not a valid ONNX model (no graph nodes)")
     try:
         onnx.checker.check_model(model)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WorkbenchError(f"{path} fails the ONNX checker: {first[:200]}") from None
+        raise WorkbenchError(f"{path} fails the ONNX checker: {one_line(exc)}") from None
     return model
+
+
+def _check_external_data(path: Path) -> None:
+    """Weights saved as external data must sit where the model says: name the missing file."""
+    try:
+        skeleton = onnx.load(str(path), load_external_data=False)
+    except Exception:
+        return  # read_onnx reports the parse error itself
+    from onnx.external_data_helper import uses_external_data
+
+    for tensor in skeleton.graph.initializer:
+        if uses_external_data(tensor):
+            location = next((e.value for e in tensor.external_data if e.key == "location"), "")
+            if not (path.parent / location).is_file():
+                raise WorkbenchError(f"{path} keeps its weights in the external data file '{location}', which is "
+                                     f"missing: put {path.parent / location} next to the model")
 
 
 def _upgrade_opset(model: onnx.ModelProto, source: Path) -> onnx.ModelProto:
@@ -106,7 +122,7 @@ def _upgrade_opset(model: onnx.ModelProto, source: Path) -> onnx.ModelProto:
     except Exception as exc:
         raise WorkbenchError(
             f"{source} uses opset {onnx_opset(model)} and could not be upgraded to {MIN_OPSET} "
-            f"(needed for per-channel INT8): {str(exc).splitlines()[0][:160]}"
+            f"(needed for per-channel INT8): {one_line(exc)}"
         ) from None
 
 

@@ -32,7 +32,13 @@ class Profile:
     inputs: tuple[InputProfile, ...]
 
     def __getitem__(self, name: str) -> InputProfile:
-        return next(p for p in self.inputs if p.name == name)
+        for p in self.inputs:
+            if p.name == name:
+                return p
+        raise KeyError(f"the profile has no input {name!r}; it has {self.names()}")
+
+    def names(self) -> list[str]:
+        return [p.name for p in self.inputs]
 
     def to_dict(self) -> dict:
         return {p.name: {"min": list(p.min), "opt": list(p.opt), "max": list(p.max)} for p in self.inputs}
@@ -92,27 +98,31 @@ def parse(items: Iterable[str]) -> list[InputProfile]:
     return out
 
 
-def default_profile(inputs: Sequence[TensorSpec]) -> Profile:
-    """Fixed dims as they are; a dynamic first dim gets 1/8/32, other dynamic dims 1/64/256."""
+def default_profile(inputs: Sequence[TensorSpec], batch_axes: Mapping[str, int | None] | None = None) -> Profile:
+    """Fixed dims as they are; a dynamic batch dim (axis 0 unless `batch_axes` says otherwise) gets 1/8/32, other
+    dynamic dims 1/64/256."""
+    axes = dict(batch_axes or {})
     profiles = []
     for spec in inputs:
         lo, mid, hi = [], [], []
+        batch = axes.get(spec.name, 0)
         for axis, dim in enumerate(spec.shape):
-            triple = (dim, dim, dim) if isinstance(dim, int) else (BATCH_DEFAULT if axis == 0 else OTHER_DEFAULT)
+            triple = (dim, dim, dim) if isinstance(dim, int) else (BATCH_DEFAULT if axis == batch else OTHER_DEFAULT)
             for seq, v in zip((lo, mid, hi), triple):
                 seq.append(v)
         profiles.append(InputProfile(spec.name, tuple(lo), tuple(mid), tuple(hi)))
     return Profile(tuple(profiles))
 
 
-def build_profile(inputs: Sequence[TensorSpec], items: Iterable[str] = ()) -> Profile:
+def build_profile(inputs: Sequence[TensorSpec], items: Iterable[str] = (),
+                  batch_axes: Mapping[str, int | None] | None = None) -> Profile:
     """The default profile with the given --shapes items replacing it per input, validated against the model."""
     given = {p.name: p for p in parse(items)}
     specs = {s.name: s for s in inputs}
     unknown = sorted(set(given) - set(specs))
     if unknown:
         raise WorkbenchError(f"--shapes names unknown input(s) {unknown}; the model's inputs are {sorted(specs)}")
-    default = default_profile(inputs)
+    default = default_profile(inputs, batch_axes)
     profile = Profile(tuple(given.get(p.name, p) for p in default.inputs))
     for p in profile.inputs:
         validate(p, specs[p.name])

@@ -11,7 +11,8 @@ from typing import Iterable
 
 import onnx
 
-from .errors import WorkbenchError
+from .errors import WorkbenchError, one_line
+from .graph import toposort
 
 # TensorRT's parser rejects a DequantizeLinear on an INT32 bias: biases stay float (shared/DESIGN.md).
 TENSORRT_QDQ_OPTIONS = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
@@ -28,8 +29,9 @@ def placement_options(placement: str) -> tuple[list[str] | None, dict]:
 def quantize_int8(
     fp32_path: Path, calibration_path: Path, method: str, exclude: Iterable[str], per_channel: bool = True,
     placement: str = "tensorrt",
-) -> onnx.ModelProto:
-    """Quantize from cached ranges (no inference), then strip Q/DQ from every tensor an excluded node touches."""
+) -> tuple[onnx.ModelProto, list[str]]:
+    """Quantize from cached ranges (no inference), then strip Q/DQ from every tensor an excluded node touches and
+    from the weights of any Conv/Gemm/MatMul left half-quantized by that; returns (model, those ops)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     from .calibration import _ort_method
@@ -48,8 +50,11 @@ def quantize_int8(
         except Exception as exc:
             raise WorkbenchError(_quantizer_error(exc, fp32_path)) from None
         model = onnx.load(str(out))
-    original = onnx.load(str(fp32_path), load_external_data=False)
-    return keep_in_float(model, original, set(exclude))
+    original = onnx.load(str(fp32_path))
+    model = keep_in_float(model, original, set(exclude))
+    collateral = unquantize_half(model, original)
+    toposort(model.graph)  # ORT's quantizer may order nodes before what their subgraphs read
+    return model, collateral
 
 
 @contextlib.contextmanager
@@ -67,11 +72,11 @@ def quiet():
 
 
 def _quantizer_error(exc: Exception, path: Path) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = one_line(exc)
     model = onnx.load(str(path), load_external_data=False)
     node = next((n.name for n in model.graph.node if n.name and n.name in text), None)
     where = f" at node '{node}'" if node else ""
-    return f"ONNX Runtime's quantizer failed{where}: {text[:200]} (try --exclude on that node)"
+    return f"ONNX Runtime's quantizer failed{where}: {text} (try --exclude on that node)"
 
 
 def keep_in_float(model: onnx.ModelProto, original: onnx.ModelProto, excluded: set[str]) -> onnx.ModelProto:
@@ -111,6 +116,46 @@ def keep_in_float(model: onnx.ModelProto, original: onnx.ModelProto, excluded: s
     del model.graph.node[:]
     model.graph.node.extend(kept)
     return model
+
+
+def unquantize_half(model: onnx.ModelProto, original: onnx.ModelProto) -> list[str]:
+    """Conv/ConvTranspose/Gemm/MatMul whose data input is float but whose weight comes through DequantizeLinear
+    (a neighbour was excluded): TensorRT would run them in float anyway, so put their float weights back and drop
+    the weight Q/DQ. Returns the ops now in higher precision, so costs count them."""
+    from onnx import numpy_helper
+
+    originals = {i.name: i for i in original.graph.initializer}
+    originals.update({n.output[0]: numpy_helper.from_array(numpy_helper.to_array(a.t), n.output[0])
+                      for n in original.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"})
+    producers = {o: n for n in model.graph.node for o in n.output}
+    inits = {i.name for i in model.graph.initializer}
+    changed: list[str] = []
+    drop: list[onnx.NodeProto] = []
+    for node in model.graph.node:
+        if node.op_type not in TENSORRT_INT8_OPS or len(node.input) < 2:
+            continue
+        data, weight = producers.get(node.input[0]), producers.get(node.input[1])
+        data_q = data is not None and data.op_type == "DequantizeLinear"
+        if data_q or weight is None or weight.op_type != "DequantizeLinear" or weight.input[0] not in inits:
+            continue
+        name = weight.input[0].removesuffix("_quantized")
+        if name not in originals:
+            continue
+        if name not in inits:
+            model.graph.initializer.append(originals[name])
+            inits.add(name)
+        node.input[1] = name
+        drop.append(weight)
+        changed.append(node.name)
+    used = {i for n in model.graph.node for i in n.input}
+    for dq in drop:
+        if dq.output[0] not in used:
+            model.graph.node.remove(dq)
+    used = {i for n in model.graph.node for i in n.input}
+    kept = [i for i in model.graph.initializer if i.name in used]
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    return changed
 
 
 def _rename_producer_output(nodes: list[onnx.NodeProto], old: str, new: str) -> None:

@@ -71,6 +71,34 @@ class Recipe:
             d.pop("cleanup")
         return d
 
+    def to_cli_args(self) -> list[str]:
+        """The `workbench build/compare/diagnose` flags that give this recipe (defaults left out)."""
+        default = Recipe()
+        args = ["--precision", self.precision]
+        if self.precision == "int8":
+            if self.calibration != default.calibration:
+                args += ["--calibration", self.calibration]
+            if self.calibration == "percentile" and self.percentile != default.percentile:
+                args += ["--percentile", f"{self.percentile:g}"]
+            if self.placement != default.placement:
+                args += ["--placement", self.placement]
+            if self.overrides:
+                args += ["--override", *self.overrides]
+            if self.fallback_precision != default.fallback_precision:
+                args += ["--fallback-precision", self.fallback_precision]
+        if not self.cleanup and self.precision != "fp32":
+            args.append("--no-cleanup")
+        if self.exclude:
+            args += ["--exclude", *self.exclude]
+        return args
+
+    def to_python(self) -> str:
+        """`Recipe(...)` with the non-default fields, as Python source."""
+        default = Recipe()
+        fields = [f"{k}={getattr(self, k)!r}" for k in self.__dataclass_fields__
+                  if getattr(self, k) != getattr(default, k)]
+        return f"Recipe({', '.join(fields)})"
+
     @property
     def label(self) -> str:
         """Short human name, e.g. 'int8 entropy (3 excluded)'."""

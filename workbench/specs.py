@@ -36,8 +36,10 @@ def _dtype(elem_type: int) -> str:
 def _shape(value: onnx.ValueInfoProto) -> tuple[Dim, ...]:
     dims = []
     for i, d in enumerate(value.type.tensor_type.shape.dim):
-        if d.HasField("dim_value"):
+        if d.HasField("dim_value") and d.dim_value >= 0:
             dims.append(int(d.dim_value))
+        elif d.HasField("dim_value"):  # Paddle2ONNX writes a dynamic dim as dim_value -1
+            dims.append(f"{value.name}_dim{i}")
         else:
             dims.append(d.dim_param or f"{value.name}_dim{i}")
     return tuple(dims)

@@ -6,7 +6,7 @@ from typing import Any
 
 import onnx
 
-from .errors import WorkbenchError
+from .errors import WorkbenchError, one_line
 
 # Large, machine-specific metadata the exporter attaches to every node; the module map needs only name_scopes.
 _DROPPED_METADATA = ("pkg.torch.onnx.stack_trace", "pkg.torch.onnx.fx_node")
@@ -34,7 +34,7 @@ def export(
                 dynamic_axes=dynamic_axes, opset_version=opset_version, verbose=False,
             )
     except Exception as exc:
-        raise WorkbenchError(f"torch.onnx.export (dynamo) failed: {str(exc).strip().splitlines()[0][:200]}") from None
+        raise WorkbenchError(f"torch.onnx.export (dynamo) failed: {one_line(exc)}") from None
     model = program.model_proto
     strip_metadata(model)
     return model

@@ -1,22 +1,27 @@
 """Recipe.apply: FP32 ONNX → transformed ONNX in the artifact cache (fp16 casts, int8 Q/DQ)."""
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Mapping
 
 import onnx
 
-from . import cache
+import numpy as np
+
+from . import cache, fp16
 from .calibration import CalibrationResult, calibrate
-from .data import Dataset
-from .errors import WorkbenchError
+from .data import Dataset, as_dataset
+from .errors import WorkbenchError, one_line
 from .model import ModelHandle
 from .recipe import Recipe, resolve_exclusions
 
 
 # Part of every transformed model's cache key: bump when a transform's output changes for the same inputs.
-TRANSFORM_VERSION = 5
+TRANSFORM_VERSION = 7
+KEPT_KEY = "workbench.kept_in_fp32"  # metadata: nodes kept out of the recipe's precision, and why
 
 
 @dataclass
@@ -33,6 +38,7 @@ class TransformedModel:
     seconds: float = 0.0
     from_cache: bool = False
     folded: dict[str, str] = field(default_factory=dict)  # node removed by clean-up → node that absorbed it
+    kept_in_fp32: dict[str, str] = field(default_factory=dict)  # node kept out of the precision → why
 
     def manifest(self) -> dict:
         """What was built from what, with which libraries: enough to reproduce or audit the artifact."""
@@ -44,6 +50,7 @@ class TransformedModel:
             "recipe": self.recipe.to_dict(),
             "output_sha256": self.sha256,
             "excluded_nodes": self.excluded_nodes, "folded_nodes": self.folded,
+            "kept_in_fp32": self.kept_in_fp32,
             "quantized_nodes": len(self.quantized_nodes),
             "calibration": None if self.calibration is None else {
                 "method": self.calibration.method, "samples": self.calibration.samples,
@@ -61,53 +68,104 @@ def _version() -> str:
 
 
 def apply(
-    model: ModelHandle, recipe: Recipe, calib_data: Dataset | None = None, progress: bool = True,
+    model: ModelHandle, recipe: Recipe, calib_data: Any = None, progress: bool = True,
+    batch_axes: Mapping[str, int | None] | None = None,
 ) -> TransformedModel:
-    """Transform the FP32 model by the recipe; INT8 needs calibration data (cached per data and method)."""
+    """Transform the FP32 model by the recipe. INT8 needs calibration data (cached per data and method); FP16/BF16
+    use it to keep nodes whose values exceed the FP16 range in FP32. `calib_data` may be a Dataset, an .npz path,
+    a dict of arrays or an iterable of batches. Every new artifact is validated before it is cached: it loads in
+    ONNX Runtime, runs one sample and its outputs are finite (BF16, which ONNX Runtime CPU cannot run: the ONNX
+    checker's full check with strict shape inference)."""
     start = time.perf_counter()
     if recipe.precision == "fp32":
         if recipe.exclude:
             raise WorkbenchError("--exclude only applies to fp16/int8: fp32 keeps every node in fp32 already")
         return TransformedModel(model, recipe, Path(model.path), model.sha256, seconds=time.perf_counter() - start)
-    if recipe.precision == "bf16":
-        raise WorkbenchError("bf16 is not supported on the onnxruntime-cpu backend (its CPU kernels have no "
-                             "BF16 Conv/MatMul); use fp16 here, or bf16 on a TensorRT machine")
+    if calib_data is not None:
+        calib_data = as_dataset(calib_data, model.inputs, batch_axes, origin="calibration data")
     base, folded = cleaned(model) if recipe.cleanup else (model, {})
     from .cleanup import CONSTANT
 
     # names of folded nodes → the node that absorbed them (a folded constant has nothing left to exclude)
     excluded = list(dict.fromkeys(folded.get(n, n) for n in resolve_exclusions(model.proto, recipe.exclude)
                                   if folded.get(n) != CONSTANT))
-    calibration, ranges_path = None, None
+    calibration, ranges_path, kept = None, None, {}
     if recipe.precision == "int8":
         if calib_data is None:
             raise WorkbenchError("int8 needs calibration data: pass --calib-data FILE.npz (keys = input names)")
         calibration, ranges_path = _calibrate(base, recipe, calib_data, progress)
-    key = cache.digest("transform", TRANSFORM_VERSION, base.sha256, recipe.to_dict(), excluded,
+        kept = {n.name: f"control flow ({n.op_type}): its subgraphs are not quantized (left in FP32)"
+                for n in base.proto.graph.node if n.op_type in fp16.CONTROL_FLOW}
+    else:
+        kept = {n: r for n, r in fp16.keep_in_fp32(base, calib_data).items() if n not in excluded}
+    key = cache.digest("transform", TRANSFORM_VERSION, base.sha256, recipe.to_dict(), excluded, sorted(kept),
                        None if ranges_path is None else ranges_path.name, _version())
     path = cache.artifact_path("transformed", key, ".onnx")
     from_cache = path.exists()
     if from_cache:
         transformed = onnx.load(str(path))
+        kept.update(json.loads(next((p.value for p in transformed.metadata_props if p.key == KEPT_KEY), "{}")))
     else:
-        if recipe.precision == "fp16":
-            transformed = to_fp16(base.proto, excluded)
+        if recipe.precision in ("fp16", "bf16"):
+            convert = fp16.to_fp16 if recipe.precision == "fp16" else fp16.to_bf16
+            transformed = convert(base.proto, excluded + list(kept))
         else:
             from .quantize import quantize_int8
 
-            transformed = quantize_int8(Path(base.path), ranges_path, recipe.calibration, excluded,
-                                        recipe.per_channel, recipe.placement)
+            transformed, collateral = quantize_int8(Path(base.path), ranges_path, recipe.calibration, excluded,
+                                                    recipe.per_channel, recipe.placement)
+            kept.update({n: "its input stays float next to an excluded node; TensorRT runs a Conv/Gemm/MatMul "
+                            "in INT8 only when input and weights are both quantized" for n in collateral})
             if excluded and recipe.fallback_precision == "fp16":
                 others = [n.name for n in transformed.graph.node if n.name not in set(excluded)]
-                transformed = to_fp16(transformed, others)
-        cache.atomic_write(path, transformed.SerializeToString())
+                transformed = fp16.to_fp16(transformed, others)
+        if len(kept):
+            onnx.helper.set_model_props(transformed, {**{p.key: p.value for p in transformed.metadata_props},
+                                                      KEPT_KEY: json.dumps(kept)})
+        data = transformed.SerializeToString()
+        check_artifact(data, recipe, model.name, calib_data)
+        cache.atomic_write(path, data)
     from .quantize import quantized_nodes
 
     return TransformedModel(
         model, recipe, path, cache.file_digest(path), excluded_nodes=excluded,
         quantized_nodes=quantized_nodes(transformed) if recipe.precision == "int8" else [],
         calibration=calibration, seconds=time.perf_counter() - start, from_cache=from_cache, folded=folded,
+        kept_in_fp32=kept,
     )
+
+
+def check_artifact(model: bytes, recipe: Recipe, name: str, data: Dataset | None) -> None:
+    """Refuse a broken artifact: it must load in ONNX Runtime and give finite outputs on one sample (BF16: the
+    ONNX checker's full check with strict shape inference, since ONNX Runtime CPU has no BF16 kernels)."""
+    what = f"the {recipe.precision} model of {name}"
+    if recipe.precision == "bf16":
+        try:
+            onnx.checker.check_model(onnx.ModelProto.FromString(model), full_check=True)
+        except Exception as exc:
+            raise WorkbenchError(f"{what} is invalid: {one_line(exc)}") from None
+        return
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise WorkbenchError(f"{what} does not load in ONNX Runtime: {one_line(exc)}") from None
+    if data is None:
+        return
+    feed = data.feed(0, data.batch_size(1))
+    try:
+        outputs = session.run(None, feed)
+    except Exception as exc:
+        raise WorkbenchError(f"{what} fails on a calibration sample: {one_line(exc)}") from None
+    for out, value in zip(session.get_outputs(), outputs):
+        value = np.asarray(value)
+        if np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
+            raise WorkbenchError(f"{what} outputs NaN/Inf in '{out.name}' on a calibration sample; keep the "
+                                 "overflowing nodes in higher precision (--exclude) or use fp32 there")
 
 
 def cleaned(model: ModelHandle) -> tuple[ModelHandle, dict[str, str]]:
@@ -151,34 +209,3 @@ def _calibrate(base: ModelHandle, recipe: Recipe, data: Dataset, progress: bool)
         per_tensor[tensor] = calibrate(base, data, method, pct or recipe.percentile, progress=progress,
                                        op_types=op_types)
     return result, merged_ranges(result, per_tensor)
-
-
-def to_fp16(model: onnx.ModelProto, excluded: list[str]) -> onnx.ModelProto:
-    """FP16 weights and compute with the graph's I/O types kept (FP32 in, FP32 out), excluded nodes in FP32.
-
-    Also used on an INT8 graph with every node but the fallback nodes listed, to run the fallback in FP16."""
-    from onnxconverter_common import float16
-
-    from .quantize import quiet
-
-    try:
-        with quiet():
-            converted = float16.convert_float_to_float16(
-                onnx.ModelProto.FromString(model.SerializeToString()), keep_io_types=True,
-                node_block_list=excluded or None, disable_shape_infer=False,
-            )
-    except Exception as exc:
-        raise WorkbenchError(f"fp16 conversion failed: {str(exc).strip().splitlines()[0][:200]}") from None
-    return _align_casts(converted)
-
-
-def _align_casts(model: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxconverter-common retypes a Cast's output to FP16 but leaves `to=FLOAT` on Casts from integer tensors
-    (e.g. an attention mask cast to float), which ONNX Runtime rejects; make each such Cast produce FP16."""
-    fp16_values = {v.name for v in model.graph.value_info if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT16}
-    for node in model.graph.node:
-        if node.op_type == "Cast" and node.output[0] in fp16_values:
-            for attr in node.attribute:
-                if attr.name == "to" and attr.i == onnx.TensorProto.FLOAT:
-                    attr.i = onnx.TensorProto.FLOAT16
-    return model

