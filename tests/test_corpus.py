@@ -99,7 +99,7 @@ def test_fp16_nan_is_never_reported_as_identical():
 
 def test_control_flow_subgraphs_keep_consistent_types(tmp_path):
     """Silero VAD (spox) computes everything inside If branches: fp16 keeps the If in FP32 and says so; the
-    result loads and matches FP32 exactly."""
+    result loads and matches FP32 up to the FP16 rounding of the copies after the If."""
     m = corpus.get("silero-vad")
     code, built, err = cli("build", m.path(), "--precision", "fp16", "--calib-data", m.npz("calib"), "-o", tmp_path,
                            *m.cli)
@@ -108,7 +108,7 @@ def test_control_flow_subgraphs_keep_consistent_types(tmp_path):
     reference = run_outputs(m.path(), m)
     converted = run_outputs(tmp_path / "model.onnx", m)
     for a, b in zip(reference, converted):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, b, rtol=2e-3, atol=1e-3)
 
 
 def test_invalid_cleanup_step_is_skipped_with_a_warning(tmp_path):
@@ -158,7 +158,7 @@ def test_scalar_and_state_inputs_through_python():
     assert data.sample_axes == {"state": 1, "sr": None} and len(data) == 6
     report = compare(transformed, data, framework=False, progress=False)
     assert report.samples == 6 and report.outputs[0]["cosine"] > 0.999
-    with pytest.raises(workbench.WorkbenchError, match="--batch-axis state=AXIS"):
+    with pytest.raises(workbench.WorkbenchError, match="--batch-axis NAME=AXIS"):
         load_npz(m.npz("eval"), model.inputs)  # state's axis 0 is 2, not the 48 samples
 
 
@@ -170,6 +170,28 @@ def test_fixed_batch_one_model_diagnoses(tmp_path):
     assert code == 0, err
     assert result["heldout"]["samples"] == 48 and result["heldout"]["cosine"] >= 0.99
     assert result["reproduce"].startswith("workbench build ")
+
+
+@pytest.mark.parametrize("name", ["oww-melspectrogram", "silero-vad-op15", "efficientnet-lite0"])
+def test_diagnosed_recipe_holds_on_heldout_data_and_lints_clean(name, tmp_path):
+    """Models whose INT8 collapses (output cosine < 0.99): the diagnosed recipe reaches 0.99 on the held-out split
+    (plain ONNX Runtime), its `reproduce` line rebuilds it, and the rebuilt model lints clean for TensorRT."""
+    import shlex
+
+    m = corpus.get(name)
+    code, result, err = cli("diagnose", m.path(), "--calib-data", m.npz("calib"), "--eval-data", m.npz("eval"),
+                            "--heldout-data", m.npz("heldout"), "--target-cosine", "0.99", *profile_args(m))
+    assert code == 0, err
+    assert result["before"]["cosine"] < 0.99 <= result["after"]["cosine"]
+    assert result["heldout"]["cosine"] >= 0.99, result["heldout"]
+    cost = result["cost"]
+    assert cost["nodes_in_higher_precision"] == len(result["fallback"]) + len(result["also_in_higher_precision"])
+    line = shlex.split(result["reproduce"])
+    assert line[:2] == ["workbench", "build"] and line[-2:] == ["-o", "fixed"]
+    code, built, err = cli(*line[1:-1], tmp_path)
+    assert code == 0, err
+    code, report, err = cli("lint", tmp_path / "model.onnx")
+    assert code == 0, report["findings"][:3]
 
 
 def test_calib_data_as_path_or_dict_in_python():

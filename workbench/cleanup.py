@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .graph import toposort
+from .graph import toposort, used_names
 
 
 CONSTANT = "(constant)"
@@ -117,7 +117,7 @@ def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, s
         prev.output[0] = bn.output[0]
         g.node.remove(bn)
         folded[bn.name] = prev.name
-    used = {i for n in g.node for i in n.input}
+    used = used_names(g)
     kept = [i for i in g.initializer if i.name in used]
     del g.initializer[:]
     g.initializer.extend(kept)

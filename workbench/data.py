@@ -184,7 +184,10 @@ def validate(
             raise WorkbenchError(f"{origin}: input '{spec.name}' contains {bad} NaN/Inf value(s); "
                                  "calibration and comparison need finite data")
     if len(counts) > 1:
-        raise WorkbenchError(f"{origin}: inputs have different sample counts {sorted(counts)} on their batch axes")
+        raise WorkbenchError(f"{origin}: inputs have different sample counts {sorted(counts)} on their batch axes "
+                             f"({', '.join(f'{k}: axis {v}' for k, v in axes.items() if v is not None)}); for an "
+                             "input whose samples are on another axis use --batch-axis NAME=AXIS (batch_axes= in "
+                             "Python)")
     if counts == {0}:
         raise WorkbenchError(f"{origin} holds no samples")
     if len(fixed) > 1:

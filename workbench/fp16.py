@@ -18,7 +18,7 @@ from onnx import numpy_helper
 
 from . import cache
 from .errors import WorkbenchError, one_line
-from .graph import outer_reads, subgraphs, toposort
+from .graph import outer_reads, subgraphs, toposort, used_names
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -194,7 +194,7 @@ def _localize_initializers(model: onnx.ModelProto, control: list[onnx.NodeProto]
         for g in subgraphs(node):
             present = {i.name for i in g.initializer}
             g.initializer.extend(inits[t] for t in sorted(outer_reads(node)) if t in inits and t not in present)
-    used = {i for n in model.graph.node for i in n.input} | {o.name for o in model.graph.output}
+    used = used_names(model.graph)
     kept = [i for i in model.graph.initializer if i.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept)

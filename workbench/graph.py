@@ -55,3 +55,12 @@ def toposort(graph: onnx.GraphProto) -> None:
     sorted_nodes = [nodes[i] for i in order]
     del graph.node[:]
     graph.node.extend(sorted_nodes)
+
+
+def used_names(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor name the graph reads: node inputs, what its subgraphs read from it, and its outputs (so
+    pruning unused initializers never drops a weight only a subgraph uses)."""
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    for node in graph.node:
+        used |= outer_reads(node)
+    return used

@@ -12,7 +12,7 @@ from typing import Iterable
 import onnx
 
 from .errors import WorkbenchError, one_line
-from .graph import toposort
+from .graph import toposort, used_names
 
 # TensorRT's parser rejects a DequantizeLinear on an INT32 bias: biases stay float (shared/DESIGN.md).
 TENSORRT_QDQ_OPTIONS = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
@@ -60,6 +60,9 @@ def quantize_int8(
 @contextlib.contextmanager
 def quiet():
     """ORT's quantization tool prints and logs advice on the root logger; keep the CLI's output clean."""
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)  # the quantizer's own sessions log optimizer warnings otherwise
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
@@ -147,11 +150,11 @@ def unquantize_half(model: onnx.ModelProto, original: onnx.ModelProto) -> list[s
         node.input[1] = name
         drop.append(weight)
         changed.append(node.name)
-    used = {i for n in model.graph.node for i in n.input}
+    used = used_names(model.graph)
     for dq in drop:
         if dq.output[0] not in used:
             model.graph.node.remove(dq)
-    used = {i for n in model.graph.node for i in n.input}
+    used = used_names(model.graph)
     kept = [i for i in model.graph.initializer if i.name in used]
     del model.graph.initializer[:]
     model.graph.initializer.extend(kept)
