@@ -213,3 +213,18 @@ def test_missing_external_data_message_is_whole(tmp_path):
     assert code == 2
     line = err.strip().splitlines()[-1]
     assert "external data file 'efflite0.onnx.data', which is missing" in line and line.endswith("next to the model")
+
+
+def test_fp16_keeps_a_shared_constant_consistent():
+    """MiniLM's ±FLT_MAX attention mask keeps its Where/Add nodes in FP32 while a constant they share with FP16
+    nodes is converted: the FP32 readers get their own copy, so the model loads and matches FP32."""
+    import workbench as wb
+    from workbench.backends import get_backend
+    from workbench.evaluate import mean_cosine, run
+
+    model = wb.load_model("minilm")
+    data = model.zoo.evaluation_data().take(8)
+    transformed = wb.apply(model, wb.Recipe("fp16"), model.zoo.calibration_data(), progress=False)
+    assert any("3.4e+38" in reason for reason in transformed.kept_in_fp32.values())
+    cpu = get_backend()
+    assert mean_cosine(run(cpu.build(transformed.path), data), run(cpu.build(model.path), data), data) > 0.999

@@ -218,7 +218,8 @@ def diagnose(
 
     base = apply(model, recipe, calib, progress=progress)
     if not base.quantized_nodes:
-        raise WorkbenchError("no node is quantized by this recipe: nothing to diagnose")
+        why = "; ".join(f"{n}: {r}" for n, r in base.kept_in_fp32.items())
+        raise WorkbenchError("no node is quantized by this recipe: nothing to diagnose" + (f" ({why})" if why else ""))
     before = score(recipe)
     tried = [{"remedy": f"as given ({recipe.label})", **before, "met": target.met(before, reference_metric),
               "nodes_in_higher_precision": 0}]

@@ -110,6 +110,7 @@ def to_fp16(model: onnx.ModelProto, excluded: list[str]) -> onnx.ModelProto:
     control = [n for n in model.graph.node if n.op_type in CONTROL_FLOW]
     blocked = list(dict.fromkeys(list(excluded) + [n.name for n in control]))
     model = _localize_initializers(onnx.ModelProto.FromString(model.SerializeToString()), control)
+    _split_shared_initializers(model, set(blocked))
     try:
         with quiet():
             converted = float16.convert_float_to_float16(
@@ -181,6 +182,28 @@ def _rename_reads(graph: onnx.GraphProto, rename: dict[str, str]) -> None:
                 node.input[i] = rename[name]
         for g in subgraphs(node):
             _rename_reads(g, rename)
+
+
+def _split_shared_initializers(model: onnx.ModelProto, blocked: set[str]) -> None:
+    """An initializer read by nodes kept in FP32 and by nodes going to FP16 gets an FP32 copy for the kept ones
+    (the converter retypes a shared initializer without casting it back for the kept readers)."""
+    inits = {i.name: i for i in model.graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    readers: dict[str, set[bool]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            if name in inits:
+                readers.setdefault(name, set()).add(node.name in blocked)
+    shared = {name for name, kinds in readers.items() if kinds == {True, False}}
+    for name in shared:
+        copy = onnx.TensorProto()
+        copy.CopyFrom(inits[name])
+        copy.name = f"{name}_fp32"
+        model.graph.initializer.append(copy)
+    for node in model.graph.node:
+        if node.name in blocked:
+            for i, name in enumerate(node.input):
+                if name in shared:
+                    node.input[i] = f"{name}_fp32"
 
 
 def _localize_initializers(model: onnx.ModelProto, control: list[onnx.NodeProto]) -> onnx.ModelProto:

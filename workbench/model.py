@@ -114,6 +114,25 @@ def _check_external_data(path: Path) -> None:
                                      f"missing: put {path.parent / location} next to the model")
 
 
+PLACEHOLDER_DIMS = ("?", "")
+
+
+def _name_placeholder_dims(model: onnx.ModelProto) -> bool:
+    """Give every unknown I/O dim (`dim_value: -1` from Paddle2ONNX, `dim_param: "?"`) its own name, in place.
+
+    TensorRT treats equal dim names as one dimension: two `?` axes (height and width) would have to be equal, and
+    a -1 is no size at all. Returns whether anything was renamed (then a copy goes to the cache)."""
+    changed = False
+    for value in list(model.graph.input) + list(model.graph.output):
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            unknown = (dim.HasField("dim_value") and dim.dim_value < 0) or (
+                dim.HasField("dim_param") and dim.dim_param in PLACEHOLDER_DIMS)
+            if unknown:
+                dim.dim_param = f"{value.name}_dim{axis}"
+                changed = True
+    return changed
+
+
 def _upgrade_opset(model: onnx.ModelProto, source: Path) -> onnx.ModelProto:
     from onnx import version_converter
 
@@ -139,8 +158,11 @@ def from_onnx(path: str | os.PathLike, name: str | None = None, source: str = "o
     """Load an ONNX file. Below opset 13 an upgraded copy goes to the cache; the user's file is untouched."""
     path = Path(path)
     model = read_onnx(path)
+    placeholders = _name_placeholder_dims(model)
     if onnx_opset(model) < MIN_OPSET:
         model = _upgrade_opset(model, path)
+        stored, sha = _store(model)
+    elif placeholders:
         stored, sha = _store(model)
     else:
         stored, sha = path, cache.file_digest(path)

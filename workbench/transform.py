@@ -20,7 +20,7 @@ from .recipe import Recipe, resolve_exclusions
 
 
 # Part of every transformed model's cache key: bump when a transform's output changes for the same inputs.
-TRANSFORM_VERSION = 8
+TRANSFORM_VERSION = 9
 KEPT_KEY = "workbench.kept_in_fp32"  # metadata: nodes kept out of the recipe's precision, and why
 
 

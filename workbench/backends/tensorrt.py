@@ -10,14 +10,14 @@ and a GPU is present (no TensorRT can be installed on the machines this was writ
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import importlib
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -28,9 +28,10 @@ from .base import Backend, Engine
 
 INSTALL_HINT = "pip install 'workbench[tensorrt]' on a machine with an NVIDIA GPU and driver"
 LEGACY_FLAGS = ("fp16", "int8", "bf16")
-MARKING_NOTE = ("TensorRT fuses layers: per-layer values are captured as debug tensors where a tensor survives "
-                "fusion (Polygraphy's mark_unfused_tensors_as_debug_tensors); fused intermediates are absent. "
-                "Marking every tensor as a network output instead would disable fusions and change the numbers.")
+MARKING_NOTE = ("TensorRT fuses layers: per-layer values are captured as debug tensors marked by ONNX name "
+                "(Polygraphy's MarkDebug); a tensor the network does not have, or that fusion removes, is absent "
+                "from the comparison, never silently zero. Marking every tensor as a network output instead would "
+                "disable fusions and change the numbers.")
 
 
 def _import_trt(module: str) -> tuple[Any | None, str]:
@@ -143,6 +144,7 @@ class TensorRT(Backend):
         self.legacy_precision_flags = tuple(legacy_precision_flags)
         self.timing_cache = timing_cache
         self.builder_optimization_level = builder_optimization_level
+        self.missing_debug: list[str] = []  # requested debug tensors the last parsed network did not have
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -178,38 +180,59 @@ class TensorRT(Backend):
             "engine_cache": str(cache.artifact_path("engines", key, ".plan")),
         }
 
-    def build(self, model_path: Path, debug_tensors: bool = False) -> TensorRTEngine:
+    def build(self, model_path: Path, debug_tensors: Sequence[str] = ()) -> TensorRTEngine:
+        """Build (or load from the engine cache). `debug_tensors` names ONNX tensors to capture as debug tensors."""
         from ..model import from_onnx
 
         handle = from_onnx(model_path)
         profile = self.profile or _default_profile(handle)
-        plan = self.build_plan(Path(model_path), handle.sha256 + ("+debug" if debug_tensors else ""), profile,
-                               self.version(), gpu_name())
+        key = handle.sha256 + (("+debug:" + cache.digest(sorted(debug_tensors))) if debug_tensors else "")
+        plan = self.build_plan(Path(model_path), key, profile, self.version(), gpu_name())
         path = Path(plan["engine_cache"])
         if not path.exists():
-            cache.atomic_write(path, self._build_bytes(plan, profile, debug_tensors))
+            cache.atomic_write(path, self.build_bytes(plan, profile, debug_tensors))
+        return TensorRTEngine(self, self.deserialize(path.read_bytes(), Path(model_path).name), Path(model_path).stem)
+
+    def deserialize(self, data: bytes, model: str) -> Any:
+        """The engine object; a GPU the runtime cannot run on is named with its compute capability."""
         from polygraphy.backend.trt import EngineFromBytes
 
-        with _quiet():
-            engine = EngineFromBytes(path.read_bytes())()
-        return TensorRTEngine(self, engine, Path(model_path).stem)
+        with _stage(self.product, model, "deserialize", hint=lambda: self.unsupported_gpu_hint()):
+            with _quiet():
+                engine = EngineFromBytes(data)()
+            if engine is None:
+                raise RuntimeError("the runtime returned no engine")
+        return engine
 
-    def _build_bytes(self, plan: dict, profile: Profile, debug_tensors: bool) -> bytes:
-        from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath
+    def unsupported_gpu_hint(self) -> str:
+        capability = compute_capability()
+        return f" ({gpu_name()}, compute capability {capability or 'unknown'})"
 
+    def build_bytes(self, plan: dict, profile: Profile, debug_tensors: Sequence[str] = ()) -> bytes:
+        """Parse, then build, each stage's failure a one-line WorkbenchError naming the model and the stage. The
+        timing-cache directory is made first (Polygraphy locks the file itself, so concurrent builds are safe).
+
+        Debug tensors are marked explicitly by ONNX name (Polygraphy's MarkDebug): on TensorRT-RTX 1.7 the
+        "unfused tensors" mode left the plan byte-identical, while explicit marks add one record per tensor
+        (benchmarks/tensorrt_device.py). Names the network lacks are left out and listed in `missing_debug`."""
+        from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, MarkDebug, NetworkFromOnnxPath
+
+        model = Path(plan["onnx"]).name
+        if plan["timing_cache"]:
+            Path(plan["timing_cache"]).parent.mkdir(parents=True, exist_ok=True)
         flags = {flag: True for flag in plan["legacy_precision_flags"]}
-        network = NetworkFromOnnxPath(plan["onnx"], strongly_typed=plan["strongly_typed"],
-                                      mark_unfused_tensors_as_debug_tensors=debug_tensors)
+        with _stage(self.product, model, "parse"), _quiet():
+            network = NetworkFromOnnxPath(plan["onnx"], strongly_typed=plan["strongly_typed"])()
+            if debug_tensors:
+                present = network_tensor_names(network[1])
+                self.missing_debug = [t for t in debug_tensors if t not in present]
+                network = MarkDebug(network, mark_debug=[t for t in debug_tensors if t in present])()
         config = CreateConfig(profiles=[profile.to_polygraphy()], load_timing_cache=plan["timing_cache"],
                               builder_optimization_level=plan["builder_optimization_level"], **flags)
-        start = time.perf_counter()
-        try:
-            with _quiet():
-                data = EngineBytesFromNetwork(network, config, save_timing_cache=plan["timing_cache"])()
-        except Exception as exc:
-            raise WorkbenchError(f"{self.product} could not build {Path(plan['onnx']).name}: "
-                                 f"{one_line(exc)}") from None
-        self.last_build_seconds = time.perf_counter() - start
+        with _stage(self.product, model, "build"), _quiet():
+            data = EngineBytesFromNetwork(network, config, save_timing_cache=plan["timing_cache"])()
+            if not data:
+                raise RuntimeError("the builder returned no engine")
         return bytes(data)
 
     def build_from_bytes(self, model: bytes, name: str) -> TensorRTEngine:
@@ -226,7 +249,7 @@ class TensorRT(Backend):
         path = cache.artifact_path("models", cache.digest(data), ".onnx")
         if not path.exists():
             cache.atomic_write(path, data)
-        return self.build(path, debug_tensors=True)
+        return self.build(path, debug_tensors=list(tensors))
 
 
 class TensorRTRtx(TensorRT):
@@ -236,6 +259,13 @@ class TensorRTRtx(TensorRT):
     product = "TensorRT-RTX"
     module = "tensorrt_rtx"
 
+    def unsupported_gpu_hint(self) -> str:
+        capability = compute_capability()
+        if capability and capability not in RTX_COMPUTE_CAPABILITIES:
+            return (f" (TensorRT-RTX runs engines on compute capability {', '.join(RTX_COMPUTE_CAPABILITIES)}; "
+                    f"{gpu_name()} is {capability}: build works here, run on an RTX GPU)")
+        return super().unsupported_gpu_hint()
+
     def __init__(self, **options: Any) -> None:
         import sys
 
@@ -244,6 +274,45 @@ class TensorRTRtx(TensorRT):
                                  "start Python with POLYGRAPHY_USE_TENSORRT_RTX=1 to use TensorRT-RTX")
         os.environ["POLYGRAPHY_USE_TENSORRT_RTX"] = "1"  # read by Polygraphy when its TensorRT backend is imported
         super().__init__(**options)
+
+
+OOM_WORDS = ("out of memory", "outofmemory", "cudaerrormemoryallocation", "insufficient memory")
+# TensorRT-RTX 1.7 refuses to run on other GPUs: "engine cannot run on this GPU ... Supported: 8.0 8.6 8.9 12.0 12.1"
+RTX_COMPUTE_CAPABILITIES = ("8.0", "8.6", "8.9", "12.0", "12.1")
+
+
+@contextlib.contextmanager
+def _stage(product: str, model: str, stage: str, hint: Callable[[], str] | None = None) -> Iterator[None]:
+    """Any failure inside becomes one line: which runtime, which model, which stage, why."""
+    try:
+        yield
+    except WorkbenchError:
+        raise
+    except Exception as exc:
+        text = one_line(exc)
+        if any(word in text.lower().replace(" ", "") for word in (w.replace(" ", "") for w in OOM_WORDS)):
+            text = f"ran out of GPU memory ({text})"
+        extra = hint() if hint is not None else ""
+        raise WorkbenchError(f"{product} could not {stage} {model}{extra}: {text}") from None
+
+
+def network_tensor_names(network: Any) -> set[str]:
+    """Every layer output name in a TensorRT network (the parser keeps ONNX tensor names)."""
+    return {network.get_layer(i).get_output(j).name for i in range(network.num_layers)
+            for j in range(network.get_layer(i).num_outputs)}
+
+
+def compute_capability() -> str | None:
+    """The first GPU's compute capability as 'major.minor' (nvidia-smi), or None."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return None
+    try:
+        out = subprocess.run([exe, "--query-gpu=compute_cap", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
 def _default_profile(handle) -> Profile:

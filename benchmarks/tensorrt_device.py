@@ -1,0 +1,173 @@
+"""TensorRT-RTX device check, rerunnable: every ONNX variant the workbench writes, through its own TensorRTRtx
+backend, on the accelerator machine.
+
+Two steps (README, "TensorRT on a GPU machine"):
+
+    python benchmarks/tensorrt_device.py export .device/models-zoo --set zoo        # here: write the variants
+    python benchmarks/tensorrt_device.py check .device/models-zoo                   # there, after device-install
+
+`check` prints one row per model variant and build mode (plain, debug tensors): parse ok, layers in the network,
+build ok and seconds, engine bytes, how many ONNX tensors were found in the network and marked as debug tensors
+(explicit marking of every node output; TensorRT-RTX's own "unfused" marking is decided at build time and can only
+be counted from a deserialized engine; its plan bytes are shown beside), and deserialize/run: on a GPU the
+runtime does not support, the reason.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+ZOO = ("mnist-cnn", "mobilenet-v2", "minilm")
+CORPUS_SET = ("ppocr-det", "ppocr-cls", "ppocr-rec", "silero-vad", "oww-melspectrogram", "oww-embedding",
+              "oww-hey-jarvis", "efficientnet-lite0")
+
+
+def export(folder: Path, which: str, max_mb: float) -> None:
+    """Write <model>-<precision>.onnx (+ .shapes with the --shapes items) for the chosen set."""
+    import workbench as wb
+    from workbench.zoo import corpus
+
+    folder.mkdir(parents=True, exist_ok=True)
+    jobs = []
+    if which == "zoo":
+        for name in ZOO:
+            model = wb.load_model(name)
+            precisions = ("fp32", "fp16", "bf16", "int8") if name != "minilm" else ("int8", "fp16")
+            jobs += [(name, model, p, model.zoo.calibration_data(), ()) for p in precisions]
+    else:
+        for name in CORPUS_SET:
+            m = corpus.get(name)
+            model = wb.load_model(m.path())
+            jobs += [(name, model, p, m.dataset("calib"), m.shapes) for p in ("int8", "fp16")]
+    for name, model, precision, calib, shapes in jobs:
+        transformed = wb.apply(model, wb.Recipe(precision), calib if precision != "fp32" else None, progress=False)
+        target = folder / f"{name}-{precision}.onnx"
+        data = Path(transformed.path).read_bytes() if precision != "fp32" else _inline(model.path)
+        if len(data) > max_mb * 2**20:
+            print(f"skip {target.name}: {len(data) / 2**20:.0f} MB is over one transfer", file=sys.stderr)
+            continue
+        target.write_bytes(data)
+        (folder / f"{name}-{precision}.shapes").write_text(json.dumps(list(shapes)))
+    print(f"{folder}: {sum(f.stat().st_size for f in folder.iterdir()) / 2**20:.1f} MB", file=sys.stderr)
+
+
+def _inline(path) -> bytes:
+    import onnx
+
+    return onnx.load(str(path)).SerializeToString()  # external data folded in: one file travels
+
+
+def check(folder: Path) -> list[dict]:
+    os.environ.setdefault("POLYGRAPHY_USE_TENSORRT_RTX", "1")
+    from workbench.backends.tensorrt import TensorRTRtx, compute_capability, gpu_name
+    from workbench.errors import WorkbenchError
+    from workbench.model import from_onnx
+    from workbench.profiles import build_profile
+
+    backend = TensorRTRtx()
+    version, gpu = backend.version(), gpu_name()
+    rows = []
+    for path in sorted(folder.glob("*.onnx")):
+        shapes = json.loads(path.with_suffix(".shapes").read_text()) if path.with_suffix(".shapes").exists() else []
+        handle = from_onnx(path)
+        profile = build_profile(handle.inputs, shapes)
+        parsed = _parse(path)
+        names = [o for n in handle.proto.graph.node for o in n.output if o]
+        for debug in (False, True):
+            row = {"variant": path.stem, "debug_tensors": debug, **parsed}
+            plan = backend.build_plan(path, handle.sha256 + ("+debug" if debug else ""), profile, version, gpu)
+            start = time.perf_counter()
+            try:
+                data = backend.build_bytes(plan, profile, names if debug else ())
+                row.update(build="ok", build_s=round(time.perf_counter() - start, 2), engine_bytes=len(data))
+            except WorkbenchError as exc:
+                row.update(build=str(exc), build_s=None, engine_bytes=None)
+                rows.append(row)
+                continue
+            if debug:
+                row["debug_missing"] = len(backend.missing_debug)
+                row["unfused_mode_engine_bytes"] = _unfused_bytes(path, profile)
+            try:
+                engine = backend.deserialize(data, path.name)
+                row["run"] = f"deserialized ({engine.num_layers} engine layers)"
+            except WorkbenchError as exc:
+                row["run"] = str(exc)
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    context = {"runtime": f"TensorRT-RTX {version}", "gpu": gpu, "compute_capability": compute_capability(),
+               "date": time.strftime("%Y-%m-%d")}
+    print(json.dumps(context))
+    return rows
+
+
+def _unfused_bytes(path: Path, profile) -> int | str:
+    """Engine bytes with TensorRT's own "mark unfused tensors as debug tensors" mode, for comparison with the
+    explicit marking the backend uses (equal to the plain engine's bytes means nothing was marked)."""
+    from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath
+
+    from workbench.polygraphy_util import quiet
+
+    try:
+        with quiet():
+            network = NetworkFromOnnxPath(str(path), strongly_typed=True, mark_unfused_tensors_as_debug_tensors=True)
+            data = EngineBytesFromNetwork(network, CreateConfig(profiles=[profile.to_polygraphy()]))()
+        return len(bytes(data)) if data else "build failed"
+    except Exception as exc:
+        return f"failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+
+
+def _parse(path: Path) -> dict:
+    """Parse strongly typed; count layers, and the ONNX node outputs found in the network and marked as debug
+    tensors when every one is marked explicitly (Polygraphy's MarkDebug)."""
+    import onnx
+    from polygraphy.backend.trt import NetworkFromOnnxPath
+
+    from workbench.polygraphy_util import quiet
+
+    names = [o for n in onnx.load(str(path), load_external_data=False).graph.node for o in n.output if o]
+    try:
+        with quiet():
+            builder, network, parser = NetworkFromOnnxPath(str(path), strongly_typed=True)()
+    except Exception as exc:
+        return {"parse": f"failed: {exc}", "layers": None, "onnx_tensors": len(names), "debug_marked": None}
+    tensors = {}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        for j in range(layer.num_outputs):
+            tensors[layer.get_output(j).name] = layer.get_output(j)
+    found = [n for n in names if n in tensors]
+    marked = None
+    if hasattr(network, "mark_debug"):
+        for name in found:
+            network.mark_debug(tensors[name])
+        marked = sum(bool(network.is_debug_tensor(tensors[n])) for n in found) if hasattr(
+            network, "is_debug_tensor") else None
+    return {"parse": "ok", "layers": network.num_layers, "onnx_tensors": len(names), "found_in_network": len(found),
+            "debug_marked": marked}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("step", choices=("export", "check"))
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--set", default="zoo", choices=("zoo", "corpus"))
+    parser.add_argument("--max-mb", type=float, default=30.0)
+    args = parser.parse_args()
+    if args.step == "export":
+        export(args.folder, args.set, args.max_mb)
+        return
+    rows = check(args.folder)
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+
+
+if __name__ == "__main__":
+    main()

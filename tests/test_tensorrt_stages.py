@@ -1,0 +1,98 @@
+"""TensorRT build stages on CPU with fake Polygraphy loaders: directories exist before use, and each stage's
+failure is one line naming the runtime, the model and the stage (the real path runs where tensorrt imports)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import workbench.backends.tensorrt as trt_backend
+from workbench.backends.tensorrt import TensorRT, TensorRTRtx
+from workbench.errors import WorkbenchError
+from workbench.profiles import default_profile
+
+
+class _Loader:
+    """A stand-in for a Polygraphy loader: records its arguments, then returns or raises on call."""
+
+    calls: dict = {}
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+        _Loader.calls[type(self).__name__] = (args, kwargs)
+
+    def __call__(self):
+        return self.result()
+
+    def result(self):
+        return "ok"
+
+
+def _fakes(monkeypatch, parse=None, build=None, deserialize=None):
+    import polygraphy.backend.trt as ptrt
+
+    def make(name, outcome):
+        def result(self):
+            if isinstance(outcome, Exception):
+                raise outcome
+            return outcome if outcome is not None else "ok"
+
+        return type(name, (_Loader,), {"result": result})
+
+    seen = {}
+
+    class Build(make("Build", build)):
+        def result(self):
+            seen["timing_dir_exists"] = Path(self.kwargs["save_timing_cache"]).parent.is_dir()
+            return super().result()
+
+    monkeypatch.setattr(ptrt, "NetworkFromOnnxPath", make("Network", parse))
+    monkeypatch.setattr(ptrt, "CreateConfig", make("Config", None))
+    monkeypatch.setattr(ptrt, "EngineBytesFromNetwork", Build)
+    monkeypatch.setattr(ptrt, "EngineFromBytes", make("Engine", deserialize))
+    return seen
+
+
+@pytest.fixture
+def plan(mnist, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "fresh-cache"))
+    backend = TensorRT()
+    profile = default_profile(mnist.inputs)
+    return backend, backend.build_plan(Path(mnist.path), mnist.sha256, profile, "10.9.0", "Fake GPU"), profile
+
+
+def test_first_build_creates_the_timing_cache_directory(plan, monkeypatch):
+    backend, build_plan, profile = plan
+    seen = _fakes(monkeypatch, build=b"plan-bytes")
+    assert not Path(build_plan["timing_cache"]).parent.exists()
+    assert backend.build_bytes(build_plan, profile, debug_tensors=()) == b"plan-bytes"
+    assert seen["timing_dir_exists"]
+
+
+@pytest.mark.parametrize("stage, failure, expected", [
+    ("parse", RuntimeError("In node 3 (parseGraph): INVALID_NODE: Invalid Node - Conv_0\nmore detail"),
+     r"^TensorRT could not parse model\.onnx: In node 3 \(parseGraph\): INVALID_NODE: Invalid Node - Conv_0 more detail$"),
+    ("build", RuntimeError("Error Code 2: OutOfMemory (Requested size was 1073741824 bytes.)"),
+     r"^TensorRT could not build model\.onnx: ran out of GPU memory \(Error Code 2: OutOfMemory"),
+    ("build", RuntimeError(""), r"^TensorRT could not build model\.onnx: RuntimeError$"),
+])
+def test_each_stage_fails_in_one_line(plan, monkeypatch, stage, failure, expected):
+    backend, build_plan, profile = plan
+    _fakes(monkeypatch, **{stage: failure})
+    with pytest.raises(WorkbenchError, match=expected):
+        backend.build_bytes(build_plan, profile, debug_tensors=())
+
+
+def test_unsupported_gpu_is_named_on_deserialize(monkeypatch):
+    from polygraphy.exception import PolygraphyException
+
+    _fakes(monkeypatch, deserialize=PolygraphyException("Could not deserialize engine. See log for details."))
+    monkeypatch.setattr(trt_backend, "compute_capability", lambda: "9.0")
+    monkeypatch.setattr(trt_backend, "gpu_name", lambda: "NVIDIA H100 80GB HBM3")
+    rtx = TensorRTRtx.__new__(TensorRTRtx)  # no environment change: only the message is under test
+    with pytest.raises(WorkbenchError) as info:
+        rtx.deserialize(b"plan", "mnist-int8.onnx")
+    message = str(info.value)
+    assert message.startswith("TensorRT-RTX could not deserialize mnist-int8.onnx (TensorRT-RTX runs engines on "
+                              "compute capability 8.0, 8.6, 8.9, 12.0, 12.1; NVIDIA H100 80GB HBM3 is 9.0")
+    assert "\n" not in message
