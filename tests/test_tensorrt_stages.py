@@ -96,3 +96,33 @@ def test_unsupported_gpu_is_named_on_deserialize(monkeypatch):
     assert message.startswith("TensorRT-RTX could not deserialize mnist-int8.onnx (TensorRT-RTX runs engines on "
                               "compute capability 8.0, 8.6, 8.9, 12.0, 12.1; NVIDIA H100 80GB HBM3 is 9.0")
     assert "\n" not in message
+
+
+def test_tensorrt_rtx_builds_the_int8_model(mnist, mnist_calib, tmp_path):
+    """The real TensorRT-RTX parse + build through the project's backend, wherever tensorrt_rtx imports (it needs
+    an NVIDIA GPU; on an H100 it builds but cannot run). In a subprocess: Polygraphy picks TensorRT or TensorRT-RTX
+    once per process."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("tensorrt_rtx") is None:
+        pytest.skip("TensorRT-RTX is not installed here (it needs an NVIDIA GPU; see README's device check)")
+    import workbench as wb
+
+    transformed = wb.apply(mnist, wb.Recipe("int8"), mnist_calib, progress=False)
+    script = (
+        "import sys; from pathlib import Path\n"
+        "from workbench.backends.tensorrt import TensorRTRtx, gpu_name\n"
+        "from workbench.model import from_onnx\n"
+        "from workbench.profiles import default_profile\n"
+        "b = TensorRTRtx(); h = from_onnx(sys.argv[1]); p = default_profile(h.inputs)\n"
+        "plan = b.build_plan(Path(sys.argv[1]), h.sha256, p, b.version(), gpu_name())\n"
+        "print(len(b.build_bytes(plan, p, [n.output[0] for n in h.proto.graph.node])))\n"
+    )
+    env = {**os.environ, "POLYGRAPHY_USE_TENSORRT_RTX": "1", "WORKBENCH_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", script, str(transformed.path)], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.strip().splitlines()[-1]) > 100_000
