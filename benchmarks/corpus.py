@@ -83,7 +83,7 @@ def main() -> None:
         for name in args.models.split(","):
             rows.append(model_row(corpus.get(name), Path(tmp) / name))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    table = pd.DataFrame(rows).drop(columns=["family"]).fillna("")
+    table = pd.DataFrame(rows, dtype=object).drop(columns=["family"]).fillna("")
     if args.markdown:
         lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
         lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]

@@ -126,3 +126,19 @@ def test_placement_presets(mnist, mnist_calib):
     assert {"conv2d", "relu", "linear"} <= everything and tensorrt < everything | {"view"}
     with pytest.raises(wb.WorkbenchError, match="placement"):
         wb.Recipe("int8", placement="everywhere")
+
+
+@pytest.mark.parametrize("recipe", [
+    wb.Recipe("int8", "percentile", 99.9, ("conv1", "re:fc.*"), placement="all", overrides=("t=minmax",),
+              cleanup=False, fallback_precision="fp16"),
+    wb.Recipe("int8"),
+    wb.Recipe("fp16", exclude=("Gemm",)),
+    wb.Recipe("bf16", cleanup=False),
+])
+def test_recipe_round_trips_through_its_cli_line_and_python(recipe):
+    """One source of truth: the CLI flags and the Python snippet a recipe writes give the same recipe back."""
+    from workbench.cli import _recipe, build_parser
+
+    args = build_parser().parse_args(["build", "mnist-cnn", "-o", "out", *recipe.to_cli_args()])
+    assert _recipe(args) == recipe
+    assert eval(recipe.to_python(), {"Recipe": wb.Recipe}) == recipe

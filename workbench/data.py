@@ -56,7 +56,7 @@ class Dataset:
 
     def batches(self, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
         """Feed dicts of up to `batch_size` samples (exactly the fixed batch for fixed-batch models), in order.
-        For a fixed batch > 1 the last batch is padded by repeating its last sample (see `padding`)."""
+        For a fixed batch > 1 the last batch is padded by repeating its last sample (see `feed`)."""
         size = self.batch_size(batch_size)
         for start in range(0, len(self), size):
             yield self.feed(start, size)
@@ -135,8 +135,8 @@ def validate(
 ) -> Dataset:
     """Check names, dtypes, shapes and finiteness; every problem is one line naming the input.
 
-    Each input has its samples on axis 0 unless `batch_axes` names another axis; an array without a sample axis
-    (one rank lower than the input, or a scalar for a scalar input) is shared by every sample."""
+    Each input has its samples on axis 0 unless `batch_axes` names another axis (or None: one value shared by
+    every sample, the input's own shape); a scalar input is always shared."""
     declared = dict(batch_axes or {})
     expected = {s.name for s in specs}
     unknown_axes = sorted(set(declared) - expected)

@@ -214,7 +214,7 @@ class Workbench:
         recipe = self.recipe()
         self.progress.value, self.progress.bar_style = 0, "info"
         self._status(f"building {recipe.label} …")
-        calib = self._calib() if recipe.precision == "int8" else None
+        calib = self._calib() if recipe.precision != "fp32" else None
         self.progress.value = 1
         transformed = apply(self.model, recipe, calib, progress=False)
         self.progress.value = 2
@@ -294,7 +294,7 @@ class Workbench:
         from ..bench import parse_batches, sweep
 
         recipes = [Recipe("fp32")] + ([self.recipe()] if self.recipe().precision != "fp32" else [])
-        calib = self._calib() if any(r.precision == "int8" for r in recipes) else None
+        calib = self._calib() if any(r.precision != "fp32" for r in recipes) else None
         self._status("measuring latency …")
         backend = self._backend() if self.backend.value != "onnxruntime-cpu" else get_backend(optimization="all")
         report = sweep(self.model, recipes, parse_batches(self.batches.value), calib,
