@@ -126,3 +126,31 @@ def test_tensorrt_rtx_builds_the_int8_model(mnist, mnist_calib, tmp_path):
                          env=env, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert int(out.stdout.strip().splitlines()[-1]) > 100_000
+
+
+def test_tensorrt_logged_cause_joins_the_message(plan, monkeypatch):
+    """TensorRT reports why a build failed through its logger and Polygraphy raises a generic "Invalid Engine":
+    the logged cause is part of the one line (seen on the H100: Silero VAD's graphScope assertion)."""
+    from polygraphy.exception import PolygraphyException
+    from polygraphy.logger import G_LOGGER
+
+    class Failing:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __call__(self):
+            with G_LOGGER.verbosity(G_LOGGER.CRITICAL):
+                G_LOGGER.error("[graphScope.cpp::analyze::471] Error Code 2: Internal Error\n(Assertion failed.)")
+            raise PolygraphyException("Invalid Engine. Please ensure the engine was built correctly")
+
+    import polygraphy.backend.trt as ptrt
+
+    backend, build_plan, profile = plan
+    _fakes(monkeypatch)
+    monkeypatch.setattr(ptrt, "EngineBytesFromNetwork", Failing)
+    with pytest.raises(WorkbenchError) as info:
+        backend.build_bytes(build_plan, profile)
+    assert str(info.value) == ("TensorRT could not build model.onnx: Invalid Engine. Please ensure the engine was "
+                               "built correctly ([graphScope.cpp::analyze::471] Error Code 2: Internal Error "
+                               "(Assertion failed.))")
+    assert "error" not in vars(G_LOGGER), "the logger is restored"

@@ -283,17 +283,43 @@ RTX_COMPUTE_CAPABILITIES = ("8.0", "8.6", "8.9", "12.0", "12.1")
 
 @contextlib.contextmanager
 def _stage(product: str, model: str, stage: str, hint: Callable[[], str] | None = None) -> Iterator[None]:
-    """Any failure inside becomes one line: which runtime, which model, which stage, why."""
+    """Any failure inside becomes one line: which runtime, which model, which stage, why. TensorRT reports the
+    real cause through its logger (Polygraphy then raises "Invalid Engine"), so its last error joins the line."""
+    with _tensorrt_errors() as logged:
+        try:
+            yield
+        except WorkbenchError:
+            raise
+        except Exception as exc:
+            text = one_line(exc)
+            if logged and logged[-1] not in text:
+                text = f"{text} ({logged[-1]})"
+            if any(word in text.lower().replace(" ", "") for word in (w.replace(" ", "") for w in OOM_WORDS)):
+                text = f"ran out of GPU memory ({text})"
+            extra = hint() if hint is not None else ""
+            raise WorkbenchError(f"{product} could not {stage} {model}{extra}: {text}") from None
+
+
+@contextlib.contextmanager
+def _tensorrt_errors() -> Iterator[list[str]]:
+    """Collect what TensorRT logs as errors (Polygraphy forwards them to G_LOGGER.error) while a stage runs."""
+    from polygraphy.logger import G_LOGGER
+
+    logged: list[str] = []
+    original, shadowed = G_LOGGER.error, "error" in vars(G_LOGGER)
+
+    def error(message: Any, *args: Any, **kwargs: Any) -> Any:
+        logged.append(" ".join(str(message).split()))
+        return original(message, *args, **kwargs)
+
+    G_LOGGER.error = error
     try:
-        yield
-    except WorkbenchError:
-        raise
-    except Exception as exc:
-        text = one_line(exc)
-        if any(word in text.lower().replace(" ", "") for word in (w.replace(" ", "") for w in OOM_WORDS)):
-            text = f"ran out of GPU memory ({text})"
-        extra = hint() if hint is not None else ""
-        raise WorkbenchError(f"{product} could not {stage} {model}{extra}: {text}") from None
+        yield logged
+    finally:
+        if shadowed:
+            G_LOGGER.error = original
+        else:
+            del G_LOGGER.error
 
 
 def network_tensor_names(network: Any) -> set[str]:
