@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import onnx
 import pytest
@@ -45,18 +46,20 @@ def test_flags_what_tensorrt_rejects(mnist, mnist_calib, tmp_path):
     assert "nonzero-zero-point" in rules(signed) and "int32-dequantize" in rules(signed)
 
 
-def test_flags_unpaired_and_unfused_qdq(mnist, mnist_calib):
-    t = wb.apply(mnist, wb.Recipe("int8"), mnist_calib, progress=False)
-    m = onnx.load(str(t.path))
-    dq = next(n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == "max_pool2d_QuantizeLinear_Output")
-    dq.op_type = "Identity"  # the Q now feeds a non-DQ node
-    del dq.input[1:]
-    assert "unpaired-q" in rules(m)
-    minilm_like = onnx.load(str(t.path))
-    node = next(n for n in minilm_like.graph.node if n.name == "node_relu_2")
-    node.op_type = "Softmax"  # Q/DQ feeding an op TensorRT has no INT8 kernel for
-    node.input[0] = "view_DequantizeLinear_Output"
-    assert "qdq-not-fused" in rules(minilm_like)
+def test_lint_agrees_with_tensorrt_on_the_device_cases():
+    """One case per rule (and the patterns lint dropped), each checked with TensorRT-RTX on an H100
+    (benchmarks/lint_device.py, its DEVICE table): lint reports exactly the rule whose case the parser rejected or
+    ran in float, and nothing for the cases that built in INT8."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import lint_device
+
+    cases = lint_device.cases()
+    assert set(cases) == set(lint_device.DEVICE)
+    for name, (expected, model) in cases.items():
+        found = sorted(rules(model)) or ["clean"]
+        assert found == [expected], (name, found, lint_device.DEVICE[name])
+        errors = [f for f in lint(model).findings if f.severity == "error"]
+        assert bool(errors) == lint_device.DEVICE[name].startswith("parser rejects"), name
 
 
 def test_cli_exit_codes(mnist, mnist_calib, tmp_path):

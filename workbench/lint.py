@@ -1,6 +1,10 @@
-"""TensorRT Q/DQ compatibility lint: what TensorRT's ONNX parser or its explicit-quantization rules reject or
-handle badly, found before anyone spends time on a GPU build (shared/DESIGN.md, TensorRT's explicit
-quantization guide)."""
+"""TensorRT Q/DQ compatibility lint: what TensorRT's ONNX parser rejects, or builds but runs in float, found
+before anyone spends time on a GPU build (shared/DESIGN.md, TensorRT's explicit quantization guide).
+
+Every rule has a negative case checked against TensorRT-RTX 1.7.1 on an H100 (benchmarks/lint_device.py, README
+"Lint against the parser"): errors are parser rejections, warnings are Convs whose kernel reads float. Patterns the
+parser accepted and ran in INT8 there are not reported (a DequantizeLinear fed by a Cast to INT8, a
+QuantizeLinear also read by a non-DQ node, per-channel Q/DQ at opset 10)."""
 from __future__ import annotations
 
 import json
@@ -9,8 +13,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import onnx
 from onnx import numpy_helper
-
-from .model import onnx_opset
 
 # Ops TensorRT runs in INT8 when their inputs (and weights) are quantized; Q/DQ elsewhere only adds reformats.
 INT8_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
@@ -61,7 +63,6 @@ def lint(model: onnx.ModelProto, name: str = "model", target: str = "tensorrt") 
     for n in g.node:
         for i in n.input:
             consumers.setdefault(i, []).append(n)
-    opset = onnx_opset(model)
     findings: list[Finding] = []
 
     def value(name: str) -> np.ndarray | None:
@@ -75,36 +76,24 @@ def lint(model: onnx.ModelProto, name: str = "model", target: str = "tensorrt") 
     for node in g.node:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue
-        scale = value(node.input[1]) if len(node.input) > 1 else None
         zero = value(node.input[2]) if len(node.input) > 2 and node.input[2] else None
         if node.op_type == "DequantizeLinear":
             data = value(node.input[0])
             if data is not None and data.dtype == np.int32:
                 findings.append(Finding("error", "int32-dequantize", node.name,
                                         f"DequantizeLinear on INT32 '{node.input[0]}' (a quantized bias): TensorRT's "
-                                        "parser rejects it; keep biases in float (QuantizeBias=False)"))
-            if data is None and (producers.get(node.input[0]) is None
-                                 or producers[node.input[0]].op_type != "QuantizeLinear"):
-                findings.append(Finding("warning", "unpaired-dq", node.name,
-                                        f"DequantizeLinear '{node.name}' does not follow a QuantizeLinear or a "
-                                        "quantized weight: TensorRT needs Q/DQ pairs"))
-        else:
-            after = consumers.get(node.output[0], [])
-            if not after or any(c.op_type != "DequantizeLinear" for c in after):
-                findings.append(Finding("warning", "unpaired-q", node.name,
-                                        f"QuantizeLinear '{node.name}' output is not consumed only by "
-                                        "DequantizeLinear: TensorRT needs Q/DQ pairs"))
-        if zero is not None:
+                                        "parser rejects it (DQ input must be INT8/UINT8/INT4/FP8/FP4); keep biases "
+                                        "in float (QuantizeBias=False)"))
+        if zero is not None and np.any(zero != 0):
             if zero.dtype == np.uint8:
                 findings.append(Finding("error", "unsigned-zero-point", node.name,
-                                        f"'{node.name}' uses UINT8 (asymmetric) quantization: TensorRT supports "
-                                        "signed INT8 with zero point 0 (ActivationSymmetric/WeightSymmetric)"))
-            elif np.any(zero != 0):
+                                        f"'{node.name}' uses UINT8 (asymmetric) quantization: TensorRT's parser "
+                                        "rejects non-zero zero points; use signed INT8 with zero point 0 "
+                                        "(ActivationSymmetric/WeightSymmetric)"))
+            else:
                 findings.append(Finding("error", "nonzero-zero-point", node.name,
-                                        f"'{node.name}' has a non-zero zero point: TensorRT's INT8 is symmetric"))
-        if scale is not None and scale.size > 1 and opset < 13:
-            findings.append(Finding("error", "per-channel-opset", node.name,
-                                    f"per-channel scale on '{node.name}' needs opset ≥ 13 (model is opset {opset})"))
+                                        f"'{node.name}' has a non-zero zero point: TensorRT's parser rejects it "
+                                        "(its INT8 is symmetric)"))
     findings += _placement(g, producers, consumers, inits)
     return LintReport(name, target, findings)
 
@@ -124,10 +113,11 @@ def _placement(g, producers, consumers, inits) -> list[Finding]:
                 which = "its input" if data_q else "its weights"
                 out.append(Finding("warning", "half-quantized", node.name,
                                    f"{node.op_type} '{node.name}' has only {which} quantized: TensorRT runs it in "
-                                   "float (quantize both the activation and the weight, or neither)"))
+                                   "float, with the quantization error and, for quantized weights, a dequantize "
+                                   "kernel on every run (quantize both the activation and the weight, or neither)"))
         elif dq_inputs and node.op_type not in QDQ_FRIENDLY:
             out.append(Finding("warning", "qdq-not-fused", node.name,
-                               f"Q/DQ feeds {node.op_type} '{node.name}': TensorRT has no INT8 {node.op_type} to fuse "
-                               "it into, so it only adds quantization error and reformats (use the 'tensorrt' "
-                               "placement)"))
+                               f"Q/DQ feeds {node.op_type} '{node.name}': TensorRT has no INT8 {node.op_type}, so it "
+                               "folds the pair into a float kernel as a fake quantization: quantization error for "
+                               "no INT8 speed (use the 'tensorrt' placement)"))
     return out
