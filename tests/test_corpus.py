@@ -97,6 +97,39 @@ def test_fp16_nan_is_never_reported_as_identical():
     assert summary["nonfinite"] == 4 and summary["sqnr_db"] == -200.0 and summary["cosine"] == 0.0
 
 
+def test_integer_outputs_are_scored_by_agreement():
+    """Class labels are categories: `agreement`, not a cosine over label ids, and never the worst cosine."""
+    from workbench.evaluate import output_scores
+    from workbench.metrics import RunningStats
+
+    stats = RunningStats()
+    stats.update(np.array([1, 2, 3, 4]), np.array([1, 2, 3, 9]))
+    assert stats.summary()["agreement"] == 0.75
+    ref = {"label": np.array([1, 2, 3, 4]), "probabilities": np.array([[0.5, 0.5]] * 4, np.float32)}
+    scores = output_scores({"label": np.array([1, 2, 3, 9]), "probabilities": ref["probabilities"]}, ref)
+    assert scores == {"cosine": 1.0, "sqnr_db": 200.0, "agreement": 0.75}
+
+
+def test_scan_model_from_scikit_learn(tmp_path):
+    """skl2onnx's nearest-neighbour pipeline: ai.onnx.ml ops leave ONNX's type inference blind downstream (typed
+    from ONNX Runtime instead), so INT8 quantizes the PCA MatMul; FP16 keeps the Scan in FP32 and the labels of
+    held-back digits agree with FP32."""
+    m = corpus.get("digits-knn")
+    code, built, err = cli("build", m.path(), "--precision", "int8", "--calib-data", m.npz("calib"), "-o",
+                           tmp_path / "int8")
+    assert code == 0, err
+    assert built["quantized_nodes"] == 1
+    code, built, err = cli("build", m.path(), "--precision", "fp16", "--calib-data", m.npz("calib"), "-o",
+                           tmp_path / "fp16")
+    assert code == 0, err
+    assert "control flow (Scan)" in built["kept_in_fp32"]["Sc_Scan"]
+    code, report, err = cli("compare", m.path(), "--precision", "fp16", "--calib-data", m.npz("calib"),
+                            "--eval-data", m.npz("heldout"), "--no-framework")
+    assert code == 0, err
+    outputs = {o["name"]: o for o in report["outputs"]}
+    assert outputs["label"]["agreement"] >= 0.99 and outputs["probabilities"]["cosine"] >= 0.999
+
+
 def test_control_flow_subgraphs_keep_consistent_types(tmp_path):
     """Silero VAD (spox) computes everything inside If branches: fp16 keeps the If in FP32 and says so; the
     result loads and matches FP32 up to the FP16 rounding of the copies after the If."""
@@ -184,6 +217,9 @@ def test_diagnosed_recipe_holds_on_heldout_data_and_lints_clean(name, tmp_path):
     assert code == 0, err
     assert result["before"]["cosine"] < 0.99 <= result["after"]["cosine"]
     assert result["heldout"]["cosine"] >= 0.99, result["heldout"]
+    assert result["heldout"]["simulated"]["graph_optimization"] == "disable"
+    deployment = result["deployment"]
+    assert deployment["graph_optimization"] == "all" and deployment["met"], deployment
     cost = result["cost"]
     assert cost["nodes_in_higher_precision"] == len(result["fallback"]) + len(result["also_in_higher_precision"])
     line = shlex.split(result["reproduce"])

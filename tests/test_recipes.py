@@ -52,6 +52,25 @@ def test_fp16_within_point_two(cpu, mnist, mnist_eval, fp32_accuracy):
     assert abs(accuracy(cpu, t.path, mnist_eval) - fp32_accuracy) <= 0.002
 
 
+def test_seven_bit_weights_use_half_the_int8_range(mnist, mnist_calib, cpu, mnist_eval, fp32_accuracy):
+    """weight_bits=7 (ONNX Runtime's reduce_range) writes weights in [-64, 64], still int8 with zero point 0, and
+    keeps the accuracy; the default uses the full [-127, 127]."""
+    def weight_amax(recipe):
+        t = wb.apply(mnist, recipe, mnist_calib, progress=False)
+        m = onnx.load(str(t.path))
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in m.graph.initializer}
+        weights = [inits[n.input[0]] for n in m.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+        assert weights and all(w.dtype == np.int8 for w in weights)
+        return max(int(np.abs(w.astype(np.int32)).max()) for w in weights), t
+
+    full, _ = weight_amax(wb.Recipe("int8"))
+    seven, t = weight_amax(wb.Recipe("int8", weight_bits=7))
+    assert full == 127 and seven == 64
+    assert accuracy(cpu, t.path, mnist_eval) >= fp32_accuracy - 0.01
+    with pytest.raises(wb.WorkbenchError, match="weight bits"):
+        wb.Recipe("int8", weight_bits=4)
+
+
 def test_excluded_nodes_have_no_qdq_around_them(mnist, mnist_calib):
     excluded = ["node_conv2d_1", "node_linear_1"]
     t = wb.apply(mnist, wb.Recipe("int8", exclude=tuple(excluded)), mnist_calib, progress=False)
@@ -130,7 +149,7 @@ def test_placement_presets(mnist, mnist_calib):
 
 @pytest.mark.parametrize("recipe", [
     wb.Recipe("int8", "percentile", 99.9, ("conv1", "re:fc.*"), placement="all", overrides=("t=minmax",),
-              cleanup=False, fallback_precision="fp16"),
+              cleanup=False, fallback_precision="fp16", weight_bits=7),
     wb.Recipe("int8"),
     wb.Recipe("fp16", exclude=("Gemm",)),
     wb.Recipe("bf16", cleanup=False),

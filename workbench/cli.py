@@ -36,6 +36,9 @@ def _add_recipe_args(p: argparse.ArgumentParser, precisions: Sequence[str] = PRE
                    help="quantize the graph as is: no constant or BatchNorm folding (TensorRT folds both)")
     p.add_argument("--fallback-precision", default="fp32", choices=("fp32", "fp16"),
                    help="what excluded nodes of an int8 recipe run in (default fp32)")
+    p.add_argument("--weight-bits", type=int, default=8, choices=(7, 8),
+                   help="INT8 weight range: 7 = [-64, 64] for ONNX Runtime's CPU kernels on x86 without VNNI, "
+                        "whose u8*s8 pair sums saturate on full 8-bit weights (default 8)")
     p.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="NODE",
                    help="keep these nodes in higher precision: node names, op types or regexes")
     p.add_argument("--calib-data", metavar="FILE.npz", help="calibration samples (keys = input names, axis 0)")
@@ -62,7 +65,7 @@ def _recipe(args: argparse.Namespace):
 
     return Recipe(args.precision, args.calibration, args.percentile, tuple(args.exclude), placement=args.placement,
                   overrides=tuple(args.override), cleanup=not args.no_cleanup,
-                  fallback_precision=args.fallback_precision)
+                  fallback_precision=args.fallback_precision, weight_bits=args.weight_bits)
 
 
 _STDOUT = sys.stdout  # the JSON channel; while a command runs, anything else printed goes to stderr
@@ -152,7 +155,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
                      batch_axes=_batch_axes(args), shapes=args.shapes)
     result = diagnose(inputs.model, inputs.recipe, inputs.calib, inputs.eval, target, _backend(args, inputs.model),
                       batch_size=args.batch_size, remedies=not args.no_remedies, heldout=args.heldout_data,
-                      batch_axes=inputs.batch_axes)
+                      batch_axes=inputs.batch_axes, deployment_check=not args.no_deployment_check)
     out = result.to_dict()
     out["reproduce"] = reproduce_command(args, result.recipe)
     _write_json(out, args.json)
@@ -187,7 +190,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     recipes = [Recipe(p.strip(), args.calibration, args.percentile, tuple(args.exclude), placement=args.placement,
                       overrides=tuple(args.override), cleanup=not args.no_cleanup,
-                  fallback_precision=args.fallback_precision)
+                  fallback_precision=args.fallback_precision, weight_bits=args.weight_bits)
                for p in args.precision.split(",")]
     axes = _batch_axes(args)
     calib = calibration_data(model, args.calib_data, axes, args.shapes) if any(
@@ -268,6 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "samples (default 0.9; 0 = the point estimate alone)")
     p.add_argument("--heldout-data", metavar="FILE.npz",
                    help="score the final recipe on these samples too (plain ONNX Runtime, full optimizations)")
+    p.add_argument("--no-deployment-check", action="store_true",
+                   help="score simulated Q/DQ only; by default the recipe is also run as ONNX Runtime CPU deploys it "
+                        "(fused integer kernels), 7-bit weights are tried where those lose accuracy, and the "
+                        "deployed score is reported")
     p.add_argument("--no-remedies", action="store_true",
                    help="skip the cheap fixes (BatchNorm folding, placement, calibration overrides): fallback only")
     p.set_defaults(func=cmd_diagnose)

@@ -102,6 +102,7 @@ class Diagnosis:
     heldout: dict | None = None  # the final recipe scored on held-out data by plain ONNX Runtime
     warnings: list[str] = field(default_factory=list)
     collateral: list[str] = field(default_factory=list)  # ops left in float beside the fallback nodes
+    deployment: dict | None = None  # the final recipe on the evaluation data, run as ONNX Runtime CPU deploys it
 
     def to_dict(self) -> dict:
         return {
@@ -112,6 +113,7 @@ class Diagnosis:
             "trials": self.trials, "cost": self.cost, "ranking_samples": self.ranking_samples,
             "causes": self.causes, "remedies": self.remedies, "initial_ranking": self.initial_ranking[:20],
             "heldout": self.heldout, "warnings": self.warnings, "also_in_higher_precision": self.collateral,
+            "deployment": self.deployment,
             "recipe_cli_args": self.recipe.to_cli_args(), "recipe_python": self.recipe.to_python(),
         }
 
@@ -144,6 +146,8 @@ def cosine_lower_bound(outputs: dict[str, np.ndarray], reference: dict[str, np.n
         out = outputs[name]
         if np.ndim(ref) == 0 or np.shape(ref)[0] != samples or np.shape(out) != np.shape(ref):
             continue
+        if np.asarray(ref).dtype.kind in "iub" and any(np.asarray(v).dtype.kind == "f" for v in reference.values()):
+            continue  # labels are scored by agreement, as in output_scores
         r = np.asarray(ref, np.float64).reshape(samples, -1)
         x = np.asarray(out, np.float64).reshape(samples, -1)
         if not (np.isfinite(r).all() and np.isfinite(x).all()):
@@ -190,6 +194,7 @@ def diagnose(
     progress: bool = True,
     heldout: Any = None,
     batch_axes: dict[str, int | None] | None = None,
+    deployment_check: bool = True,
 ) -> Diagnosis:
     """Why INT8 hurts and the cheapest fix that meets `target` (default output cosine ≥ 0.99).
 
@@ -198,6 +203,12 @@ def diagnose(
     outlier-ridden → percentile); the node fallback search then runs on the best recipe so far. The ranking pass
     (every tensor marked, local sensitivity) uses the first `ranking_samples` samples; every evaluation runs on
     all of `data`.
+
+    The search scores simulated Q/DQ (the graph as written: the arithmetic TensorRT runs). With
+    `deployment_check` on the ONNX Runtime CPU backend, the recipe is also run as a CPU deployment would (full
+    graph optimizations: fused integer kernels): where those lose accuracy the simulation does not show (x86
+    without VNNI saturates u8*s8 pair sums), the found recipe is tried with 7-bit weights, and the final
+    recipe's deployed score is reported beside the simulated one.
     """
     from tqdm.auto import tqdm
 
@@ -227,14 +238,14 @@ def diagnose(
     report = compare(base, data.take(ranking_samples), backend, framework=False, progress=False)
     initial_ranking = rank(report, base.quantized_nodes)
     initial_causes = {r["node"]: cause(r["node"], model, report, base) for r in initial_ranking[:3]}
-    if remedies and not target.met(before, reference_metric):
+    if remedies and not target.met(current_scores, reference_metric):
         candidates = []
-        if not recipe.cleanup:
+        if not current.cleanup:
             candidates.append(("clean up the graph as TensorRT would (fold constants; BatchNorm into its Conv/Gemm)",
-                               recipe.with_(cleanup=True)))
-        if recipe.placement != "tensorrt":
+                               current.with_(cleanup=True)))
+        if current.placement != "tensorrt":
             candidates.append(("Q/DQ placement 'tensorrt' (inputs of Conv/Gemm/MatMul only)",
-                               recipe.with_(placement="tensorrt")))
+                               current.with_(placement="tensorrt")))
         for label, candidate in candidates + [("", None)]:
             if candidate is None:  # calibration overrides for the current recipe's blamed tensors
                 overrides = calibration_overrides(model, report, base, current)
@@ -255,11 +266,20 @@ def diagnose(
                 break
     search = _fallback_search(model, current, current_scores, calib, data, target, reference, reference_metric,
                               report, base, backend, batch_size, bar)
-    bar.close()
     fallback, after = search["fallback"], search["after"]
     if fallback:
         tried.append({"remedy": f"keep {len(fallback)} node(s) in {current.fallback_precision.upper()}", **after,
                       "met": target.met(after, reference_metric), "nodes_in_higher_precision": len(fallback)})
+    deploy = _deployment(backend, model, data, batch_size, target, calib, bar) if deployment_check else None
+    deployed = None
+    if deploy is not None:
+        final_recipe = current.with_exclude(list(current.exclude) + fallback)
+        deployed = deploy.score(final_recipe)
+        if remedies and target.met(after, reference_metric) and not target.met(deployed, reference_metric):
+            remedy = _kernel_remedy(deploy, final_recipe, after, deployed, score, tried, target, reference_metric)
+            if remedy is not None:
+                current, after, deployed = current.with_(weight_bits=7), *remedy
+    bar.close()
     if target.metric is not None:
         before[f"reference_{target.metric_name}"] = after[f"reference_{target.metric_name}"] = reference_metric
     ranking = search["ranking"]
@@ -278,9 +298,19 @@ def diagnose(
     diagnosis.collateral = [n for n in final.kept_in_fp32 if n not in fallback and n in base.quantized_nodes]
     diagnosis.cost = _cost(report, base.quantized_nodes, fallback + diagnosis.collateral)
     diagnosis.warnings = _sample_warnings(data, target, after)
+    if deploy is not None:  # verification runs, counted apart from the search's cycles
+        diagnosis.deployment = {**deploy.describe(), **deployed, "met": target.met(deployed, reference_metric),
+                                "runs": deploy.runs}
+        if diagnosis.met and not diagnosis.deployment["met"]:
+            diagnosis.warnings.append(
+                f"the recipe meets {target.describe()} with simulated Q/DQ (the arithmetic TensorRT runs), but ONNX "
+                f"Runtime on this CPU with full graph optimizations (its integer kernels) reaches output cosine "
+                f"{deployed['cosine']:.4f}, SQNR {deployed['sqnr_db']:.1f} dB: deploy on TensorRT, or keep more "
+                "nodes in higher precision for ONNX Runtime")
     if heldout is not None:
         diagnosis.heldout = score_heldout(model, final, as_dataset(heldout, model.inputs, batch_axes,
-                                                                   origin="held-out data"), target, batch_size)
+                                                                   origin="held-out data"), target, batch_size,
+                                          simulated=backend)
     diagnosis.explanation = explain(diagnosis, target)
     return diagnosis
 
@@ -299,17 +329,80 @@ def _sample_warnings(data: Dataset, target: Target, after: dict) -> list[str]:
     return out
 
 
-def score_heldout(model: ModelHandle, final, heldout: Dataset, target: Target, batch_size: int = 32) -> dict:
+def score_heldout(model: ModelHandle, final, heldout: Dataset, target: Target, batch_size: int = 32,
+                  simulated: Backend | None = None) -> dict:
     """The final recipe against FP32 on held-out data with plain ONNX Runtime (its default, full graph
-    optimizations: what a deployment runs), not the unoptimized graph the search used."""
-    plain = get_backend("onnxruntime-cpu", optimization="all")
-    reference = run(plain.build(model.path), heldout, batch_size)
-    outputs = run(plain.build(final.path), heldout, batch_size)
+    optimizations: what a deployment runs), not the unoptimized graph the search used; with `simulated`, also
+    the simulated Q/DQ score (the search's own arithmetic), which tells a data shift from a kernel effect."""
     point = Target(target.cosine, target.sqnr_db, target.metric, target.metric_name, target.max_drop, None)
-    scores = _scores(outputs, reference, heldout, point)
-    reference_metric = float(target.metric(reference, reference, heldout)) if target.metric is not None else None
-    return {"samples": len(heldout), "graph_optimization": "all", **scores,
-            "met": point.met(scores, reference_metric)}
+
+    def scored(backend: Backend) -> tuple[dict, bool]:
+        reference = run(backend.build(model.path), heldout, batch_size)
+        scores = _scores(run(backend.build(final.path), heldout, batch_size), reference, heldout, point)
+        metric = float(target.metric(reference, reference, heldout)) if target.metric is not None else None
+        return scores, point.met(scores, metric)
+
+    scores, met = scored(get_backend("onnxruntime-cpu", optimization="all"))
+    out = {"samples": len(heldout), "graph_optimization": "all", **scores, "met": met}
+    if simulated is not None:
+        out["simulated"] = {**scored(simulated)[0], "graph_optimization": getattr(simulated, "optimization", None)}
+    return out
+
+
+# A deployed score this far (dB of output SQNR) below the simulated one is a kernel effect worth a remedy.
+KERNEL_LOSS_DB = 1.0
+
+
+@dataclass
+class _Deployment:
+    """Scores recipes as ONNX Runtime CPU deploys them (full graph optimizations), against its own FP32 run."""
+
+    backend: Backend
+    reference: dict
+    score_fn: Any
+    runs: int = 0
+
+    def score(self, recipe: Recipe) -> dict:
+        self.runs += 1
+        return self.score_fn(self.backend, self.reference, recipe)
+
+    def describe(self) -> dict:
+        from .backends.onnxruntime_cpu import cpu_has_vnni, cpu_name
+
+        return {"backend": self.backend.name, "graph_optimization": "all", "cpu": cpu_name(), "vnni": cpu_has_vnni()}
+
+
+def _deployment(backend: Backend, model: ModelHandle, data: Dataset, batch_size: int, target: Target, calib,
+                bar) -> _Deployment | None:
+    """The deployment scorer, for the ONNX Runtime CPU backend when the search runs an unoptimized graph."""
+    if getattr(backend, "name", "") != "onnxruntime-cpu" or getattr(backend, "optimization", "all") == "all":
+        return None
+    deployed = get_backend("onnxruntime-cpu", optimization="all", threads=backend.threads)
+
+    def score_fn(b: Backend, reference: dict, recipe: Recipe) -> dict:
+        bar.update()
+        return _scores(run(b.build(apply(model, recipe, calib, progress=False).path), data, batch_size), reference,
+                       data, target)
+
+    return _Deployment(deployed, run(deployed.build(model.path), data, batch_size), score_fn)
+
+
+def _kernel_remedy(deploy: _Deployment, recipe: Recipe, simulated: dict, deployed: dict, score, tried: list[dict],
+                   target: Target, reference_metric: float | None) -> tuple[dict, dict] | None:
+    """The recipe meets the target in simulation but not as ONNX Runtime CPU runs it: if its fused integer kernels
+    lose accuracy the simulated Q/DQ does not, try 7-bit weights (ORT's reduce_range); returns (simulated,
+    deployed) scores when both then meet the target."""
+    loss = simulated["sqnr_db"] - deployed["sqnr_db"]
+    if recipe.weight_bits != 8 or loss <= KERNEL_LOSS_DB:
+        return None
+    candidate = recipe.with_(weight_bits=7)
+    sim7, dep7 = score(candidate), deploy.score(candidate)
+    why = " (this CPU has no VNNI: u8*s8 pair sums saturate in 16 bits)" if deploy.describe()["vnni"] is False else ""
+    adopted = target.met(sim7, reference_metric) and target.met(dep7, reference_metric)
+    tried.append({"remedy": f"7-bit weights: ONNX Runtime's CPU integer kernels lose {loss:.1f} dB of output SQNR "
+                            f"against simulated Q/DQ{why}", **sim7, "deployed": dep7,
+                  "met": target.met(sim7, reference_metric), "nodes_in_higher_precision": 0, "adopted": adopted})
+    return (sim7, dep7) if adopted else None
 
 
 def _fallback_search(model, recipe, start_scores, calib, data, target, reference, reference_metric, report, base,

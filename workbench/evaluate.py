@@ -38,13 +38,19 @@ def run(engine, data: Dataset, batch_size: int = 32) -> Outputs:
 
 
 def output_scores(outputs: Outputs, reference: Outputs) -> dict:
-    """Worst cosine and SQNR over the graph outputs, against the FP32 reference (shared/DESIGN.md metrics)."""
+    """Worst cosine and SQNR over the floating-point graph outputs, against the FP32 reference (shared/DESIGN.md
+    metrics); integer outputs (labels, indices) add their worst `agreement` instead (see RunningStats)."""
     from .metrics import RunningStats
 
     stats = {name: RunningStats() for name in reference}
     for name, s in stats.items():
         s.update(reference[name], outputs[name])
-    return {"cosine": min(s.cosine for s in stats.values()), "sqnr_db": min(s.sqnr_db for s in stats.values())}
+    signals = [s for s in stats.values() if not s.integer] or list(stats.values())
+    scores = {"cosine": min(s.cosine for s in signals), "sqnr_db": min(s.sqnr_db for s in signals)}
+    labels = [s for s in stats.values() if s.integer]
+    if labels:
+        scores["agreement"] = min(s.agreement for s in labels)
+    return scores
 
 
 def _first(outputs: Outputs) -> np.ndarray:

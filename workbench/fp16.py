@@ -18,7 +18,7 @@ from onnx import numpy_helper
 
 from . import cache
 from .errors import WorkbenchError, one_line
-from .graph import outer_reads, subgraphs, toposort, used_names
+from .graph import complete_types, outer_reads, subgraphs, toposort, used_names
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -110,6 +110,7 @@ def to_fp16(model: onnx.ModelProto, excluded: list[str]) -> onnx.ModelProto:
     control = [n for n in model.graph.node if n.op_type in CONTROL_FLOW]
     blocked = list(dict.fromkeys(list(excluded) + [n.name for n in control]))
     model = _localize_initializers(onnx.ModelProto.FromString(model.SerializeToString()), control)
+    complete_types(model)
     _split_shared_initializers(model, set(blocked))
     try:
         with quiet():

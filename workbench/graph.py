@@ -64,3 +64,40 @@ def used_names(graph: onnx.GraphProto) -> set[str]:
     for node in graph.node:
         used |= outer_reads(node)
     return used
+
+
+def complete_types(model: onnx.ModelProto) -> bool:
+    """Give every node output of the main graph an element type, in place; returns whether any was added. ONNX's
+    shape inference has no type rules for ai.onnx.ml ops (Scaler, ArrayFeatureExtractor, ...), so everything
+    downstream of one is untyped, and tools that pick tensors by type (ORT's calibrator and quantizer skip them)
+    or retype them (the FP16 converter mixes types) go wrong. ONNX Runtime knows those ops: ask a session."""
+    if all(n.domain in ("", "ai.onnx") for n in model.graph.node):
+        return False  # standard ops only: ONNX's own inference types everything it can
+    inferred = onnx.shape_inference.infer_shapes(model)
+    known = {v.name for v in list(inferred.graph.value_info) + list(inferred.graph.input) +
+             list(inferred.graph.output)} | {i.name for i in inferred.graph.initializer}
+    missing = [o for n in model.graph.node for o in n.output if o and o not in known]
+    if not missing:
+        return False
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto.FromString(model.SerializeToString())
+    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in missing)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception:
+        return False  # the caller's own validation reports what is wrong with the model
+    added = False
+    for out in session.get_outputs():
+        elem = _ORT_TYPES.get(out.type)
+        if out.name in missing and elem is not None:
+            model.graph.value_info.append(onnx.helper.make_tensor_value_info(out.name, elem, None))
+            added = True
+    return added
+
+
+_ORT_TYPES = {f"tensor({name})": getattr(onnx.TensorProto, name.upper()) for name in
+              ("float", "float16", "bfloat16", "double", "int8", "int16", "int32", "int64", "uint8", "uint16",
+               "uint32", "uint64", "bool")}

@@ -30,6 +30,10 @@ class RunningStats:
     channel_sq: np.ndarray | None = None  # per-channel Σref² when tracked (see track_channels)
     ref_amax: float = 0.0  # max |ref| when tracked
     nonfinite: int = 0  # NaN/Inf values in the candidate (or the reference)
+    # Integer outputs (class labels, indices, counts) are categories, not signals: cosine and SQNR of label ids
+    # mean nothing, so they are judged by agreement (share of identical values).
+    integer: bool = False
+    equal: int = 0
 
     def track_channels(self, ref: np.ndarray) -> None:
         """Accumulate the reference's energy per channel (axis 1 of NCHW, last axis of [batch, ..., hidden])."""
@@ -48,6 +52,10 @@ class RunningStats:
         return np.sqrt(self.channel_sq * len(self.channel_sq) / self.count)
 
     def update(self, ref: np.ndarray, x: np.ndarray) -> None:
+        kind = np.asarray(ref).dtype.kind
+        if kind in "iub":
+            self.integer = True
+            self.equal += int(np.count_nonzero(np.asarray(ref).ravel() == np.asarray(x).ravel()))
         r = np.ascontiguousarray(ref, dtype=np.float32).ravel()
         v = np.ascontiguousarray(x, dtype=np.float32).ravel()
         if r.shape != v.shape:
@@ -101,6 +109,11 @@ class RunningStats:
         return max(-1.0, min(1.0, 1.0 - (self.err_sq - gap) / (2.0 * norms)))
 
     @property
+    def agreement(self) -> float:
+        """Share of identical values (integer tensors)."""
+        return self.equal / self.count if self.count else 1.0
+
+    @property
     def reference_rms(self) -> float:
         """Typical magnitude of the reference tensor: sqrt(mean(ref²))."""
         return math.sqrt(self.ref_sq / self.count) if self.count and math.isfinite(self.ref_sq) else float("nan")
@@ -121,5 +134,7 @@ class RunningStats:
         out = {"sqnr_db": self.sqnr_db, "cosine": self.cosine, "max_abs": self.max_abs, "mean_abs": self.mean_abs}
         if self.nonfinite:
             out["nonfinite"] = self.nonfinite
+        if self.integer:
+            out["agreement"] = self.agreement
         return out
 

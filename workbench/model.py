@@ -155,14 +155,18 @@ def _store(model: onnx.ModelProto) -> tuple[Path, str]:
 
 
 def from_onnx(path: str | os.PathLike, name: str | None = None, source: str = "onnx") -> ModelHandle:
-    """Load an ONNX file. Below opset 13 an upgraded copy goes to the cache; the user's file is untouched."""
+    """Load an ONNX file. Below opset 13 an upgraded copy goes to the cache, as does one with placeholder dims
+    named or untyped tensors typed (graph.complete_types); the user's file is untouched."""
+    from .graph import complete_types
+
     path = Path(path)
     model = read_onnx(path)
-    placeholders = _name_placeholder_dims(model)
+    changed = _name_placeholder_dims(model)
+    changed = complete_types(model) or changed
     if onnx_opset(model) < MIN_OPSET:
         model = _upgrade_opset(model, path)
         stored, sha = _store(model)
-    elif placeholders:
+    elif changed:
         stored, sha = _store(model)
     else:
         stored, sha = path, cache.file_digest(path)

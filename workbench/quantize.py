@@ -28,7 +28,7 @@ def placement_options(placement: str) -> tuple[list[str] | None, dict]:
 
 def quantize_int8(
     fp32_path: Path, calibration_path: Path, method: str, exclude: Iterable[str], per_channel: bool = True,
-    placement: str = "tensorrt",
+    placement: str = "tensorrt", weight_bits: int = 8,
 ) -> tuple[onnx.ModelProto, list[str]]:
     """Quantize from cached ranges (no inference), then strip Q/DQ from every tensor an excluded node touches and
     from the weights of any Conv/Gemm/MatMul left half-quantized by that; returns (model, those ops)."""
@@ -45,7 +45,8 @@ def quantize_int8(
                 str(fp32_path), str(out), calibration_data_reader=None, calibration_cache_path=str(calibration_path),
                 calibrate_method=_ort_method(method), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
-                op_types_to_quantize=op_types, extra_options={**TENSORRT_QDQ_OPTIONS, **placement_extra},
+                op_types_to_quantize=op_types, reduce_range=weight_bits == 7,
+                extra_options={**TENSORRT_QDQ_OPTIONS, **placement_extra},
             )
         except Exception as exc:
             raise WorkbenchError(_quantizer_error(exc, fp32_path)) from None

