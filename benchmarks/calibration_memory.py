@@ -1,0 +1,146 @@
+"""Calibration memory and time as the sample count grows: streamed (workbench) vs ONNX Runtime's one-shot calibrator.
+
+Each calibration runs alone in a fresh process with an empty calibration cache; peak RSS is that process's
+(wait4), minus nothing. The samples are memory-mapped from an .npy file, so they enter RSS only as pages are read:
+`data_mb` says how much that can be at most. Columns: model, samples, method, mode (streamed | ort-one-shot),
+seconds, peak RSS (MB), data size (MB), peak minus data (MB).
+
+    python benchmarks/calibration_memory.py [--models mobilenet-v2,ppocr-det] [--samples 64,256,1024]
+                                            [--methods minmax,entropy,percentile] [--one-shot-samples 64]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def make_data(model: str, count: int, folder: Path) -> tuple[str, dict[str, Path]]:
+    """(model path, input name → .npy path) with `count` real-ish samples for the model."""
+    import workbench as wb
+    from workbench.zoo import corpus
+    from workbench.zoo.images import crops
+
+    if model in ("mobilenet-v2", "minilm"):
+        handle = wb.load_model(model)
+        if model == "mobilenet-v2":
+            arrays = {handle.inputs[0].name: crops(count, seed=7)}
+        else:
+            from workbench.zoo.minilm import INPUTS, SEQUENCE, sentences, tokenizer
+
+            text = sentences()
+            chosen = [" ".join(text[(i * 7 + j) % len(text)] for j in range(1 + i // len(text)))
+                      for i in range(count)]
+            tokens = tokenizer()(chosen, padding="max_length", truncation=True, max_length=SEQUENCE,
+                                 return_tensors="np")
+            arrays = {n: tokens[n].astype(np.int64) for n in INPUTS}
+        path = handle.path
+    else:
+        m = corpus.get(model)
+        arrays = m.make("calib", count)
+        arrays = {k: v for k, v in arrays.items() if k != "labels"}
+        path = m.path()
+    files = {}
+    for name, value in arrays.items():
+        files[name] = folder / f"{model}-{count}-{name}.npy"
+        np.save(files[name], value)
+    return str(path), files
+
+
+def worker(model_path: str, files: dict[str, str], method: str, mode: str) -> dict:
+    """One calibration in this process (fresh cache dir set by the parent)."""
+    from workbench.data import Dataset
+    from workbench.model import from_onnx
+    from workbench.quantize import placement_options
+
+    model = from_onnx(model_path)
+    data = Dataset({name: np.load(path, mmap_mode="r") for name, path in files.items()})
+    op_types = placement_options("tensorrt")[0]
+    start = time.perf_counter()
+    if mode == "streamed":
+        from workbench.calibration import calibrate
+
+        calibrate(model, data, method, progress=False, op_types=op_types)
+    else:
+        from onnxruntime.quantization.calibrate import create_calibrator
+
+        from workbench.calibration import _calibrator_options, _ort_method
+        from workbench.quantize import quiet
+
+        batches = list(data.batches(32))
+
+        class Reader:
+            def __init__(self):
+                self.it = iter(batches)
+
+            def get_next(self):
+                return next(self.it, None)
+
+        with tempfile.TemporaryDirectory() as tmp, quiet():
+            calibrator = create_calibrator(Path(model.path), op_types, augmented_model_path=f"{tmp}/a.onnx",
+                                           calibrate_method=_ort_method(method),
+                                           extra_options=_calibrator_options(method, 99.99))
+            calibrator.collect_data(Reader())
+            calibrator.compute_data()
+    return {"seconds": round(time.perf_counter() - start, 1)}
+
+
+def measure(model_path: str, files: dict[str, Path], method: str, mode: str) -> dict:
+    with tempfile.TemporaryDirectory(prefix="workbench-calib-bench-") as cache_dir:
+        env = {**os.environ, "WORKBENCH_CACHE_DIR": cache_dir}
+        args = [sys.executable, __file__, "--worker", json.dumps([model_path, {k: str(v) for k, v in files.items()},
+                                                                   method, mode])]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        return {"seconds": None, "peak_rss_mb": None, "error": f"exit {os.waitstatus_to_exitcode(status)}"}
+    return {**json.loads(out), "peak_rss_mb": round(usage.ru_maxrss / 1024)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker")
+    parser.add_argument("--models", default="mobilenet-v2,ppocr-det,efficientnet-lite0,minilm")
+    parser.add_argument("--samples", default="64,256,1024")
+    parser.add_argument("--methods", default="minmax,entropy,percentile")
+    parser.add_argument("--one-shot-samples", default="64", help="sample counts also run with ORT's one-shot "
+                        "calibrator (it holds every tensor of every batch: 23.9 GB for entropy at 512 images)")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(*json.loads(args.worker))))
+        return
+    one_shot = {int(n) for n in args.one_shot_samples.split(",") if n}
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="workbench-calib-data-") as tmp:
+        for model in args.models.split(","):
+            for count in map(int, args.samples.split(",")):
+                model_path, files = make_data(model, count, Path(tmp))
+                data_mb = round(sum(f.stat().st_size for f in files.values()) / 2**20)
+                for method in args.methods.split(","):
+                    for mode in ("streamed", "ort-one-shot") if count in one_shot else ("streamed",):
+                        row = {"model": model, "samples": count, "method": method, "mode": mode,
+                               **measure(model_path, files, method, mode), "data_mb": data_mb}
+                        if row.get("peak_rss_mb") is not None:
+                            row["peak_minus_data_mb"] = row["peak_rss_mb"] - data_mb
+                        rows.append(row)
+                        print(json.dumps(row), file=sys.stderr, flush=True)
+                for f in files.values():
+                    f.unlink()
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+
+
+if __name__ == "__main__":
+    main()
