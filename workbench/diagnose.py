@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -38,8 +39,17 @@ class Target:
     max_drop: float = 0.01
     # An output-cosine target must hold for the lower bound of this bootstrap confidence interval over the
     # evaluation samples, not just for the point estimate: a search that stops at the first recipe scraping past
-    # the target on few samples otherwise misses it on new data. None: the point estimate alone.
+    # the target on few samples otherwise misses it on new data. None: the point estimate alone. The level is for
+    # the whole search: diagnose tests each of its k evaluations at 1 - (1 - confidence) / k (Bonferroni), since
+    # picking the first of k candidates to pass is k chances to be fooled by the evaluation set.
     confidence: float | None = 0.9
+    per_evaluation_confidence: float | None = None
+
+    def for_search(self, evaluations: int) -> "Target":
+        """This target with the confidence each of `evaluations` tests must reach (Bonferroni)."""
+        if not self.confidence:
+            return self
+        return replace(self, per_evaluation_confidence=1.0 - (1.0 - self.confidence) / max(1, evaluations))
 
     def __post_init__(self) -> None:
         if self.cosine is None and self.sqnr_db is None and self.metric is None:
@@ -73,7 +83,8 @@ class Target:
         return a[key] > b[key]
 
     def to_dict(self) -> dict:
-        d = {"cosine": self.cosine, "sqnr_db": self.sqnr_db, "confidence": self.confidence}
+        d = {"cosine": self.cosine, "sqnr_db": self.sqnr_db, "confidence": self.confidence,
+             "per_evaluation_confidence": self.per_evaluation_confidence}
         if self.metric is not None:
             d.update(metric=self.metric_name, max_drop=self.max_drop)
         return d
@@ -127,7 +138,8 @@ def _scores(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], da
     cosine target with a confidence level the bootstrap lower bound of the cosine."""
     scores = output_scores(outputs, reference)
     if target.cosine is not None and target.confidence:
-        bound = cosine_lower_bound(outputs, reference, len(data), target.confidence)
+        level = target.per_evaluation_confidence or target.confidence
+        bound = cosine_lower_bound(outputs, reference, len(data), level)
         if bound is not None:
             scores["cosine_lower_bound"] = bound
     if target.metric is not None:
@@ -136,7 +148,7 @@ def _scores(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], da
 
 
 def cosine_lower_bound(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], samples: int,
-                       confidence: float, resamples: int = 1000) -> float | None:
+                       confidence: float, resamples: int = 2000) -> float | None:
     """Lower bound (one-sided, `confidence`) of the worst output cosine under resampling of the samples with
     replacement (bootstrap), from per-sample sums; None when no output has its samples on axis 0."""
     rng = np.random.default_rng(0)
@@ -224,13 +236,16 @@ def diagnose(
 
     def score(r: Recipe) -> dict:
         bar.update()
-        return _scores(run(backend.build(apply(model, r, calib, progress=False).path), data, batch_size),
-                       reference, data, target)
+        start = time.perf_counter()
+        scores = _scores(run(backend.build(apply(model, r, calib, progress=False).path), data, batch_size),
+                         reference, data, target)
+        return {**scores, "seconds": round(time.perf_counter() - start, 3)}  # one quantize + evaluate cycle
 
     base = apply(model, recipe, calib, progress=progress)
     if not base.quantized_nodes:
         why = "; ".join(f"{n}: {r}" for n, r in base.kept_in_fp32.items())
         raise WorkbenchError("no node is quantized by this recipe: nothing to diagnose" + (f" ({why})" if why else ""))
+    target = target.for_search(search_budget(len(base.quantized_nodes)))
     before = score(recipe)
     tried = [{"remedy": f"as given ({recipe.label})", **before, "met": target.met(before, reference_metric),
               "nodes_in_higher_precision": 0}]
@@ -324,7 +339,8 @@ def _sample_warnings(data: Dataset, target: Target, after: dict) -> list[str]:
     bound = after.get("cosine_lower_bound")
     if target.cosine is not None and bound is not None and bound < target.cosine <= after["cosine"]:
         out.append(f"output cosine {after['cosine']:.4f} meets {target.cosine:g} on these {len(data)} samples, but "
-                   f"its {target.confidence or 0.9:.0%} lower bound is {bound:.4f}: more evaluation samples are "
+                   f"its {target.per_evaluation_confidence or target.confidence or 0.9:.1%} lower bound is "
+                   f"{bound:.4f}: more evaluation samples are "
                    "needed to claim the target")
     return out
 
@@ -381,8 +397,10 @@ def _deployment(backend: Backend, model: ModelHandle, data: Dataset, batch_size:
 
     def score_fn(b: Backend, reference: dict, recipe: Recipe) -> dict:
         bar.update()
-        return _scores(run(b.build(apply(model, recipe, calib, progress=False).path), data, batch_size), reference,
-                       data, target)
+        start = time.perf_counter()
+        scores = _scores(run(b.build(apply(model, recipe, calib, progress=False).path), data, batch_size),
+                         reference, data, target)
+        return {**scores, "seconds": round(time.perf_counter() - start, 3)}
 
     return _Deployment(deployed, run(deployed.build(model.path), data, batch_size), score_fn)
 
@@ -405,20 +423,27 @@ def _kernel_remedy(deploy: _Deployment, recipe: Recipe, simulated: dict, deploye
     return (sim7, dep7) if adopted else None
 
 
+def search_budget(nodes: int) -> int:
+    """Evaluations the fallback search may spend on N quantized nodes, counting the starting recipe's."""
+    return math.ceil(math.log2(max(nodes, 2))) + 3
+
+
 def _fallback_search(model, recipe, start_scores, calib, data, target, reference, reference_metric, report, base,
                      backend, batch_size, bar) -> dict:
     """Shortest prefix of the ranking that meets the target (bisection), then pruning with leftover budget."""
     ranking = rank(report, base.quantized_nodes)
     order = [r["node"] for r in ranking]
-    budget = math.ceil(math.log2(max(len(order), 2))) + 3  # evaluations, counting the starting recipe's
+    budget = search_budget(len(order))
     trials: list[dict] = []
     results: dict[tuple[str, ...], dict] = {(): start_scores}
 
     def evaluate(nodes: list[str]) -> bool:
         key = tuple(nodes)
         if key not in results:
+            start = time.perf_counter()
             transformed = apply(model, recipe.with_exclude(list(recipe.exclude) + nodes), calib, progress=False)
             results[key] = _scores(run(backend.build(transformed.path), data, batch_size), reference, data, target)
+            results[key]["seconds"] = round(time.perf_counter() - start, 3)
             trials.append({"fallback": nodes, **results[key], "met": target.met(results[key], reference_metric)})
             bar.update()
         return target.met(results[key], reference_metric)
