@@ -53,7 +53,8 @@ def model_row(m: corpus.CorpusModel, work: Path) -> dict:
         row[f"build_{precision}"] = code if code else (f"ok ({len(out['kept_in_fp32'])} kept FP32)"
                                                       if precision == "fp16" else "ok")
     code, out, s, mb = run_measured("lint", work / "int8" / "model.onnx")
-    row["lint_int8"] = "clean" if code == 0 else f"{len(out['findings'])} findings" if out else f"exit {code}"
+    rules = sorted({f["rule"] for f in out["findings"]}) if out and "findings" in out else []
+    row["lint_int8"] = "clean" if code == 0 else f"{len(out['findings'])} × {', '.join(rules)}" if out else f"exit {code}"
     code, out, s, mb = run_measured("compare", m.path(), "--precision", "int8", *data, "--eval-data", m.npz("eval"),
                                     "--no-framework", *extra)
     times.append(s), peaks.append(mb)

@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 C_IN, C_OUT, HW = 64, 256, 32
 
 
-# What TensorRT-RTX 1.7.1.116 did with each case on an H100 (2026-11-25; `check` prints it again). Cases named
+# What TensorRT-RTX 1.7.1.116 did with each case on an H100 and again on an H200 (2026-11-25, same results;
+# `check` prints it again). Cases named
 # after a rule lint no longer has (unpaired-dq, unpaired-q, per-channel-opset) were built in INT8 there, so lint
 # stopped reporting them.
 DEVICE = {
@@ -43,6 +44,8 @@ DEVICE = {
     "unpaired-dq": "builds in INT8: the Cast to INT8 becomes the quantizer, Conv reads Int8 x Int8",
     "unpaired-q": "builds in INT8: Conv reads Int8 x Int8, the extra reader gets its own cast",
     "per-channel-opset": "builds in INT8 (opset 10 with per-channel scales; ONNX Runtime loads it too)",
+    "onnx-ml-scaler": "parser rejects: Plugin not found (no importer for ai.onnx.ml Scaler)",
+    "onnx-ml-array-feature-extractor": "parser rejects: Plugin not found (no importer for ArrayFeatureExtractor)",
 }
 
 
@@ -127,6 +130,24 @@ def cases() -> dict[str, tuple[str, object]]:
     cases["control-exp-float"] = ("clean", model(
         q_x() + [dq_w, conv, cut, helper.make_node("Identity", ["cin0"], ["cin"], name="id_c"), exp],
         q_w + [xs, xz, init("tenth", np.float32(0.1))]))
+    ml = helper.make_opsetid("ai.onnx.ml", 3)
+    scaler = helper.make_node("Scaler", ["x_flat"], ["x_scaled"], name="scaler", domain="ai.onnx.ml",
+                              offset=[0.0], scale=[2.0])
+    cases["onnx-ml-scaler"] = ("onnx-ml", model(
+        [helper.make_node("Reshape", ["x", "flat"], ["x_flat"], name="flatten"), scaler,
+         helper.make_node("Reshape", ["x_scaled", "shape"], ["xin"], name="unflatten"), conv_fw, relu],
+        float_w + [init("flat", np.array([1, -1], np.int64)), init("shape", np.array([1, C_IN, HW, HW], np.int64))]))
+    cases["onnx-ml-scaler"][1].opset_import.append(ml)
+    afe = helper.make_node("ArrayFeatureExtractor", ["c_flat", "pick"], ["picked"], name="pick_features",
+                           domain="ai.onnx.ml")
+    cases["onnx-ml-array-feature-extractor"] = ("onnx-ml", model(
+        [ident_x, conv_fw, helper.make_node("Reshape", ["c", "flat"], ["c_flat"], name="flatten"), afe,
+         helper.make_node("Relu", ["picked"], ["y"], name="relu")],
+        float_w + [init("flat", np.array([1, -1], np.int64)), init("pick", np.array([0, 1, 2], np.int64))],
+        ))
+    cases["onnx-ml-array-feature-extractor"][1].opset_import.append(ml)
+    cases["onnx-ml-array-feature-extractor"][1].graph.output[0].CopyFrom(
+        helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3]))
     for name, (_, m) in cases.items():
         if name != "per-channel-opset":  # invalid ONNX on purpose: opset 10 has no per-channel Q/DQ
             onnx.checker.check_model(m, full_check=True)
@@ -211,7 +232,7 @@ def _engine_layers(lines: list[str]) -> dict:
              line.split("Outputs: [", 1)[-1].split("TacticName", 1)[0]))}
         layers.append({"type": line.split(", LayerType: ", 1)[1].split(",", 1)[0],
                        "onnx": re.findall(r"\[ONNX Layer: ([^\]]+)\]", line), **part})
-    conv = next((l for layer in layers if layer["type"] in ("correlation", "convolution") or (
+    conv = next((layer for layer in layers if layer["type"] in ("correlation", "convolution") or (
         "conv" in layer["onnx"] and layer["type"] != "kgen")), None)
     conv_reads = None
     if conv is not None:

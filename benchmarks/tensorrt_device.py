@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 ZOO = ("mnist-cnn", "mobilenet-v2", "minilm")
 CORPUS_SET = ("ppocr-det", "ppocr-cls", "ppocr-rec", "silero-vad", "oww-melspectrogram", "oww-embedding",
-              "oww-hey-jarvis", "efficientnet-lite0")
+              "oww-hey-jarvis", "efficientnet-lite0", "digits-knn")
 
 
-def export(folder: Path, which: str, max_mb: float) -> None:
+def export(folder: Path, which: str, max_mb: float, only: set[str] | None = None) -> None:
     """Write <model>-<precision>.onnx (+ .shapes with the --shapes items) for the chosen set."""
     import workbench as wb
     from workbench.zoo import corpus
@@ -42,6 +42,8 @@ def export(folder: Path, which: str, max_mb: float) -> None:
             jobs += [(name, model, p, model.zoo.calibration_data(), ()) for p in precisions]
     else:
         for name in CORPUS_SET:
+            if only and name not in only:
+                continue
             m = corpus.get(name)
             model = wb.load_model(m.path())
             jobs += [(name, model, p, m.dataset("calib"), m.shapes) for p in ("int8", "fp16")]
@@ -158,9 +160,10 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--set", default="zoo", choices=("zoo", "corpus"))
     parser.add_argument("--max-mb", type=float, default=30.0)
+    parser.add_argument("--models", help="comma-separated subset of the set (export)")
     args = parser.parse_args()
     if args.step == "export":
-        export(args.folder, args.set, args.max_mb)
+        export(args.folder, args.set, args.max_mb, set(args.models.split(",")) if args.models else None)
         return
     rows = check(args.folder)
     columns = list(dict.fromkeys(k for row in rows for k in row))

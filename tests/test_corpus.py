@@ -57,9 +57,10 @@ def test_build_every_precision_gives_a_working_artifact(name, tmp_path):
         trtexec = json.dumps(manifest["trtexec"])
         assert "Shapes=" in trtexec or not m.shapes
         assert "x-1" not in trtexec and ":-1" not in trtexec, "a -1 dim reached the trtexec line"
-        if precision == "int8":
+        if precision == "int8":  # Q/DQ clean; ai.onnx.ml ops are reported: TensorRT's parser cannot import them
             code, report, err = cli("lint", out / "model.onnx")
-            assert code == 0, report["findings"][:3]
+            rules = {f["rule"] for f in report["findings"]}
+            assert rules == ({"onnx-ml"} if name == "digits-knn" else set()), report["findings"][:3]
 
 
 @pytest.mark.parametrize("name", MODELS)

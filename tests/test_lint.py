@@ -62,6 +62,30 @@ def test_lint_agrees_with_tensorrt_on_the_device_cases():
         assert bool(errors) == lint_device.DEVICE[name].startswith("parser rejects"), name
 
 
+ENGINE_LOG = [  # two engine-layer lines of TensorRT-RTX's verbose build log (half-quantized-weights case, H100)
+    "VERBOSE: Engine Layer Information:\n"
+    "Name: __myl_CastMulCast_myl0_0, LayerType: kgen, Inputs: [], Constants: [ { Name: c0, Dimensions: [256,1,1,1], "
+    "Datatype: Float, Format: (Linear) }, { Name: c1, Dimensions: [256,64,3,3], Datatype: Int8, Format: (NHWC) }], "
+    "Outputs: [ { Name: w, Dimensions: [256,64,3,3], Datatype: Float, Format: (NHWC) }], TacticName: t0, "
+    "StreamId: 0, Metadata: [ONNX Layer: dq_w]\n"
+    "Name: conv_myl0_2, LayerType: correlation, Inputs: [ { Name: x, Dimensions: [1,64,32,32], Datatype: Float, "
+    "Format: (NHWC) }, { Name: w, Dimensions: [256,64,3,3], Datatype: Float, Format: (NHWC) }], Constants: [ { "
+    "Name: b, Dimensions: [1,256,1,1], Datatype: Float, Format: (NHWC) }], Outputs: [ { Name: y, Dimensions: "
+    "[1,256,32,32], Datatype: Float, Format: (NHWC) }], TacticName: stub, StreamId: 0, Metadata: [ONNX Layer: conv]"
+    "[ONNX Layer: relu]",
+]
+
+
+def test_device_check_reads_the_conv_precision_from_the_build_log():
+    """The device script's reading of the verbose log: the Conv reads Float x Float, its weights dequantized by a
+    kernel of their own."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import lint_device
+
+    layers = lint_device._engine_layers(ENGINE_LOG)
+    assert layers == {"engine_layers": 2, "conv_reads": "Float x Float", "qdq_layers": "dq_w: kgen Float/Int8->Float"}
+
+
 def test_cli_exit_codes(mnist, mnist_calib, tmp_path):
     t = wb.apply(mnist, wb.Recipe("int8"), mnist_calib, progress=False)
     clean = subprocess.run([sys.executable, "-m", "workbench.cli", "lint", str(t.path)], capture_output=True, text=True)

@@ -1,5 +1,6 @@
 """TensorRT Q/DQ compatibility lint: what TensorRT's ONNX parser rejects, or builds but runs in float, found
-before anyone spends time on a GPU build (shared/DESIGN.md, TensorRT's explicit quantization guide).
+before anyone spends time on a GPU build (shared/DESIGN.md, TensorRT's explicit quantization guide). Ops outside the standard ONNX domain (scikit-learn's ai.onnx.ml Scaler,
+ArrayFeatureExtractor, ...) are errors too: the parser rejected them there ("Plugin not found").
 
 Every rule has a negative case checked against TensorRT-RTX 1.7.1 on an H100 (benchmarks/lint_device.py, README
 "Lint against the parser"): errors are parser rejections, warnings are Convs whose kernel reads float. Patterns the
@@ -73,6 +74,12 @@ def lint(model: onnx.ModelProto, name: str = "model", target: str = "tensorrt") 
             return numpy_helper.to_array(p.attribute[0].t)
         return None
 
+    for node in g.node:
+        if node.domain not in ("", "ai.onnx"):
+            findings.append(Finding("error", "onnx-ml" if node.domain == "ai.onnx.ml" else "custom-domain", node.name,
+                                    f"{node.op_type} '{node.name}' is in domain '{node.domain}': TensorRT's ONNX "
+                                    "parser has no importer for it (\"Plugin not found\"); run that part outside "
+                                    "TensorRT or provide a plugin"))
     for node in g.node:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue
