@@ -23,6 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _table import markdown_table  # noqa: E402
+
 
 def make_data(model: str, count: int, folder: Path) -> tuple[str, dict[str, Path]]:
     """(model path, input name → .npy path) with `count` real-ish samples for the model."""
@@ -71,26 +73,9 @@ def worker(model_path: str, files: dict[str, str], method: str, mode: str) -> di
 
         calibrate(model, data, method, progress=False, op_types=op_types)
     else:
-        from onnxruntime.quantization.calibrate import create_calibrator
+        from workbench.calibration import one_shot_ranges
 
-        from workbench.calibration import _calibrator_options, _ort_method
-        from workbench.quantize import quiet
-
-        batches = list(data.batches(32))
-
-        class Reader:
-            def __init__(self):
-                self.it = iter(batches)
-
-            def get_next(self):
-                return next(self.it, None)
-
-        with tempfile.TemporaryDirectory() as tmp, quiet():
-            calibrator = create_calibrator(Path(model.path), op_types, augmented_model_path=f"{tmp}/a.onnx",
-                                           calibrate_method=_ort_method(method),
-                                           extra_options=_calibrator_options(method, 99.99))
-            calibrator.collect_data(Reader())
-            calibrator.compute_data()
+        one_shot_ranges(model, data, method, op_types=op_types)
     return {"seconds": round(time.perf_counter() - start, 1)}
 
 
@@ -136,10 +121,7 @@ def main() -> None:
                         print(json.dumps(row), file=sys.stderr, flush=True)
                 for f in files.values():
                     f.unlink()
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+    print(markdown_table(rows))
 
 
 if __name__ == "__main__":

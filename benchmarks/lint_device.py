@@ -23,6 +23,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _table import markdown_table  # noqa: E402
+
 C_IN, C_OUT, HW = 64, 256, 32
 
 
@@ -254,10 +256,7 @@ def main() -> None:
         export(args.folder)
         return
     rows = check(args.folder, args.logs)
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(str(row.get(c, "")).replace("|", "/") for c in columns) + " |")
+    print(markdown_table(rows))
 
 
 if __name__ == "__main__":

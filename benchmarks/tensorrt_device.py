@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _table import markdown_table  # noqa: E402
+
 ZOO = ("mnist-cnn", "mobilenet-v2", "minilm")
 CORPUS_SET = ("ppocr-det", "ppocr-cls", "ppocr-rec", "silero-vad", "oww-melspectrogram", "oww-embedding",
               "oww-hey-jarvis", "efficientnet-lite0", "digits-knn")
@@ -166,10 +168,7 @@ def main() -> None:
         export(args.folder, args.set, args.max_mb, set(args.models.split(",")) if args.models else None)
         return
     rows = check(args.folder)
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    print("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns))
-    for row in rows:
-        print("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+    print(markdown_table(rows))
 
 
 if __name__ == "__main__":

@@ -10,30 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.calibration import _calibrator_options, _ort_method, calibrate, load_ranges
+from workbench.calibration import calibrate, load_ranges, one_shot_ranges
 from workbench.data import Dataset
-from workbench.quantize import placement_options, quiet
-
-
-def one_shot(model, data, method):
-    """ONNX Runtime's own calibrator over all batches in one collect_data call (what the workbench used to do)."""
-    from onnxruntime.quantization.calibrate import create_calibrator
-
-    batches = list(data.batches(32))
-
-    class Reader:
-        it = iter(batches)
-
-        def get_next(self):
-            return next(self.it, None)
-
-    with tempfile.TemporaryDirectory() as tmp, quiet():
-        calibrator = create_calibrator(Path(model.path), None, augmented_model_path=f"{tmp}/a.onnx",
-                                       calibrate_method=_ort_method(method),
-                                       extra_options=_calibrator_options(method, 99.99))
-        calibrator.collect_data(Reader())
-        result = calibrator.compute_data()
-    return {k: (float(np.min(v.range_value[0])), float(np.max(v.range_value[1]))) for k, v in result.data.items()}
 
 
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
@@ -42,7 +20,7 @@ def test_streamed_ranges_match_onnxruntime(mnist, mnist_calib, method):
     grows with the data, within one of its 2048 bins. Small batches force many merges."""
     data = mnist_calib.take(256)
     streamed = load_ranges(calibrate(mnist, data, method, progress=False, memory_budget_mb=0.5).path)
-    reference = one_shot(mnist, data, method)
+    reference = one_shot_ranges(mnist, data, method)
     assert set(streamed) == set(reference) and len(reference) > 5
     for tensor, (low, high) in reference.items():
         if method == "percentile":
@@ -59,15 +37,14 @@ import json, resource, sys
 import numpy as np
 import workbench as wb
 from workbench.data import Dataset
-sys.path.insert(0, {str(Path(__file__).parent)!r})
 model = wb.load_model("mnist-cnn")
 data = Dataset({{model.inputs[0].name: np.load({str(folder / f"x{count}.npy")!r}, mmap_mode="r")}})
 if {mode!r} == "streamed":
     from workbench.calibration import calibrate
     calibrate(model, data, "percentile", progress=False, memory_budget_mb=16)
 else:
-    from test_calibration import one_shot
-    one_shot(model, data, "percentile")
+    from workbench.calibration import one_shot_ranges
+    one_shot_ranges(model, data, "percentile")
 print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 """
     with tempfile.TemporaryDirectory() as cache:

@@ -163,6 +163,29 @@ def _activation_bytes(model: ModelHandle, feed: dict[str, np.ndarray]) -> int:
     return sum(np.asarray(v).nbytes for v in session.run(None, feed))
 
 
+def one_shot_ranges(model: ModelHandle, data: Dataset, method: str, percentile: float = 99.99,
+                    op_types: list[str] | None = None, batch_size: int = 32) -> dict[str, tuple[float, float]]:
+    """ONNX Runtime's calibrator as its documentation drives it (one collect_data over every batch, all their
+    tensors held until the end): the reference the streamed ranges are checked and benchmarked against."""
+    from onnxruntime.quantization.calibrate import create_calibrator
+
+    from .quantize import quiet
+
+    batches = iter(list(data.batches(batch_size)))
+
+    class Reader:
+        def get_next(self):
+            return next(batches, None)
+
+    with tempfile.TemporaryDirectory(prefix="workbench-calib-") as tmp, quiet():
+        calibrator = create_calibrator(Path(model.path), op_types, augmented_model_path=f"{tmp}/augmented.onnx",
+                                       calibrate_method=_ort_method(method),
+                                       extra_options=_calibrator_options(method, percentile))
+        calibrator.collect_data(Reader())
+        result = calibrator.compute_data()
+    return {k: (float(np.min(v.range_value[0])), float(np.max(v.range_value[1]))) for k, v in result.data.items()}
+
+
 def load_ranges(path: Path) -> dict[str, tuple[float, float]]:
     """Tensor name → (low, high) from a cached calibration file."""
     from onnxruntime.quantization.calibrate import load_tensors_data
