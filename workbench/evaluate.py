@@ -19,7 +19,7 @@ def run(engine, data: Dataset, batch_size: int = 32) -> Outputs:
     """Every graph output for every sample, concatenated on axis 0 (batches follow the model's fixed batch; the
     padding of a last partial batch is dropped). An output whose batch is not on axis 0 (a recurrent state) is
     concatenated flat, which is what the flattened output metrics read."""
-    size = data.batch_size(batch_size)
+    size = data.batch_size(min(batch_size, _profile_max_batch(engine, data)))
     chunks: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(data), size):
         real = min(size, len(data) - start)
@@ -35,6 +35,15 @@ def run(engine, data: Dataset, batch_size: int = 32) -> Outputs:
         else:
             out[name] = np.concatenate([p.ravel() for p in parts])
     return out
+
+
+def _profile_max_batch(engine, data: Dataset) -> int:
+    """The largest batch the engine's optimization profile admits on every input's sample axis (a TensorRT engine
+    built with it rejects more; ONNX Runtime would run it but warn), or no limit."""
+    profile = getattr(getattr(engine, "backend", None), "profile", None)
+    limits = [p.max[axis] for p in getattr(profile, "inputs", ())
+              if (axis := data.axis(p.name)) is not None and p.name in data.inputs and axis < len(p.max)]
+    return min(limits, default=2**31)
 
 
 def output_scores(outputs: Outputs, reference: Outputs) -> dict:
