@@ -1,7 +1,7 @@
 """Calibration memory and time as the sample count grows: streamed (workbench) vs ONNX Runtime's one-shot calibrator.
 
-Each calibration runs alone in a fresh process with an empty calibration cache; peak RSS is that process's
-(wait4), minus nothing. The samples are memory-mapped from an .npy file, so they enter RSS only as pages are read:
+Each calibration runs alone in a fresh process with an empty calibration cache; peak RSS is that process's own
+high-water mark (VmHWM), minus nothing. The samples are memory-mapped from an .npy file, so they enter RSS only as pages are read:
 `data_mb` says how much that can be at most. Columns: model, samples, method, mode (streamed | ort-one-shot),
 seconds, peak RSS (MB), data size (MB), peak minus data (MB).
 
@@ -76,7 +76,11 @@ def worker(model_path: str, files: dict[str, str], method: str, mode: str) -> di
         from workbench.calibration import one_shot_ranges
 
         one_shot_ranges(model, data, method, op_types=op_types)
-    return {"seconds": round(time.perf_counter() - start, 1)}
+    seconds = round(time.perf_counter() - start, 1)
+    # VmHWM: this process's own peak. wait4's ru_maxrss would also carry the parent's RSS at fork time (Linux
+    # keeps the pre-exec high-water mark), which is what the data-making parent holds.
+    peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
+    return {"seconds": seconds, "peak_rss_mb": round(peak)}
 
 
 def measure(model_path: str, files: dict[str, Path], method: str, mode: str) -> dict:
@@ -84,12 +88,10 @@ def measure(model_path: str, files: dict[str, Path], method: str, mode: str) -> 
         env = {**os.environ, "WORKBENCH_CACHE_DIR": cache_dir}
         args = [sys.executable, __file__, "--worker", json.dumps([model_path, {k: str(v) for k, v in files.items()},
                                                                    method, mode])]
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        return {"seconds": None, "peak_rss_mb": None, "error": f"exit {os.waitstatus_to_exitcode(status)}"}
-    return {**json.loads(out), "peak_rss_mb": round(usage.ru_maxrss / 1024)}
+        proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    if proc.returncode != 0:
+        return {"seconds": None, "peak_rss_mb": None, "error": f"exit {proc.returncode}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:

@@ -33,7 +33,7 @@ def _peak_rss_mb(mode: str, count: int, digits: np.ndarray, folder: Path) -> flo
     """Peak RSS of a fresh process that calibrates `count` digits with percentile (histograms of every tensor)."""
     np.save(folder / f"x{count}.npy", np.resize(digits, (count, *digits.shape[1:])))
     code = f"""
-import json, resource, sys
+import json
 import numpy as np
 import workbench as wb
 from workbench.data import Dataset
@@ -45,7 +45,7 @@ if {mode!r} == "streamed":
 else:
     from workbench.calibration import one_shot_ranges
     one_shot_ranges(model, data, "percentile")
-print(json.dumps(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+print(json.dumps(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024))
 """
     with tempfile.TemporaryDirectory() as cache:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
