@@ -25,20 +25,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from workbench.zoo import corpus  # noqa: E402
 
 
+# The CLI in a child that records its own peak RSS (VmHWM) on exit: wait4's ru_maxrss would also carry this
+# process's RSS at fork time (Linux keeps the pre-exec high-water mark), and this process holds the corpus data.
+CLI_WITH_PEAK = """
+import atexit, os, sys
+def _peak():
+    with open(os.environ["CORPUS_BENCH_PEAK"], "w") as f:
+        f.write(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")))
+atexit.register(_peak)
+from workbench.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def run_measured(*args: str) -> tuple[int, dict | None, float, float]:
-    """(exit code, JSON stdout, seconds, peak RSS in MB of that command alone: wait4 on its process)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    code = os.waitstatus_to_exitcode(status)
+    """(exit code, JSON stdout, seconds, peak RSS in MB of that command alone)."""
+    with tempfile.NamedTemporaryFile(prefix="corpus-peak-") as peak:
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", CLI_WITH_PEAK, *map(str, args)], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, env={**os.environ, "CORPUS_BENCH_PEAK": peak.name})
+        seconds = time.perf_counter() - start
+        text = Path(peak.name).read_text().strip()
     try:
-        data = json.loads(out) if out.strip() else None
+        data = json.loads(proc.stdout) if proc.stdout.strip() else None
     except json.JSONDecodeError:
         data = {"not_json": True}
-    return code, data, seconds, usage.ru_maxrss / 1024
+    return proc.returncode, data, seconds, int(text) / 1024 if text else float("nan")
 
 
 def model_row(m: corpus.CorpusModel, work: Path) -> dict:
