@@ -85,9 +85,24 @@ class Dataset:
 
         parts: list = [sorted((k, v) for k, v in self.sample_axes.items() if v != 0)]
         for k in sorted(self.inputs):
-            a = np.ascontiguousarray(self.inputs[k])
-            parts += [k, str(a.dtype), list(a.shape), a.tobytes()]
+            a = np.asarray(self.inputs[k])
+            parts += [k, str(a.dtype), list(a.shape), _array_digest(a)]
         return digest(*parts)
+
+
+def _array_digest(a: np.ndarray, chunk_bytes: int = 1 << 24) -> str:
+    """SHA-256 of an array's bytes, read in chunks: a copy of the whole array (tobytes) would double the memory a
+    large calibration set takes, and touch every page of a memory-mapped one at once."""
+    import hashlib
+
+    if not a.flags.c_contiguous:
+        a = np.ascontiguousarray(a)
+    flat = a.reshape(-1)
+    h = hashlib.sha256()
+    step = max(1, chunk_bytes // max(a.itemsize, 1))
+    for start in range(0, flat.size, step):
+        h.update(np.ascontiguousarray(flat[start:start + step]).view(np.uint8))
+    return h.hexdigest()
 
 
 def load_npz(path: str | os.PathLike, specs: Sequence[TensorSpec],
