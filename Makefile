@@ -33,7 +33,7 @@ test: install browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: install
-	for f in benchmarks/*.py; do case $$f in *tensorrt_device.py|*lint_device.py) continue;; esac; $(BIN)/python $$f || exit 1; done
+	for f in benchmarks/*.py; do case $$f in *tensorrt_device.py|*lint_device.py|*/_*) continue;; esac; $(BIN)/python $$f || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache
