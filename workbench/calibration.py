@@ -148,19 +148,12 @@ def _streaming_step(model: ModelHandle, data: Dataset, method: str, batch_size: 
 
 
 def _activation_bytes(model: ModelHandle, feed: dict[str, np.ndarray]) -> int:
-    """Bytes of every node output of the main graph for this feed (one run with all of them as outputs)."""
-    import onnx
-    import onnxruntime as ort
+    """Bytes of every node output of the main graph for this feed (one run with all of them marked)."""
+    from .backends import get_backend
+    from .graph import markable_outputs
 
-    probe = onnx.ModelProto.FromString(model.proto.SerializeToString())
-    names = {o.name for o in probe.graph.output}
-    probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for n in probe.graph.node
-                              for t in n.output if t and t not in names)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.enable_cpu_mem_arena = False
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return sum(np.asarray(v).nbytes for v in session.run(None, feed))
+    engine = get_backend().build_marked(model.path, markable_outputs(model.proto.graph), name="activation bytes")
+    return sum(np.asarray(v).nbytes for v in engine.infer(feed).values())
 
 
 def one_shot_ranges(model: ModelHandle, data: Dataset, method: str, percentile: float = 99.99,

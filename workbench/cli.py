@@ -60,10 +60,12 @@ def _batch_axes(args: argparse.Namespace) -> dict:
     return parse_batch_axes(args.batch_axis)
 
 
-def _recipe(args: argparse.Namespace):
+def _recipe(args: argparse.Namespace, precision: str | None = None):
+    """The recipe the flags describe (`precision` overrides --precision: bench takes a list of them)."""
     from .recipe import Recipe
 
-    return Recipe(args.precision, args.calibration, args.percentile, tuple(args.exclude), placement=args.placement,
+    return Recipe(precision or args.precision, args.calibration, args.percentile, tuple(args.exclude),
+                  placement=args.placement,
                   overrides=tuple(args.override), cleanup=not args.no_cleanup,
                   fallback_precision=args.fallback_precision, weight_bits=args.weight_bits)
 
@@ -184,14 +186,10 @@ def reproduce_command(args: argparse.Namespace, recipe) -> str:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import parse_batches, sweep
     from .model import load_model
-    from .recipe import Recipe
     from .session import calibration_data, evaluation_data
 
     model = load_model(args.model)
-    recipes = [Recipe(p.strip(), args.calibration, args.percentile, tuple(args.exclude), placement=args.placement,
-                      overrides=tuple(args.override), cleanup=not args.no_cleanup,
-                  fallback_precision=args.fallback_precision, weight_bits=args.weight_bits)
-               for p in args.precision.split(",")]
+    recipes = [_recipe(args, p.strip()) for p in args.precision.split(",")]
     axes = _batch_axes(args)
     calib = calibration_data(model, args.calib_data, axes, args.shapes) if any(
         r.precision != "fp32" for r in recipes) else None

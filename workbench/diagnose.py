@@ -21,7 +21,7 @@ from .compare import LayerReport, compare
 from .data import Dataset, as_dataset
 from .errors import WorkbenchError
 from .evaluate import TaskMetric, output_scores, run
-from .metrics import SQNR_CAP_DB
+from .metrics import SQNR_CAP_DB, is_categorical
 from .model import ModelHandle
 from .recipe import Recipe
 from .transform import apply
@@ -158,7 +158,7 @@ def cosine_lower_bound(outputs: dict[str, np.ndarray], reference: dict[str, np.n
         out = outputs[name]
         if np.ndim(ref) == 0 or np.shape(ref)[0] != samples or np.shape(out) != np.shape(ref):
             continue
-        if np.asarray(ref).dtype.kind in "iub" and any(np.asarray(v).dtype.kind == "f" for v in reference.values()):
+        if is_categorical(ref) and not all(map(is_categorical, reference.values())):
             continue  # labels are scored by agreement, as in output_scores
         r = np.asarray(ref, np.float64).reshape(samples, -1)
         x = np.asarray(out, np.float64).reshape(samples, -1)
@@ -234,12 +234,16 @@ def diagnose(
     reference = run(backend.build(model.path), data, batch_size)
     reference_metric = float(target.metric(reference, reference, data)) if target.metric is not None else None
 
-    def score(r: Recipe) -> dict:
+    def cycle(on: Backend, ref: dict, r: Recipe) -> dict:
+        """One quantize + evaluate cycle: the recipe's model run by `on` over `data`, scored against `ref`."""
         bar.update()
         start = time.perf_counter()
-        scores = _scores(run(backend.build(apply(model, r, calib, progress=False).path), data, batch_size),
-                         reference, data, target)
-        return {**scores, "seconds": round(time.perf_counter() - start, 3)}  # one quantize + evaluate cycle
+        scores = _scores(run(on.build(apply(model, r, calib, progress=False).path), data, batch_size), ref, data,
+                         target)
+        return {**scores, "seconds": round(time.perf_counter() - start, 3)}
+
+    def score(r: Recipe) -> dict:
+        return cycle(backend, reference, r)
 
     base = apply(model, recipe, calib, progress=progress)
     if not base.quantized_nodes:
@@ -279,13 +283,12 @@ def diagnose(
                 report = compare(base, data.take(ranking_samples), backend, framework=False, progress=False)
             if target.met(current_scores, reference_metric):
                 break
-    search = _fallback_search(model, current, current_scores, calib, data, target, reference, reference_metric,
-                              report, base, backend, batch_size, bar)
+    search = _fallback_search(current, current_scores, target, reference_metric, report, base, score)
     fallback, after = search["fallback"], search["after"]
     if fallback:
         tried.append({"remedy": f"keep {len(fallback)} node(s) in {current.fallback_precision.upper()}", **after,
                       "met": target.met(after, reference_metric), "nodes_in_higher_precision": len(fallback)})
-    deploy = _deployment(backend, model, data, batch_size, target, calib, bar) if deployment_check else None
+    deploy = _deployment(backend, model, data, batch_size, cycle) if deployment_check else None
     deployed = None
     if deploy is not None:
         final_recipe = current.with_exclude(list(current.exclude) + fallback)
@@ -388,21 +391,13 @@ class _Deployment:
         return {"backend": self.backend.name, "graph_optimization": "all", "cpu": cpu_name(), "vnni": cpu_has_vnni()}
 
 
-def _deployment(backend: Backend, model: ModelHandle, data: Dataset, batch_size: int, target: Target, calib,
-                bar) -> _Deployment | None:
-    """The deployment scorer, for the ONNX Runtime CPU backend when the search runs an unoptimized graph."""
+def _deployment(backend: Backend, model: ModelHandle, data: Dataset, batch_size: int, cycle) -> _Deployment | None:
+    """The deployment scorer, for the ONNX Runtime CPU backend when the search runs an unoptimized graph; `cycle`
+    is diagnose's own quantize + evaluate step, run on the deployed backend against its own FP32 reference."""
     if getattr(backend, "name", "") != "onnxruntime-cpu" or getattr(backend, "optimization", "all") == "all":
         return None
     deployed = get_backend("onnxruntime-cpu", optimization="all", threads=backend.threads)
-
-    def score_fn(b: Backend, reference: dict, recipe: Recipe) -> dict:
-        bar.update()
-        start = time.perf_counter()
-        scores = _scores(run(b.build(apply(model, recipe, calib, progress=False).path), data, batch_size),
-                         reference, data, target)
-        return {**scores, "seconds": round(time.perf_counter() - start, 3)}
-
-    return _Deployment(deployed, run(deployed.build(model.path), data, batch_size), score_fn)
+    return _Deployment(deployed, run(deployed.build(model.path), data, batch_size), cycle)
 
 
 def _kernel_remedy(deploy: _Deployment, recipe: Recipe, simulated: dict, deployed: dict, score, tried: list[dict],
@@ -428,9 +423,9 @@ def search_budget(nodes: int) -> int:
     return math.ceil(math.log2(max(nodes, 2))) + 3
 
 
-def _fallback_search(model, recipe, start_scores, calib, data, target, reference, reference_metric, report, base,
-                     backend, batch_size, bar) -> dict:
-    """Shortest prefix of the ranking that meets the target (bisection), then pruning with leftover budget."""
+def _fallback_search(recipe, start_scores, target, reference_metric, report, base, score) -> dict:
+    """Shortest prefix of the ranking that meets the target (bisection), then pruning with leftover budget;
+    `score` is diagnose's quantize + evaluate cycle."""
     ranking = rank(report, base.quantized_nodes)
     order = [r["node"] for r in ranking]
     budget = search_budget(len(order))
@@ -440,12 +435,8 @@ def _fallback_search(model, recipe, start_scores, calib, data, target, reference
     def evaluate(nodes: list[str]) -> bool:
         key = tuple(nodes)
         if key not in results:
-            start = time.perf_counter()
-            transformed = apply(model, recipe.with_exclude(list(recipe.exclude) + nodes), calib, progress=False)
-            results[key] = _scores(run(backend.build(transformed.path), data, batch_size), reference, data, target)
-            results[key]["seconds"] = round(time.perf_counter() - start, 3)
+            results[key] = score(recipe.with_exclude(list(recipe.exclude) + nodes))
             trials.append({"fallback": nodes, **results[key], "met": target.met(results[key], reference_metric)})
-            bar.update()
         return target.met(results[key], reference_metric)
 
     fallback: list[str] = []

@@ -18,7 +18,7 @@ from onnx import numpy_helper
 
 from . import cache
 from .errors import WorkbenchError, one_line
-from .graph import complete_types, outer_reads, subgraphs, toposort, used_names
+from .graph import complete_types, markable_outputs, outer_reads, subgraphs, toposort, used_names
 
 if TYPE_CHECKING:
     from .data import Dataset
@@ -79,8 +79,7 @@ def activation_amax(model: "ModelHandle", data: "Dataset") -> dict[str, float]:
     from .polygraphy_util import quiet
 
     proto = model.proto
-    tensors = [o for n in proto.graph.node if n.op_type != "Constant" for o in n.output if o]
-    engine = get_backend().build_marked(model.path, tensors, name="fp16-ranges")
+    engine = get_backend().build_marked(model.path, markable_outputs(proto.graph), name="fp16-ranges")
     amax: dict[str, float] = {}
     subset = data.take(min(len(data), RANGE_SAMPLES))
     with quiet():

@@ -66,6 +66,12 @@ def used_names(graph: onnx.GraphProto) -> set[str]:
     return used
 
 
+def markable_outputs(graph: onnx.GraphProto) -> list[str]:
+    """Every node output a runner can mark as a graph output: Constant nodes' outputs are left out (ONNX Runtime
+    turns them into initializers, and marking one fails with "outputs were not found in the model")."""
+    return [o for n in graph.node if n.op_type != "Constant" for o in n.output if o]
+
+
 def complete_types(model: onnx.ModelProto) -> bool:
     """Give every node output of the main graph an element type, in place; returns whether any was added. ONNX's
     shape inference has no type rules for ai.onnx.ml ops (Scaler, ArrayFeatureExtractor, ...), so everything

@@ -13,6 +13,11 @@ import numpy as np
 SQNR_CAP_DB = 200.0  # reported for bit-identical tensors, so JSON never holds Infinity
 
 
+def is_categorical(values: np.ndarray) -> bool:
+    """Integer or boolean values (labels, indices): scored by agreement, not as a signal (see RunningStats)."""
+    return np.asarray(values).dtype.kind in "iub"
+
+
 @dataclass
 class RunningStats:
     """Sums that give SQNR, cosine, max/mean abs diff for all batches seen, without keeping the tensors.
@@ -52,8 +57,7 @@ class RunningStats:
         return np.sqrt(self.channel_sq * len(self.channel_sq) / self.count)
 
     def update(self, ref: np.ndarray, x: np.ndarray) -> None:
-        kind = np.asarray(ref).dtype.kind
-        if kind in "iub":
+        if is_categorical(ref):
             self.integer = True
             self.equal += int(np.count_nonzero(np.asarray(ref).ravel() == np.asarray(x).ravel()))
         r = np.ascontiguousarray(ref, dtype=np.float32).ravel()
