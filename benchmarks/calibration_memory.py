@@ -1,8 +1,8 @@
 """Calibration memory and time as the sample count grows: streamed (workbench) vs ONNX Runtime's one-shot calibrator.
 
 Each calibration runs alone in a fresh process with an empty calibration cache; peak RSS is that process's own
-high-water mark (VmHWM), minus nothing. The samples are memory-mapped from an .npy file, so they enter RSS only as pages are read:
-`data_mb` says how much that can be at most. Columns: model, samples, method, mode (streamed | ort-one-shot),
+high-water mark (VmHWM), minus nothing. The samples come from an uncompressed .npz read as --calib-data reads it (memory-mapped, each batch's pages
+released after use): `data_mb` is the size of that file. Columns: model, samples, method, mode (streamed | ort-one-shot),
 seconds, peak RSS (MB), data size (MB), peak minus data (MB).
 
     python benchmarks/calibration_memory.py [--models mobilenet-v2,ppocr-det] [--samples 64,256,1024]
@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _table import markdown_table  # noqa: E402
 
 
-def make_data(model: str, count: int, folder: Path) -> tuple[str, dict[str, Path]]:
-    """(model path, input name → .npy path) with `count` real-ish samples for the model."""
+def make_arrays(model: str, count: int, split: str = "calib") -> tuple[str, dict[str, np.ndarray]]:
+    """(model path, input name → `count` real samples of `split`) for a zoo or corpus model."""
     import workbench as wb
     from workbench.zoo import corpus
     from workbench.zoo.images import crops
@@ -35,37 +35,45 @@ def make_data(model: str, count: int, folder: Path) -> tuple[str, dict[str, Path
     if model in ("mobilenet-v2", "minilm"):
         handle = wb.load_model(model)
         if model == "mobilenet-v2":
-            arrays = {handle.inputs[0].name: crops(count, seed=7)}
+            arrays = {handle.inputs[0].name: crops(count, seed=7 if split == "calib" else 11)}
         else:
             from workbench.zoo.minilm import INPUTS, SEQUENCE, sentences, tokenizer
 
             text = sentences()
-            chosen = [" ".join(text[(i * 7 + j) % len(text)] for j in range(1 + i // len(text)))
+            shift = 0 if split == "calib" else 3
+            chosen = [" ".join(text[(i * 7 + j + shift) % len(text)] for j in range(1 + i // len(text)))
                       for i in range(count)]
             tokens = tokenizer()(chosen, padding="max_length", truncation=True, max_length=SEQUENCE,
                                  return_tensors="np")
             arrays = {n: tokens[n].astype(np.int64) for n in INPUTS}
-        path = handle.path
-    else:
-        m = corpus.get(model)
-        arrays = m.make("calib", count)
-        arrays = {k: v for k, v in arrays.items() if k != "labels"}
-        path = m.path()
-    files = {}
-    for name, value in arrays.items():
-        files[name] = folder / f"{model}-{count}-{name}.npy"
-        np.save(files[name], value)
-    return str(path), files
+        return str(handle.path), arrays
+    m = corpus.get(model)
+    return str(m.path()), {k: v for k, v in m.make(split, count).items() if k != "labels"}
 
 
-def worker(model_path: str, files: dict[str, str], method: str, mode: str) -> dict:
-    """One calibration in this process (fresh cache dir set by the parent)."""
-    from workbench.data import Dataset
+def make_data(model: str, count: int, folder: Path, split: str = "calib") -> tuple[str, Path]:
+    """(model path, an uncompressed .npz of `count` samples): what a user passes as --calib-data."""
+    path, arrays = make_arrays(model, count, split)
+    file = folder / f"{model}-{split}-{count}.npz"
+    np.savez(file, **arrays)
+    return path, file
+
+
+def rss_peak_mb() -> int:
+    """This process's own peak RSS (VmHWM). wait4's ru_maxrss would also carry the parent's RSS at fork time
+    (Linux keeps the pre-exec high-water mark), which is what the data-making parent holds."""
+    return round(next(int(line.split()[1]) for line in open("/proc/self/status")
+                      if line.startswith("VmHWM")) / 1024)
+
+
+def worker(model_path: str, file: str, method: str, mode: str) -> dict:
+    """One calibration in this process (fresh cache dir set by the parent), data read as --calib-data reads it."""
+    from workbench.data import load_npz
     from workbench.model import from_onnx
     from workbench.quantize import placement_options
 
     model = from_onnx(model_path)
-    data = Dataset({name: np.load(path, mmap_mode="r") for name, path in files.items()})
+    data = load_npz(file, model.inputs)
     op_types = placement_options("tensorrt")[0]
     start = time.perf_counter()
     if mode == "streamed":
@@ -76,18 +84,13 @@ def worker(model_path: str, files: dict[str, str], method: str, mode: str) -> di
         from workbench.calibration import one_shot_ranges
 
         one_shot_ranges(model, data, method, op_types=op_types)
-    seconds = round(time.perf_counter() - start, 1)
-    # VmHWM: this process's own peak. wait4's ru_maxrss would also carry the parent's RSS at fork time (Linux
-    # keeps the pre-exec high-water mark), which is what the data-making parent holds.
-    peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM")) / 1024
-    return {"seconds": seconds, "peak_rss_mb": round(peak)}
+    return {"seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": rss_peak_mb()}
 
 
-def measure(model_path: str, files: dict[str, Path], method: str, mode: str) -> dict:
+def measure(model_path: str, file: Path, method: str, mode: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="workbench-calib-bench-") as cache_dir:
         env = {**os.environ, "WORKBENCH_CACHE_DIR": cache_dir}
-        args = [sys.executable, __file__, "--worker", json.dumps([model_path, {k: str(v) for k, v in files.items()},
-                                                                   method, mode])]
+        args = [sys.executable, __file__, "--worker", json.dumps([model_path, str(file), method, mode])]
         proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     if proc.returncode != 0:
         return {"seconds": None, "peak_rss_mb": None, "error": f"exit {proc.returncode}"}
@@ -111,18 +114,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="workbench-calib-data-") as tmp:
         for model in args.models.split(","):
             for count in map(int, args.samples.split(",")):
-                model_path, files = make_data(model, count, Path(tmp))
-                data_mb = round(sum(f.stat().st_size for f in files.values()) / 2**20)
+                model_path, file = make_data(model, count, Path(tmp))
+                data_mb = round(file.stat().st_size / 2**20)
                 for method in args.methods.split(","):
                     for mode in ("streamed", "ort-one-shot") if count in one_shot else ("streamed",):
                         row = {"model": model, "samples": count, "method": method, "mode": mode,
-                               **measure(model_path, files, method, mode), "data_mb": data_mb}
+                               **measure(model_path, file, method, mode), "data_mb": data_mb}
                         if row.get("peak_rss_mb") is not None:
                             row["peak_minus_data_mb"] = row["peak_rss_mb"] - data_mb
                         rows.append(row)
                         print(json.dumps(row), file=sys.stderr, flush=True)
-                for f in files.values():
-                    f.unlink()
+                file.unlink()
     print(markdown_table(rows))
 
 

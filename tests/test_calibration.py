@@ -31,14 +31,14 @@ def test_streamed_ranges_match_onnxruntime(mnist, mnist_calib, method):
 
 def _peak_rss_mb(mode: str, count: int, digits: np.ndarray, folder: Path) -> float:
     """Peak RSS of a fresh process that calibrates `count` digits with percentile (histograms of every tensor)."""
-    np.save(folder / f"x{count}.npy", np.resize(digits, (count, *digits.shape[1:])))
+    np.savez(folder / f"x{count}.npz", x=np.resize(digits, (count, *digits.shape[1:])))
     code = f"""
 import json
 import numpy as np
 import workbench as wb
-from workbench.data import Dataset
+from workbench.data import _read_npz, validate
 model = wb.load_model("mnist-cnn")
-data = Dataset({{model.inputs[0].name: np.load({str(folder / f"x{count}.npy")!r}, mmap_mode="r")}})
+data = validate({{model.inputs[0].name: _read_npz({str(folder / f"x{count}.npz")!r})["x"]}}, model.inputs)
 if {mode!r} == "streamed":
     from workbench.calibration import calibrate
     calibrate(model, data, "percentile", progress=False, memory_budget_mb=16)
@@ -74,3 +74,15 @@ def test_calibration_follows_a_fixed_batch_and_shorter_last_batch(mnist, mnist_c
     x = np.asarray(data.inputs[name])
     assert streamed[name] == (-float(np.abs(x).max()), float(np.abs(x).max()))
     assert isinstance(data, Dataset)
+
+
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_override_calibrates_only_its_tensors_with_the_same_ranges(mnist, mnist_calib, method):
+    """A per-tensor override computes histograms (and entropy's KL search) for its tensors only; their ranges are
+    those of the full calibration."""
+    data = mnist_calib.take(128)
+    full = load_ranges(calibrate(mnist, data, method, progress=False).path)
+    chosen = sorted(full)[:2]
+    subset = load_ranges(calibrate(mnist, data, method, progress=False, tensors=chosen).path)
+    assert set(subset) == set(chosen)
+    assert all(subset[t] == full[t] for t in chosen)

@@ -33,6 +33,9 @@ def test_collapse_spread_over_several_layers():
     assert set(d.fallback) == set(spec.culprits())
     assert d.before["cosine"] < 0.6 and d.after["cosine"] >= 0.99
     assert d.evaluations <= budget(d) == d.budget
+    assert len(d.cycle_seconds) == d.evaluations and all(t > 0 for t in d.cycle_seconds)
+    assert d.to_dict()["cycle_budget"] == d.budget + d.remedies_tried
+    assert d.to_dict()["cycle_seconds"] == d.cycle_seconds
 
 
 def test_healthy_model_gets_an_empty_fallback(mnist, mnist_calib, mnist_eval):

@@ -55,6 +55,7 @@ def test_glitchy_calibration_data_is_fixed_by_calibration_overrides():
     chosen = d.remedies[1]
     assert chosen["remedy"].startswith("calibration override") and "image=entropy" in chosen["remedy"]
     assert chosen["met"] and d.fallback == [] and d.after["cosine"] >= 0.99
+    assert d.remedies_tried == 1 and d.evaluations == 2 <= d.budget + d.remedies_tried
     assert cosine(model, d.recipe, calib, data) >= 0.99, "the recipe the diagnosis returns reproduces the fix"
     counts, edges, amax = histogram(model, calib, "image")
     ranges = method_ranges(model, calib, "image", ["Conv", "ConvTranspose", "Gemm", "MatMul"])

@@ -167,13 +167,13 @@ def tradeoff(model, recipes: Iterable, calib: Dataset | None, data: Dataset, bat
 
     Accuracy is measured on the accuracy backend (graph as written); latency on `backend` (default: ONNX
     Runtime CPU with all optimizations)."""
-    from .evaluate import output_scores, run, top1_accuracy
+    from .evaluate import output_scores, reference_run, run, top1_accuracy
     from .transform import apply
 
     recipes = list(recipes)
     latency_report = sweep(model, recipes, [batch], calib, data, backend, iterations, progress=progress)
     accuracy_backend = get_backend()
-    reference = run(accuracy_backend.build(model.path), data)
+    reference = reference_run(accuracy_backend, model, data)
     rows = []
     for recipe, lat in zip(recipes, latency_report.results.itertuples()):
         outputs = run(accuracy_backend.build(apply(model, recipe, calib, progress=False).path), data)

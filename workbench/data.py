@@ -48,6 +48,7 @@ class Dataset:
                 index = [slice(None)] * np.ndim(v)
                 index[axis] = slice(start, stop)
                 feed[k] = np.ascontiguousarray(v[tuple(index)])
+                release(v)
         return feed
 
     def batch_size(self, requested: int) -> int:
@@ -102,7 +103,65 @@ def _array_digest(a: np.ndarray, chunk_bytes: int = 1 << 24) -> str:
     step = max(1, chunk_bytes // max(a.itemsize, 1))
     for start in range(0, flat.size, step):
         h.update(np.ascontiguousarray(flat[start:start + step]).view(np.uint8))
+        release(a)
     return h.hexdigest()
+
+
+def _count_nonfinite(a: np.ndarray, chunk_bytes: int = 1 << 24) -> int:
+    """NaN/Inf count, chunked: a whole-array isfinite would touch every page of a memory-mapped set at once and
+    allocate a mask as long as the data."""
+    flat = a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+    step = max(1, chunk_bytes // max(a.itemsize, 1))
+    bad = 0
+    for start in range(0, flat.size, step):
+        bad += int(flat[start:start + step].size - np.isfinite(flat[start:start + step]).sum())
+        release(a)
+    return bad
+
+
+def release(a: np.ndarray) -> None:
+    """Drop the pages of a memory-mapped array from this process's resident set (they stay in the page cache and
+    fault back in when read again): a calibration over 1,024 memory-mapped images would otherwise end up holding
+    all of them, making its peak memory grow with the sample count."""
+    import mmap
+
+    base = a
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "base", None)
+    if base is not None and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            base.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):
+            pass
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz; members stored uncompressed (np.savez) are memory-mapped, not read, so a large
+    calibration set costs memory one batch at a time (np.load reads every member whole)."""
+    import zipfile
+
+    arrays: dict[str, np.ndarray] = {}
+    with zipfile.ZipFile(path) as z, open(path, "rb") as raw:
+        for info in z.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            mapped = None
+            if info.compress_type == zipfile.ZIP_STORED and info.file_size > 0:
+                raw.seek(info.header_offset)
+                local = raw.read(30)
+                raw.seek(info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+                         + int.from_bytes(local[28:30], "little"))
+                version = np.lib.format.read_magic(raw)
+                header = {(1, 0): np.lib.format.read_array_header_1_0,
+                          (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                shape, fortran, dtype = header(raw) if header else ((), False, np.dtype(object))
+                if not dtype.hasobject:
+                    mapped = np.memmap(path, dtype=dtype, mode="r", offset=raw.tell(), shape=shape,
+                                       order="F" if fortran else "C")
+            if mapped is None:
+                with z.open(info) as member:
+                    mapped = np.lib.format.read_array(member, allow_pickle=False)
+            arrays[name] = mapped
+    return arrays
 
 
 def load_npz(path: str | os.PathLike, specs: Sequence[TensorSpec],
@@ -112,8 +171,7 @@ def load_npz(path: str | os.PathLike, specs: Sequence[TensorSpec],
     if not path.exists():
         raise WorkbenchError(f"data file not found: {path}")
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+        arrays = _read_npz(path)
     except Exception as exc:
         raise WorkbenchError(f"{path} is not a readable .npz file ({type(exc).__name__})") from None
     labels = arrays.pop(LABELS_KEY, None)
@@ -194,8 +252,8 @@ def validate(
             if isinstance(want, int) and got != want:
                 raise WorkbenchError(f"{origin}: input '{spec.name}' has shape {list(a.shape)}, the model expects "
                                      f"{list(spec.shape)} (axis {i} must be {want})")
-        if np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all():
-            bad = int(np.size(a) - np.isfinite(a).sum())
+        bad = _count_nonfinite(a) if np.issubdtype(a.dtype, np.floating) else 0
+        if bad:
             raise WorkbenchError(f"{origin}: input '{spec.name}' contains {bad} NaN/Inf value(s); "
                                  "calibration and comparison need finite data")
     if len(counts) > 1:

@@ -20,7 +20,7 @@ from .backends import Backend, get_backend
 from .compare import LayerReport, compare
 from .data import Dataset, as_dataset
 from .errors import WorkbenchError
-from .evaluate import TaskMetric, output_scores, run
+from .evaluate import TaskMetric, output_scores, reference_run, run
 from .metrics import SQNR_CAP_DB, is_categorical
 from .model import ModelHandle
 from .recipe import Recipe
@@ -114,17 +114,24 @@ class Diagnosis:
     warnings: list[str] = field(default_factory=list)
     collateral: list[str] = field(default_factory=list)  # ops left in float beside the fallback nodes
     deployment: dict | None = None  # the final recipe on the evaluation data, run as ONNX Runtime CPU deploys it
+    cycle_seconds: list[float] = field(default_factory=list)  # wall time of each search cycle (quantize + evaluate)
+
+    @property
+    def remedies_tried(self) -> int:
+        """Remedies evaluated before or after the fallback search (not the recipe as given, not the fallback)."""
+        return sum(1 for r in self.remedies[1:] if not r.get("search"))
 
     def to_dict(self) -> dict:
         return {
             "ranking": self.ranking, "fallback": self.fallback, "before": self.before, "after": self.after,
-            "evaluations": self.evaluations, "budget": self.budget, "quantized_nodes": self.quantized_nodes,
+            "evaluations": self.evaluations, "budget": self.budget, "remedies_tried": self.remedies_tried,
+            "cycle_budget": self.budget + self.remedies_tried, "quantized_nodes": self.quantized_nodes,
             "target": self.target, "met": self.met, "explanation": self.explanation,
             "recipe": self.recipe.to_dict(), "first_divergence": self.report.first_divergence,
             "trials": self.trials, "cost": self.cost, "ranking_samples": self.ranking_samples,
             "causes": self.causes, "remedies": self.remedies, "initial_ranking": self.initial_ranking[:20],
             "heldout": self.heldout, "warnings": self.warnings, "also_in_higher_precision": self.collateral,
-            "deployment": self.deployment,
+            "deployment": self.deployment, "cycle_seconds": self.cycle_seconds,
             "recipe_cli_args": self.recipe.to_cli_args(), "recipe_python": self.recipe.to_python(),
         }
 
@@ -231,8 +238,10 @@ def diagnose(
     target = target or Target()
     backend = backend or get_backend()
     bar = tqdm(desc="diagnosing", unit="run", disable=not progress, leave=False)
-    reference = run(backend.build(model.path), data, batch_size)
+    reference = reference_run(backend, model, data, batch_size)
     reference_metric = float(target.metric(reference, reference, data)) if target.metric is not None else None
+
+    cycle_seconds: list[float] = []
 
     def cycle(on: Backend, ref: dict, r: Recipe) -> dict:
         """One quantize + evaluate cycle: the recipe's model run by `on` over `data`, scored against `ref`."""
@@ -240,7 +249,10 @@ def diagnose(
         start = time.perf_counter()
         scores = _scores(run(on.build(apply(model, r, calib, progress=False).path), data, batch_size), ref, data,
                          target)
-        return {**scores, "seconds": round(time.perf_counter() - start, 3)}
+        seconds = round(time.perf_counter() - start, 3)
+        if on is backend:
+            cycle_seconds.append(seconds)
+        return {**scores, "seconds": seconds}
 
     def score(r: Recipe) -> dict:
         return cycle(backend, reference, r)
@@ -287,7 +299,8 @@ def diagnose(
     fallback, after = search["fallback"], search["after"]
     if fallback:
         tried.append({"remedy": f"keep {len(fallback)} node(s) in {current.fallback_precision.upper()}", **after,
-                      "met": target.met(after, reference_metric), "nodes_in_higher_precision": len(fallback)})
+                      "met": target.met(after, reference_metric), "nodes_in_higher_precision": len(fallback),
+                      "search": True})
     deploy = _deployment(backend, model, data, batch_size, cycle) if deployment_check else None
     deployed = None
     if deploy is not None:
@@ -310,7 +323,7 @@ def diagnose(
         met=target.met(after, reference_metric), explanation="",
         recipe=current.with_exclude(list(current.exclude) + fallback), report=report, trials=search["trials"],
         cost={}, ranking_samples=report.samples, causes=causes,
-        remedies=tried, initial_ranking=initial_ranking,
+        remedies=tried, initial_ranking=initial_ranking, cycle_seconds=cycle_seconds,
     )
     final = apply(model, diagnosis.recipe, calib, progress=False)
     diagnosis.collateral = [n for n in final.kept_in_fp32 if n not in fallback and n in base.quantized_nodes]
@@ -356,7 +369,7 @@ def score_heldout(model: ModelHandle, final, heldout: Dataset, target: Target, b
     point = Target(target.cosine, target.sqnr_db, target.metric, target.metric_name, target.max_drop, None)
 
     def scored(backend: Backend) -> tuple[dict, bool]:
-        reference = run(backend.build(model.path), heldout, batch_size)
+        reference = reference_run(backend, model, heldout, batch_size)
         scores = _scores(run(backend.build(final.path), heldout, batch_size), reference, heldout, point)
         metric = float(target.metric(reference, reference, heldout)) if target.metric is not None else None
         return scores, point.met(scores, metric)
@@ -397,7 +410,7 @@ def _deployment(backend: Backend, model: ModelHandle, data: Dataset, batch_size:
     if getattr(backend, "name", "") != "onnxruntime-cpu" or getattr(backend, "optimization", "all") == "all":
         return None
     deployed = get_backend("onnxruntime-cpu", optimization="all", threads=backend.threads)
-    return _Deployment(deployed, run(deployed.build(model.path), data, batch_size), cycle)
+    return _Deployment(deployed, reference_run(deployed, model, data, batch_size), cycle)
 
 
 def _kernel_remedy(deploy: _Deployment, recipe: Recipe, simulated: dict, deployed: dict, score, tried: list[dict],

@@ -203,9 +203,12 @@ def _calibrate(base: ModelHandle, recipe: Recipe, data: Dataset, progress: bool)
     result = calibrate(base, data, recipe.calibration, recipe.percentile, progress=progress, op_types=op_types)
     if not recipe.overrides:
         return result, result.path
-    per_tensor = {}
+    groups: dict[tuple[str, float], list[str]] = {}
     for item in recipe.overrides:
         tensor, method, pct = parse_override(item)
-        per_tensor[tensor] = calibrate(base, data, method, pct or recipe.percentile, progress=progress,
-                                       op_types=op_types)
+        groups.setdefault((method, pct or recipe.percentile), []).append(tensor)
+    per_tensor = {}
+    for (method, pct), tensors in groups.items():
+        result_for = calibrate(base, data, method, pct, progress=progress, op_types=op_types, tensors=tensors)
+        per_tensor.update({tensor: result_for for tensor in tensors})
     return result, merged_ranges(result, per_tensor)
