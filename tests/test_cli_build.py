@@ -76,7 +76,7 @@ def test_quantizer_crash_names_the_node(tmp_path, monkeypatch, capsys):
         raise RuntimeError("Unsupported weight layout in node_linear for per-channel quantization")
 
     monkeypatch.setattr(oq, "quantize_static", crash)
-    # an exclusion set no other test uses, so the transform cache cannot answer instead of the quantizer
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))  # no cached quantized graph to answer
     assert cli.main(["build", "mnist-cnn", "--exclude", "node_max_pool2d", "node_relu_1", "-o", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "at node 'node_linear'" in err and "--exclude" in err
