@@ -133,7 +133,7 @@ def compare(
     """
     from tqdm.auto import tqdm
 
-    model = transformed.model
+    model = transformed.fp32
     data = as_dataset(data, model.inputs, origin="evaluation data")
     backend = backend or get_backend()
     reference = model.proto

@@ -20,11 +20,12 @@ from .backends import Backend, get_backend
 from .compare import LayerReport, compare
 from .data import Dataset, as_dataset
 from .errors import WorkbenchError
+from .equalize import equalizable
 from .evaluate import TaskMetric, output_scores, reference_run, run
 from .metrics import SQNR_CAP_DB, is_categorical
 from .model import ModelHandle
 from .recipe import Recipe
-from .transform import apply
+from .transform import apply, cleaned
 
 
 
@@ -277,6 +278,11 @@ def diagnose(
         if current.placement != "tensorrt":
             candidates.append(("Q/DQ placement 'tensorrt' (inputs of Conv/Gemm/MatMul only)",
                                current.with_(placement="tensorrt")))
+        groups = 0 if current.equalize else equalizable((cleaned(model)[0] if current.cleanup else model).proto)
+        if groups:
+            candidates.append((f"equalize activation channels: {groups} group(s) of tensors rescaled into their "
+                               "Convs' weights (cross-layer equalization; FP32 outputs unchanged)",
+                               current.with_(equalize=True)))
         for label, candidate in candidates + [("", None)]:
             if candidate is None:  # calibration overrides for the current recipe's blamed tensors
                 overrides = calibration_overrides(model, report, base, current)

@@ -33,6 +33,9 @@ class Recipe:
     # 7: weights in [-64, 64] (ORT's reduce_range). ONNX Runtime's x86 integer kernels without VNNI multiply u8 by
     # s8 with VPMADDUBSW, whose 16-bit pair sums saturate on 8-bit weights; TensorRT needs no such thing.
     weight_bits: int = 8
+    # Rescale activation channels into the neighbouring Convs' weights before calibrating (workbench.equalize): the
+    # FP32 function is unchanged, per-tensor INT8 steps fit every channel.
+    equalize: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -69,7 +72,7 @@ class Recipe:
         d["overrides"] = list(self.overrides)
         if self.precision != "int8":
             for k in ("calibration", "percentile", "per_channel", "placement", "overrides", "fallback_precision",
-                      "weight_bits"):
+                      "weight_bits", "equalize"):
                 d.pop(k)
         elif self.calibration != "percentile":
             d.pop("percentile")
@@ -94,6 +97,8 @@ class Recipe:
                 args += ["--fallback-precision", self.fallback_precision]
             if self.weight_bits != default.weight_bits:
                 args += ["--weight-bits", str(self.weight_bits)]
+            if self.equalize:
+                args.append("--equalize")
         if not self.cleanup and self.precision != "fp32":
             args.append("--no-cleanup")
         if self.exclude:
@@ -117,6 +122,8 @@ class Recipe:
                 text += f" [{self.placement}]"
             if self.weight_bits != 8:
                 text += f" w{self.weight_bits}"
+            if self.equalize:
+                text += " equalized"
             if self.overrides:
                 text += f" +{len(self.overrides)} override{'s' if len(self.overrides) > 1 else ''}"
         if self.exclude and self.precision == "int8" and self.fallback_precision == "fp16":

@@ -117,6 +117,34 @@ def batchnorm_chain(seed: int = 0) -> ModelHandle:
     return _with_head(nodes, inits, x, c, rng, "batchnorm_chain")
 
 
+def uneven_channels(seed: int = 0) -> ModelHandle:
+    """Conv → ReLU6 (Clip 0..6) → depthwise Conv → ReLU → Conv: a MobileNet block whose first conv's output
+    channels span four orders of magnitude (0.001x to 10x, the depthwise filters compensate), the pattern BatchNorm
+    folding leaves in real MobileNets. One per-tensor INT8 scale on the ReLU6 output leaves the small channels a
+    step or two; equalizing the channels into the depthwise filters (cross-layer equalization) fixes it exactly."""
+    rng = np.random.default_rng(seed)
+    c = 8
+    gain = np.logspace(-3, 1, c).astype(np.float32)[rng.permutation(c)]
+    w0 = (rng.standard_normal((c, 1, 3, 3)) * np.sqrt(2.0 / 9)).astype(np.float32) * gain[:, None, None, None]
+    b0 = (rng.standard_normal(c) * 0.1).astype(np.float32) * gain
+    dw = (rng.standard_normal((c, 1, 3, 3)) * np.sqrt(2.0 / 9)).astype(np.float32) / gain[:, None, None, None]
+    pw = (rng.standard_normal((c, c, 1, 1)) * np.sqrt(2.0 / c)).astype(np.float32)
+    arrays = {"b0.weight": w0, "b0.bias": b0, "dw.weight": dw, "dw.bias": np.zeros(c, np.float32), "pw.weight": pw,
+              "pw.bias": np.zeros(c, np.float32), "relu6.min": np.array(0.0, np.float32),
+              "relu6.max": np.array(6.0, np.float32)}
+    inits = [numpy_helper.from_array(v, k) for k, v in arrays.items()]
+    nodes = [
+        helper.make_node("Conv", [INPUT, "b0.weight", "b0.bias"], ["b0.conv_out"], name="b0.conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["b0.conv_out", "relu6.min", "relu6.max"], ["b0.out"], name="b0.relu6"),
+        helper.make_node("Conv", ["b0.out", "dw.weight", "dw.bias"], ["dw.conv_out"], name="dw.conv",
+                         pads=[1, 1, 1, 1], group=c),
+        helper.make_node("Relu", ["dw.conv_out"], ["dw.out"], name="dw.relu"),
+        helper.make_node("Conv", ["dw.out", "pw.weight", "pw.bias"], ["pw.conv_out"], name="pw.conv"),
+        helper.make_node("Relu", ["pw.conv_out"], ["pw.out"], name="pw.relu"),
+    ]
+    return _with_head(nodes, inits, "pw.out", c, rng, "uneven_channels")
+
+
 def masked_attention(seed: int = 0) -> ModelHandle:
     """One attention head over the 8 rows of a digit image (8 tokens × 8 features) with a causal additive mask of
     -1e9. Quantizing every op (ONNX Runtime's default placement) puts one INT8 scale on scores + mask, which wipes

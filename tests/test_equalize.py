@@ -1,0 +1,88 @@
+"""Activation equalization (cross-layer equalization with a per-group strength from calibration statistics): the
+FP32 function is unchanged on every model it touches, and it fixes the collapse it is built for."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+import workbench as wb
+from workbench import cli
+from workbench.backends import get_backend
+from workbench.diagnose import diagnose
+from workbench.equalize import equalizable
+from workbench.evaluate import output_scores, run
+from workbench.lint import lint
+from workbench.transform import cleaned, equalized
+from workbench.zoo import corpus
+from workbench.zoo import planted as P
+
+
+def _fp32_unchanged(model, data, calib, rtol: float = 1e-4) -> int:
+    """Equalize, then check every output against the FP32 model's: max error within rtol of the output's range."""
+    base = cleaned(model)[0]
+    handle, groups = equalized(base, calib)
+    backend = get_backend()
+    before, after = run(backend.build(model.path), data), run(backend.build(handle.path), data)
+    for name, ref in before.items():
+        if np.issubdtype(ref.dtype, np.floating):
+            assert np.abs(after[name] - ref).max() <= rtol * max(np.abs(ref).max(), 1e-6), name
+        else:
+            assert np.array_equal(after[name], ref), name
+    assert [n.name for n in handle.proto.graph.node if "/equalized_" not in n.name] == \
+        [n.name for n in base.proto.graph.node], "node names are kept (new bound nodes are named after their Clip)"
+    return len(groups)
+
+
+def test_uneven_channels_are_equalized_exactly_and_int8_recovers():
+    model, calib, data = P.uneven_channels(), P.digits("calib"), P.digits("eval")
+    assert _fp32_unchanged(model, data, calib) == 2
+    backend = get_backend()
+    reference = run(backend.build(model.path), data)
+    plain = wb.apply(model, wb.Recipe("int8"), calib, progress=False)
+    fixed = wb.apply(model, wb.Recipe("int8", equalize=True), calib, progress=False)
+    assert output_scores(run(backend.build(plain.path), data), reference)["cosine"] < 0.5
+    assert output_scores(run(backend.build(fixed.path), data), reference)["cosine"] >= 0.999
+    group = next(g for g in fixed.equalized if g["tensors"] == ["b0.out"])
+    assert group["producers"] == ["b0.conv"] and group["consumers"] == ["dw.conv"] and group["spread_after"] < 1.5
+    ops = {n.name: n.op_type for n in onnx.load(str(fixed.path)).graph.node}
+    assert ops["b0.relu6"] == "Relu" and ops["b0.relu6/equalized_min"] == "Min"  # ReLU6 with per-channel bounds
+    assert not [f for f in lint(onnx.load(str(fixed.path))).findings if f.severity == "error"]
+    assert fixed.manifest()["equalized"] == fixed.equalized
+
+
+def test_diagnose_equalizes_before_any_fallback():
+    model = P.uneven_channels()
+    d = diagnose(model, wb.Recipe("int8"), P.digits("calib"), P.digits("eval"), progress=False)
+    chosen = d.remedies[1]
+    assert chosen["remedy"].startswith("equalize activation channels") and chosen["met"]
+    assert d.fallback == [] and d.recipe.equalize and "--equalize" in d.recipe.to_cli_args()
+    assert d.evaluations <= d.budget + d.remedies_tried
+
+
+def test_cli_equalize_flag_builds_the_recipe(tmp_path, capsys):
+    assert cli.main(["build", "mnist-cnn", "--equalize", "-o", str(tmp_path)]) == 0
+    import json
+
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["recipe"]["equalize"] is True and len(manifest["equalized"]) >= 1
+
+
+def test_nothing_to_equalize_leaves_the_graph_alone(mnist):
+    model = P.masked_attention()  # MatMuls only: no Conv pairs
+    assert equalizable(model.proto) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, groups", [("mobilenet-v2", 41), ("efficientnet-lite0", 31), ("ppocr-cls", 8),
+                                          ("ppocr-det", 0)])
+def test_fp32_outputs_unchanged_on_real_models(name, groups):
+    """Groups rescaled per model (the PP-OCR detector puts hard-swish, not scale-equivariant, after its Convs)."""
+    if name == "mobilenet-v2":
+        model = wb.load_model(name)
+        calib, data = model.zoo.calibration_data().take(32), model.zoo.evaluation_data().take(16)
+    else:
+        m = corpus.get(name)
+        model = wb.load_model(str(m.path()))
+        calib, data = m.dataset("calib").take(16), m.dataset("heldout").take(8)
+    assert _fp32_unchanged(model, data, calib) == groups
