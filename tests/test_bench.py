@@ -68,7 +68,7 @@ def test_layer_figure_marks_divergence_and_fallback():
     from workbench.zoo.planted import digits, planted
 
     spec, model = planted((1,))
-    d = diagnose(model, wb.Recipe("int8"), digits("calib"), digits("eval"), progress=False)
+    d = diagnose(model, wb.Recipe("int8"), digits("calib"), digits("eval"), remedies=False, progress=False)
     fig = plots.diagnosis_figure(d)
     names = [t.name for t in fig.data]
     assert names[:3] == ["SQNR (dB)", "local SQNR (node alone, dB)", "cosine"] and "kept in FP32" in names

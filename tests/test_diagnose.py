@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import onnx
+import pytest
 
 import workbench as wb
 from workbench.diagnose import Target, diagnose
@@ -14,7 +15,8 @@ from workbench.zoo.planted import digits, planted
 
 
 def budget(d):
-    return math.ceil(math.log2(d.quantized_nodes)) + 3
+    """⌈log2 N⌉ + 3 search cycles, plus one per remedy tried (here: the FP16 retry of the fallback)."""
+    return math.ceil(math.log2(d.quantized_nodes)) + 3 + d.remedies_tried
 
 
 def test_single_outlier_layer_is_named_first_and_fixed():
@@ -25,6 +27,10 @@ def test_single_outlier_layer_is_named_first_and_fixed():
     assert d.before["cosine"] < 0.95 and d.after["cosine"] >= 0.99 and d.met
     assert d.evaluations <= budget(d)
     assert spec.culprits()[0] in d.explanation and "collapses" in d.explanation
+    fp16 = d.remedies[-1]
+    assert fp16["remedy"].startswith("the same 1 node(s) in FP16 instead of FP32") and fp16["met"] and fp16["adopted"]
+    assert d.recipe.fallback_precision == "fp16" and d.cost["higher_precision"] == "fp16"
+    assert d.cost["compute_vs_all_int8"] == pytest.approx(1 + d.cost["share_of_macs_in_higher_precision"])
 
 
 def test_collapse_spread_over_several_layers():
@@ -32,7 +38,7 @@ def test_collapse_spread_over_several_layers():
     d = diagnose(model, wb.Recipe("int8"), digits("calib"), digits("eval"), remedies=False, progress=False)
     assert set(d.fallback) == set(spec.culprits())
     assert d.before["cosine"] < 0.6 and d.after["cosine"] >= 0.99
-    assert d.evaluations <= budget(d) == d.budget
+    assert d.evaluations <= budget(d) == d.budget + d.remedies_tried
     assert len(d.cycle_seconds) == d.evaluations and all(t > 0 for t in d.cycle_seconds)
     assert d.to_dict()["cycle_budget"] == d.budget + d.remedies_tried
     assert d.to_dict()["cycle_seconds"] == d.cycle_seconds
@@ -70,7 +76,9 @@ def test_cli_diagnose_contract(tmp_path):
                 "--eval-data", str(tmp_path / "eval.npz"), "--json", str(tmp_path / "d.json"))
     assert r.returncode == 0, r.stderr
     d = json.loads((tmp_path / "d.json").read_text())
-    assert d["ranking"][0]["node"] == spec.culprits()[0] and d["fallback"] == spec.culprits()
+    assert d["initial_ranking"][0]["node"] == spec.culprits()[0]
+    # an outlier channel read by the next conv is what equalization removes: no node leaves INT8
+    assert d["fallback"] == [] and d["recipe"]["equalize"] and "--equalize" in d["recipe_cli_args"]
     assert d["after"]["cosine"] >= 0.99 > d["before"]["cosine"]
     assert isinstance(d["evaluations"], int) and d["quantized_nodes"] == 5
     assert {"node", "score"} <= d["ranking"][0].keys()

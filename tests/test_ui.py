@@ -81,4 +81,5 @@ def test_diagnose_then_apply_restores_a_planted_collapse():
     app.run_diagnosis()
     assert spec.culprits()[0] in app.diagnosis_text.value and not app.apply_button.disabled
     app.apply_fallback()
-    assert app.exclusions.value == tuple(spec.culprits()) and app.report.outputs[0]["cosine"] >= 0.99
+    assert app.recipe() == app.diagnosis.recipe and app.equalize.value  # equalization, no fallback needed
+    assert app.report.outputs[0]["cosine"] >= 0.99 and "equalize=True" in app.python_code.value

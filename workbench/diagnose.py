@@ -271,25 +271,11 @@ def diagnose(
     initial_ranking = rank(report, base.quantized_nodes)
     initial_causes = {r["node"]: cause(r["node"], model, report, base) for r in initial_ranking[:3]}
     if remedies and not target.met(current_scores, reference_metric):
-        candidates = []
-        if not current.cleanup:
-            candidates.append(("clean up the graph as TensorRT would (fold constants; BatchNorm into its Conv/Gemm)",
-                               current.with_(cleanup=True)))
-        if current.placement != "tensorrt":
-            candidates.append(("Q/DQ placement 'tensorrt' (inputs of Conv/Gemm/MatMul only)",
-                               current.with_(placement="tensorrt")))
-        groups = 0 if current.equalize else equalizable((cleaned(model)[0] if current.cleanup else model).proto)
-        if groups:
-            candidates.append((f"equalize activation channels: {groups} group(s) of tensors rescaled into their "
-                               "Convs' weights (cross-layer equalization; FP32 outputs unchanged)",
-                               current.with_(equalize=True)))
-        for label, candidate in candidates + [("", None)]:
-            if candidate is None:  # calibration overrides for the current recipe's blamed tensors
-                overrides = calibration_overrides(model, report, base, current)
-                if not overrides:
-                    break
-                label = "calibration override " + ", ".join(overrides)
-                candidate = current.with_(overrides=tuple(current.overrides) + tuple(overrides))
+        for step in ("cleanup", "placement", "overrides", "equalize"):
+            step_remedy = _remedy_step(step, model, current, report, base)
+            if step_remedy is None:
+                continue
+            label, candidate = step_remedy
             scores = score(candidate)
             tried.append({"remedy": label, **scores, "met": target.met(scores, reference_metric),
                           "nodes_in_higher_precision": 0})
@@ -307,6 +293,15 @@ def diagnose(
         tried.append({"remedy": f"keep {len(fallback)} node(s) in {current.fallback_precision.upper()}", **after,
                       "met": target.met(after, reference_metric), "nodes_in_higher_precision": len(fallback),
                       "search": True})
+        if current.fallback_precision == "fp32" and target.met(after, reference_metric):
+            half = current.with_(fallback_precision="fp16")
+            scores = score(half.with_exclude(list(half.exclude) + fallback))
+            met = target.met(scores, reference_metric)
+            tried.append({"remedy": f"the same {len(fallback)} node(s) in FP16 instead of FP32 (TensorRT runs FP16 "
+                                    "at about twice the FP32/TF32 rate)", **scores, "met": met,
+                          "nodes_in_higher_precision": len(fallback), "adopted": met})
+            if met:
+                current, after = half, scores
     deploy = _deployment(backend, model, data, batch_size, cycle) if deployment_check else None
     deployed = None
     if deploy is not None:
@@ -333,7 +328,8 @@ def diagnose(
     )
     final = apply(model, diagnosis.recipe, calib, progress=False)
     diagnosis.collateral = [n for n in final.kept_in_fp32 if n not in fallback and n in base.quantized_nodes]
-    diagnosis.cost = _cost(report, base.quantized_nodes, fallback + diagnosis.collateral)
+    diagnosis.cost = _cost(report, base.quantized_nodes, fallback + diagnosis.collateral,
+                           diagnosis.recipe.fallback_precision)
     diagnosis.warnings = _sample_warnings(data, target, after)
     if deploy is not None:  # verification runs, counted apart from the search's cycles
         diagnosis.deployment = {**deploy.describe(), **deployed, "met": target.met(deployed, reference_metric),
@@ -480,6 +476,28 @@ def _fallback_search(recipe, start_scores, target, reference_metric, report, bas
             "budget": budget}
 
 
+def _remedy_step(step: str, model: ModelHandle, current: Recipe, report: LayerReport, base) -> tuple | None:
+    """(label, candidate recipe) for one remedy, built on the best recipe so far, or None when it does not apply.
+    Calibration overrides come before equalization: where per-tensor ranges suffice they change the least, and
+    overrides chosen on an equalized graph can miss what they would have fixed on the original one."""
+    if step == "cleanup" and not current.cleanup:
+        return ("clean up the graph as TensorRT would (fold constants; BatchNorm into its Conv/Gemm)",
+                current.with_(cleanup=True))
+    if step == "placement" and current.placement != "tensorrt":
+        return "Q/DQ placement 'tensorrt' (inputs of Conv/Gemm/MatMul only)", current.with_(placement="tensorrt")
+    if step == "overrides":
+        overrides = calibration_overrides(model, report, base, current)
+        if overrides:
+            return ("calibration override " + ", ".join(overrides),
+                    current.with_(overrides=tuple(current.overrides) + tuple(overrides)))
+    if step == "equalize" and not current.equalize:
+        groups = equalizable((cleaned(model)[0] if current.cleanup else model).proto)
+        if groups:
+            return (f"equalize activation channels: {groups} group(s) of tensors rescaled into their Convs' weights "
+                    "(cross-layer equalization; FP32 outputs unchanged)", current.with_(equalize=True))
+    return None
+
+
 def calibration_overrides(model: ModelHandle, report: LayerReport, base, recipe: Recipe, top: int = 8) -> list[str]:
     """Per-tensor calibration fixes for the quantized inputs of the most harmful nodes: a clipped tensor gets its
     full range back (minmax); a coarse one (range set by rare large values) gets entropy calibration, which
@@ -495,12 +513,21 @@ def calibration_overrides(model: ModelHandle, report: LayerReport, base, recipe:
     return [o for o in out.values() if o not in recipe.overrides]
 
 
-def _cost(report: LayerReport, quantized: list[str], fallback: list[str]) -> dict:
+# MACs of a layer in each precision, in INT8-MAC units: the dense tensor-core peak of an H100 SXM (INT8 1,979 TOPS,
+# FP16 989 TFLOPS, TF32 495 TFLOPS; TensorRT runs FP32 layers as TF32 unless told not to). An estimate, not a timing.
+MAC_COST = {"int8": 1.0, "fp16": 2.0, "fp32": 4.0}
+
+
+def _cost(report: LayerReport, quantized: list[str], fallback: list[str], precision: str = "fp32") -> dict:
+    """What the fallback costs: nodes and MACs left out of INT8, and the MAC-weighted compute against all-INT8."""
     total = sum(report.macs.get(n, 0) for n in quantized)
     kept = sum(report.macs.get(n, 0) for n in fallback)
+    weighted = (total - kept) * MAC_COST["int8"] + kept * MAC_COST[precision]
     return {"nodes_in_higher_precision": len(fallback), "nodes_still_int8": len(quantized) - len(fallback),
+            "higher_precision": precision,
             "macs_per_sample_int8_eligible": total, "macs_per_sample_in_higher_precision": kept,
-            "share_of_macs_in_higher_precision": kept / total if total else 0.0}
+            "share_of_macs_in_higher_precision": kept / total if total else 0.0,
+            "compute_vs_all_int8": weighted / total if total else 1.0}
 
 
 def tensor_issues(node_name: str, model: ModelHandle, report: LayerReport, base) -> list[tuple[str, str, str]]:

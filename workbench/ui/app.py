@@ -71,6 +71,9 @@ class Workbench:
         self.calibration = w.Dropdown(options=list(CALIBRATIONS), value="minmax", description="calibration")
         self.percentile = w.BoundedFloatText(value=99.99, min=50.01, max=100.0, step=0.01, description="percentile")
         self.placement = w.Dropdown(options=list(PLACEMENTS), value="tensorrt", description="Q/DQ placement")
+        self.equalize = w.Checkbox(value=False, description="equalize channels", indent=False,
+                                   tooltip="rescale activation channels into the neighbouring Convs (FP32 unchanged)")
+        self.recipe_extras: dict = {}  # recipe fields a diagnosis chose that no widget shows (overrides, weight bits)
         self.exclusions = w.SelectMultiple(options=[], rows=8, description="keep FP32",
                                            layout=w.Layout(width="420px"))
         self.profile_box = w.VBox()
@@ -115,7 +118,7 @@ class Workbench:
             self.tabs.set_title(i, title)
         controls = w.VBox([
             w.HBox([self.zoo_picker, self.path, self.load_button]), self.model_info, self.precision,
-            w.HBox([self.calibration, self.percentile, self.placement]),
+            w.HBox([self.calibration, self.percentile, self.placement, self.equalize]),
             w.HBox([self.exclusions, w.VBox([w.HTML("<b>optimization profile</b> (min,opt,max)"), self.profile_box,
                                             self.profile_message])]),
             w.HBox([self.backend, self.backend_note]), w.HBox([self.build_button, self.progress]), self.status,
@@ -177,9 +180,11 @@ class Workbench:
         return True
 
     def recipe(self) -> Recipe:
+        int8 = self.precision.value == "int8"
         return Recipe(self.precision.value, self.calibration.value, self.percentile.value,
                       tuple(self.exclusions.value) if self.precision.value in ("fp16", "int8") else (),
-                      placement=self.placement.value)
+                      placement=self.placement.value, equalize=self.equalize.value and int8,
+                      **(self.recipe_extras if int8 else {}))
 
     def _calib(self):
         from ..session import calibration_data
@@ -274,16 +279,24 @@ class Workbench:
         self.progress.value, self.progress.bar_style = 3, "success"
         self.diagnosis_text.value = f"<p>{html.escape(self.diagnosis.explanation)}</p>"
         _show(self.ranking_figure, plots.ranking_figure(self.diagnosis))
-        self.apply_button.disabled = not self.diagnosis.fallback
-        self.apply_button.description = f"Apply suggested fallback ({len(self.diagnosis.fallback)} nodes)"
+        suggested = self.diagnosis.recipe
+        self.apply_button.disabled = suggested == recipe
+        self.apply_button.description = (f"Apply suggested recipe: {suggested.label}" if suggested != recipe
+                                          else "Nothing to apply")
         self._status(f"diagnosis done in {self.diagnosis.evaluations} runs")
 
     @_guard
     def apply_fallback(self) -> None:
         if not self.diagnosis:
             return
-        fallback = set(self.diagnosis.fallback)
-        self.exclusions.value = tuple(n for _, n in self.exclusions.options if n in fallback)
+        suggested = self.diagnosis.recipe
+        self.recipe_extras = {k: getattr(suggested, k) for k in ("overrides", "weight_bits", "fallback_precision",
+                                                                    "cleanup") if getattr(suggested, k) != getattr(
+                                                                        Recipe(), k)}
+        self.calibration.value, self.percentile.value = suggested.calibration, suggested.percentile
+        self.placement.value, self.equalize.value = suggested.placement, suggested.equalize
+        chosen = set(suggested.exclude)
+        self.exclusions.value = tuple(n for _, n in self.exclusions.options if n in chosen)
         if self.precision.value != "int8":
             self.precision.value = "int8"  # triggers run()
         else:
