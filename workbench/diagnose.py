@@ -210,7 +210,7 @@ def diagnose(
     backend: Backend | None = None,
     batch_size: int = 32,
     ranking_samples: int = 64,
-    remedies: bool = True,
+    remedies: bool | tuple[str, ...] = True,
     progress: bool = True,
     heldout: Any = None,
     batch_axes: dict[str, int | None] | None = None,
@@ -218,9 +218,12 @@ def diagnose(
 ) -> Diagnosis:
     """Why INT8 hurts and the cheapest fix that meets `target` (default output cosine ≥ 0.99).
 
-    With `remedies`, fixes are tried in order of cost before any node leaves INT8: the TensorRT Q/DQ placement,
-    then per-tensor calibration overrides for the tensors the ranking blames (clipped → minmax, coarse or
-    outlier-ridden → percentile); the node fallback search then runs on the best recipe so far. The ranking pass
+    With `remedies` (True: all of REMEDY_STEPS; or a tuple of them), fixes are tried in order of cost before any
+    node leaves INT8: graph clean-up, the TensorRT Q/DQ placement, per-tensor calibration overrides for the tensors
+    the ranking blames (clipped → minmax, coarse or outlier-ridden → entropy/percentile), then activation
+    equalization (workbench.equalize); each is kept when it improves the score. The node fallback search then runs
+    on the best recipe so far, and a fallback it finds is retried in FP16 ("fp16") and kept there if it still
+    meets the target. The ranking pass
     (every tensor marked, local sensitivity) uses the first `ranking_samples` samples; every evaluation runs on
     all of `data`.
 
@@ -234,6 +237,10 @@ def diagnose(
 
     if recipe.precision != "int8":
         raise WorkbenchError("diagnose searches INT8 fallbacks: use --precision int8")
+    steps = REMEDY_STEPS if remedies is True else tuple(remedies or ())
+    unknown = sorted(set(steps) - set(REMEDY_STEPS))
+    if unknown:
+        raise WorkbenchError(f"unknown remedies {unknown}; choose from {', '.join(REMEDY_STEPS)}")
     calib = as_dataset(calib, model.inputs, batch_axes, origin="calibration data")
     data = as_dataset(data, model.inputs, batch_axes, origin="evaluation data")
     target = target or Target()
@@ -270,8 +277,8 @@ def diagnose(
     report = compare(base, data.take(ranking_samples), backend, framework=False, progress=False)
     initial_ranking = rank(report, base.quantized_nodes)
     initial_causes = {r["node"]: cause(r["node"], model, report, base) for r in initial_ranking[:3]}
-    if remedies and not target.met(current_scores, reference_metric):
-        for step in ("cleanup", "placement", "overrides", "equalize"):
+    if steps and not target.met(current_scores, reference_metric):
+        for step in [s for s in REMEDY_STEPS if s in steps and s != "fp16"]:
             step_remedy = _remedy_step(step, model, current, report, base)
             if step_remedy is None:
                 continue
@@ -293,7 +300,7 @@ def diagnose(
         tried.append({"remedy": f"keep {len(fallback)} node(s) in {current.fallback_precision.upper()}", **after,
                       "met": target.met(after, reference_metric), "nodes_in_higher_precision": len(fallback),
                       "search": True})
-        if current.fallback_precision == "fp32" and target.met(after, reference_metric):
+        if "fp16" in steps and current.fallback_precision == "fp32" and target.met(after, reference_metric):
             half = current.with_(fallback_precision="fp16")
             scores = score(half.with_exclude(list(half.exclude) + fallback))
             met = target.met(scores, reference_metric)
@@ -474,6 +481,10 @@ def _fallback_search(recipe, start_scores, target, reference_metric, report, bas
                 fallback = trial
     return {"ranking": ranking, "fallback": fallback, "after": results[tuple(fallback)], "trials": trials,
             "budget": budget}
+
+
+# Remedies in the order diagnose tries them; "fp16" retries a found fallback in FP16 instead of FP32.
+REMEDY_STEPS = ("cleanup", "placement", "overrides", "equalize", "fp16")
 
 
 def _remedy_step(step: str, model: ModelHandle, current: Recipe, report: LayerReport, base) -> tuple | None:
