@@ -46,6 +46,9 @@ DEVICE = {
     "unpaired-dq": "builds in INT8: the Cast to INT8 becomes the quantizer, Conv reads Int8 x Int8",
     "unpaired-q": "builds in INT8: Conv reads Int8 x Int8, the extra reader gets its own cast",
     "per-channel-opset": "builds in INT8 (opset 10 with per-channel scales; ONNX Runtime loads it too)",
+    "control-relu6": "builds; Conv reads Int8 x Int8, the Clip fused into its epilogue kernel (MulAddMaxMin)",
+    "equalized-relu6": "builds; Conv reads Int8 x Int8, Relu + per-channel Min fused into the same epilogue kernel "
+                       "(MulAddReluMinMove): as many engine layers as the Clip (H200, 2026-11-26)",
     "onnx-ml-scaler": "parser rejects: Plugin not found (no importer for ai.onnx.ml Scaler)",
     "onnx-ml-array-feature-extractor": "parser rejects: Plugin not found (no importer for ArrayFeatureExtractor)",
 }
@@ -132,6 +135,14 @@ def cases() -> dict[str, tuple[str, object]]:
     cases["control-exp-float"] = ("clean", model(
         q_x() + [dq_w, conv, cut, helper.make_node("Identity", ["cin0"], ["cin"], name="id_c"), exp],
         q_w + [xs, xz, init("tenth", np.float32(0.1))]))
+    # Equalization (workbench.equalize) turns a ReLU6 after a Conv into Relu + Min with per-channel bounds.
+    clip6 = helper.make_node("Clip", ["c", "lo", "hi"], ["y"], name="relu6")
+    cases["control-relu6"] = ("clean", model(q_x() + [dq_w, conv, clip6], q_w + [
+        xs, xz, init("lo", np.float32(0.0)), init("hi", np.float32(6.0))]))
+    bound = (6.0 / rng.uniform(0.05, 2.0, C_OUT)).astype(np.float32).reshape(1, C_OUT, 1, 1)
+    cases["equalized-relu6"] = ("clean", model(q_x() + [dq_w, conv, helper.make_node("Relu", ["c"], ["r"], name="relu"),
+                                                         helper.make_node("Min", ["r", "bound"], ["y"], name="bound")],
+                                               q_w + [xs, xz, init("bound", bound)]))
     ml = helper.make_opsetid("ai.onnx.ml", 3)
     scaler = helper.make_node("Scaler", ["x_flat"], ["x_scaled"], name="scaler", domain="ai.onnx.ml",
                               offset=[0.0], scale=[2.0])
@@ -203,6 +214,13 @@ def check(folder: Path, logs: Path) -> list[dict]:
             row.update(parse=f"ok ({network.num_layers} layers)")
             config = builder.create_builder_config()
             config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+            inputs = [network.get_input(i) for i in range(network.num_inputs)]
+            if any(-1 in tuple(t.shape) for t in inputs):  # a whole model with a dynamic batch: batch 1
+                profile = builder.create_optimization_profile()
+                for t in inputs:
+                    shape = tuple(1 if d == -1 else d for d in t.shape)
+                    profile.set_shape(t.name, shape, shape, shape)
+                config.add_optimization_profile(profile)
             data = builder.build_serialized_network(network, config)
             if data is None:
                 errors = [line for line in logger.lines if line.startswith(("ERROR", "INTERNAL_ERROR"))]
@@ -243,7 +261,10 @@ def _engine_layers(lines: list[str]) -> dict:
         conv_reads = f"{conv['inputs'][0] if conv['inputs'] else '?'} x {weight}"
     qdq = [f"{'+'.join(x['onnx'])}: {x['type']} {'/'.join(x['inputs'] or x['constants'])}->{'/'.join(x['outputs'])}"
            for x in layers if any(n.startswith(("q_", "dq_", "cast")) for n in x["onnx"]) and conv is not x]
-    return {"engine_layers": len(layers), "conv_reads": conv_reads, "qdq_layers": "; ".join(qdq)}
+    convs = [layer for layer in layers if layer["type"] in ("correlation", "convolution")]
+    return {"engine_layers": len(layers), "conv_reads": conv_reads,
+            "int8_conv_layers": f"{sum(1 for c in convs if c['inputs'][:1] == ['Int8'])} of {len(convs)}",
+            "conv_layer_holds": "+".join(conv["onnx"]) if conv is not None else None, "qdq_layers": "; ".join(qdq)}
 
 
 def main() -> None:

@@ -83,7 +83,8 @@ def test_device_check_reads_the_conv_precision_from_the_build_log():
     import lint_device
 
     layers = lint_device._engine_layers(ENGINE_LOG)
-    assert layers == {"engine_layers": 2, "conv_reads": "Float x Float", "qdq_layers": "dq_w: kgen Float/Int8->Float"}
+    assert layers == {"engine_layers": 2, "conv_reads": "Float x Float", "int8_conv_layers": "0 of 1",
+                      "conv_layer_holds": "conv+relu", "qdq_layers": "dq_w: kgen Float/Int8->Float"}
 
 
 def test_cli_exit_codes(mnist, mnist_calib, tmp_path):
