@@ -80,7 +80,7 @@ def child(kind: str, model_path: str, data_file: Path, eval_file: Path, cache_di
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def row_for(model: str, count: int, methods: list[str], folder: Path) -> dict:
+def row_for(model: str, count: int, methods: list[str], folder: Path, diagnose_counts: set[int]) -> dict:
     model_path, data_file = make_data(model, count, folder)
     _, eval_file = make_data(model, EVAL_SAMPLES, folder, split="eval")
     row: dict = {"model": model, "samples": count, "data_mb": round(data_file.stat().st_size / 2**20)}
@@ -95,8 +95,10 @@ def row_for(model: str, count: int, methods: list[str], folder: Path) -> dict:
     row.update({"plain_s": plain.get("seconds"), "compare_s": full.get("seconds"),
                 "compare_x": round(full["seconds"] / plain["seconds"], 2) if "seconds" in full and plain.get(
                     "seconds") else None, "compare_mb": full.get("peak_rss_mb"), "cycle_alone_s": one.get("seconds")})
-    with tempfile.TemporaryDirectory(prefix="workbench-bench-cold-") as cold:
-        d = child("diagnose", model_path, data_file, eval_file, cold)
+    d: dict = {}
+    if count in diagnose_counts:
+        with tempfile.TemporaryDirectory(prefix="workbench-bench-cold-") as cold:
+            d = child("diagnose", model_path, data_file, eval_file, cold)
     row.update({"diagnose_s": d.get("seconds"), "diagnose_mb": d.get("peak_rss_mb"), "cycles": d.get("cycles"),
                 "cycle_budget": d.get("cycle_budget"), "slowest_cycle_s": d.get("slowest_cycle_s"),
                 "fallback_nodes": d.get("nodes_in_higher_precision"), "met": d.get("met")})
@@ -114,6 +116,9 @@ def main() -> None:
     parser.add_argument("--models", default="mobilenet-v2,minilm,ppocr-det,efficientnet-lite0")
     parser.add_argument("--samples", default="64,256,1024")
     parser.add_argument("--methods", default="minmax,entropy,percentile")
+    parser.add_argument("--diagnose-samples", default="64,256,1024",
+                        help="calibration sample counts that also run a cold diagnose (its cycles evaluate 64 samples "
+                             "whatever the count; only its calibration grows)")
     args = parser.parse_args()
     if args.job:
         print(json.dumps(job(*json.loads(args.job))))
@@ -122,7 +127,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="workbench-bench-data-") as tmp:
         for model in args.models.split(","):
             for count in map(int, args.samples.split(",")):
-                rows.append(row_for(model, count, args.methods.split(","), Path(tmp)))
+                rows.append(row_for(model, count, args.methods.split(","), Path(tmp),
+                                    {int(n) for n in args.diagnose_samples.split(",") if n}))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(markdown_table(rows))
 
