@@ -36,6 +36,8 @@ class Recipe:
     # Rescale activation channels into the neighbouring Convs' weights before calibrating (workbench.equalize): the
     # FP32 function is unchanged, per-tensor INT8 steps fit every channel.
     equalize: bool = False
+    # Add each quantized Conv/Gemm's measured mean output shift back to its float bias (workbench.biascorrect).
+    bias_correction: bool = False
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -72,7 +74,7 @@ class Recipe:
         d["overrides"] = list(self.overrides)
         if self.precision != "int8":
             for k in ("calibration", "percentile", "per_channel", "placement", "overrides", "fallback_precision",
-                      "weight_bits", "equalize"):
+                      "weight_bits", "equalize", "bias_correction"):
                 d.pop(k)
         elif self.calibration != "percentile":
             d.pop("percentile")
@@ -99,6 +101,8 @@ class Recipe:
                 args += ["--weight-bits", str(self.weight_bits)]
             if self.equalize:
                 args.append("--equalize")
+            if self.bias_correction:
+                args.append("--bias-correction")
         if not self.cleanup and self.precision != "fp32":
             args.append("--no-cleanup")
         if self.exclude:
@@ -124,6 +128,8 @@ class Recipe:
                 text += f" w{self.weight_bits}"
             if self.equalize:
                 text += " equalized"
+            if self.bias_correction:
+                text += " bias-corrected"
             if self.overrides:
                 text += f" +{len(self.overrides)} override{'s' if len(self.overrides) > 1 else ''}"
         if self.exclude and self.precision == "int8" and self.fallback_precision == "fp16":

@@ -43,6 +43,7 @@ class TransformedModel:
     # comparison must read its tensors, not the user's.
     reference: ModelHandle | None = None
     equalized: list[dict] = field(default_factory=list)  # workbench.equalize.EqualizedGroup, as dicts
+    bias_corrected: list[dict] = field(default_factory=list)  # workbench.biascorrect.BiasCorrection, as dicts
 
     @property
     def fp32(self) -> ModelHandle:
@@ -59,7 +60,7 @@ class TransformedModel:
             "recipe": self.recipe.to_dict(),
             "output_sha256": self.sha256,
             "excluded_nodes": self.excluded_nodes, "folded_nodes": self.folded,
-            "kept_in_fp32": self.kept_in_fp32, "equalized": self.equalized,
+            "kept_in_fp32": self.kept_in_fp32, "equalized": self.equalized, "bias_corrected": self.bias_corrected,
             "quantized_nodes": len(self.quantized_nodes),
             "calibration": None if self.calibration is None else {
                 "method": self.calibration.method, "samples": self.calibration.samples,
@@ -127,6 +128,13 @@ def apply(
                                                     recipe.per_channel, recipe.placement, recipe.weight_bits)
             kept.update({n: "its input stays float next to an excluded node; TensorRT runs a Conv/Gemm/MatMul "
                             "in INT8 only when input and weights are both quantized" for n in collateral})
+            if recipe.bias_correction:
+                from .biascorrect import correct_bias
+                from .quantize import quantized_nodes as _quantized
+
+                transformed, corrections = correct_bias(transformed, base.proto, calib_data, _quantized(transformed))
+                onnx.helper.set_model_props(transformed, {**{p.key: p.value for p in transformed.metadata_props},
+                                                          BIAS_KEY: json.dumps([c.to_dict() for c in corrections])})
             if excluded and recipe.fallback_precision == "fp16":
                 others = [n.name for n in transformed.graph.node if n.name not in set(excluded)]
                 transformed = fp16.to_fp16(transformed, others)
@@ -144,6 +152,7 @@ def apply(
         calibration=calibration, seconds=time.perf_counter() - start, from_cache=from_cache, folded=folded,
         kept_in_fp32=kept, reference=base if recipe.equalize and recipe.precision == "int8" else None,
         equalized=equalization,
+        bias_corrected=json.loads(next((p.value for p in transformed.metadata_props if p.key == BIAS_KEY), "[]")),
     )
 
 
@@ -206,6 +215,7 @@ def cleaned(model: ModelHandle) -> tuple[ModelHandle, dict[str, str]]:
 _CLEANED: dict[str, tuple[ModelHandle, dict[str, str]]] = {}
 
 EQUALIZED_KEY = "workbench.equalized"
+BIAS_KEY = "workbench.bias_corrected"
 
 
 def equalized(base: ModelHandle, data: Dataset) -> tuple[ModelHandle, list[dict]]:

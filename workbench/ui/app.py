@@ -290,9 +290,8 @@ class Workbench:
         if not self.diagnosis:
             return
         suggested = self.diagnosis.recipe
-        self.recipe_extras = {k: getattr(suggested, k) for k in ("overrides", "weight_bits", "fallback_precision",
-                                                                    "cleanup") if getattr(suggested, k) != getattr(
-                                                                        Recipe(), k)}
+        hidden = ("overrides", "weight_bits", "fallback_precision", "cleanup", "bias_correction")
+        self.recipe_extras = {k: getattr(suggested, k) for k in hidden if getattr(suggested, k) != getattr(Recipe(), k)}
         self.calibration.value, self.percentile.value = suggested.calibration, suggested.percentile
         self.placement.value, self.equalize.value = suggested.placement, suggested.equalize
         chosen = set(suggested.exclude)

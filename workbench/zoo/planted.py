@@ -145,6 +145,28 @@ def uneven_channels(seed: int = 0) -> ModelHandle:
     return _with_head(nodes, inits, "pw.out", c, rng, "uneven_channels")
 
 
+def rounding_bias(seed: int = 0) -> ModelHandle:
+    """Conv → ReLU → Conv whose second conv has, per output channel, one large weight and many small ones just
+    under half an INT8 step: per-channel INT8 rounds all the small ones to zero, and since they read a ReLU output
+    (positive, mean well above zero) the loss is mostly a constant offset per channel, which bias correction
+    measures and adds back; per-tensor or per-channel ranges cannot help (the large weight sets the scale)."""
+    rng = np.random.default_rng(seed)
+    c = 8
+    w0 = (rng.standard_normal((c, 1, 3, 3)) * np.sqrt(2.0 / 9)).astype(np.float32)
+    b0 = np.full(c, 1.0, np.float32)
+    w1 = np.full((c, c, 3, 3), 0.49 / 127, np.float32) * rng.choice([1.0, 0.9], (c, c, 3, 3)).astype(np.float32)
+    for o in range(c):
+        w1[o, o, 1, 1] = 1.0
+    arrays = {"b0.weight": w0, "b0.bias": b0, "b1.weight": w1, "b1.bias": np.zeros(c, np.float32)}
+    inits = [numpy_helper.from_array(v, k) for k, v in arrays.items()]
+    nodes = [
+        helper.make_node("Conv", [INPUT, "b0.weight", "b0.bias"], ["b0.conv_out"], name="b0.conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["b0.conv_out"], ["b0.out"], name="b0.relu"),
+        helper.make_node("Conv", ["b0.out", "b1.weight", "b1.bias"], ["b1.out"], name="b1.conv", pads=[1, 1, 1, 1]),
+    ]
+    return _with_head(nodes, inits, "b1.out", c, rng, "rounding_bias")
+
+
 def masked_attention(seed: int = 0) -> ModelHandle:
     """One attention head over the 8 rows of a digit image (8 tokens × 8 features) with a causal additive mask of
     -1e9. Quantizing every op (ONNX Runtime's default placement) puts one INT8 scale on scores + mask, which wipes
