@@ -80,11 +80,14 @@ def child(kind: str, model_path: str, data_file: Path, eval_file: Path, cache_di
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def row_for(model: str, count: int, methods: list[str], folder: Path, diagnose_counts: set[int]) -> dict:
+def row_for(model: str, count: int, methods: list[str], folder: Path, diagnose_counts: set[int],
+            entropy_counts: set[int] | None = None) -> dict:
     model_path, data_file = make_data(model, count, folder)
     _, eval_file = make_data(model, EVAL_SAMPLES, folder, split="eval")
     row: dict = {"model": model, "samples": count, "data_mb": round(data_file.stat().st_size / 2**20)}
     for method in methods:
+        if method == "entropy" and entropy_counts is not None and count not in entropy_counts:
+            continue
         m = measure(model_path, data_file, method, "streamed")
         row[f"{method}_s"], row[f"{method}_mb"] = m.get("seconds"), m.get("peak_rss_mb")
     with tempfile.TemporaryDirectory(prefix="workbench-bench-warm-") as warm:
@@ -119,6 +122,8 @@ def main() -> None:
     parser.add_argument("--diagnose-samples", default="64,256,1024",
                         help="calibration sample counts that also run a cold diagnose (its cycles evaluate 64 samples "
                              "whatever the count; only its calibration grows)")
+    parser.add_argument("--entropy-samples", help="sample counts that calibrate with entropy (default: all); its "
+                        "fixed cost is ONNX Runtime's KL search in Python, 1.5-4.5 min per model")
     args = parser.parse_args()
     if args.job:
         print(json.dumps(job(*json.loads(args.job))))
@@ -127,8 +132,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="workbench-bench-data-") as tmp:
         for model in args.models.split(","):
             for count in map(int, args.samples.split(",")):
+                entropy = None if args.entropy_samples is None else {int(n) for n in args.entropy_samples.split(",")}
                 rows.append(row_for(model, count, args.methods.split(","), Path(tmp),
-                                    {int(n) for n in args.diagnose_samples.split(",") if n}))
+                                    {int(n) for n in args.diagnose_samples.split(",") if n}, entropy))
                 print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     print(markdown_table(rows))
 

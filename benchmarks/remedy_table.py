@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _table import markdown_table  # noqa: E402
 
 MODELS = "mobilenet-v2,efficientnet-lite0,ppocr-det,minilm,ppocr-cls,ppocr-rec,silero-vad-op15,oww-melspectrogram"
+# (the README's table ran the first five: two diagnoses per model take 1-10 min each on 2 cores)
 TODAY = ("cleanup", "placement", "overrides")
 
 
