@@ -48,7 +48,7 @@ def data_for(name: str):
 
 def main() -> None:
     import workbench as wb
-    from workbench.diagnose import diagnose
+    from workbench.diagnose import REMEDY_STEPS, diagnose
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default=MODELS)
@@ -57,7 +57,7 @@ def main() -> None:
     for name in args.models.split(","):
         model, calib, data, heldout, target = data_for(name)
         results = {}
-        for variant, remedies in (("today", TODAY), ("all", True)):
+        for variant, remedies in (("today", TODAY), ("all", REMEDY_STEPS)):
             start = time.perf_counter()
             d = diagnose(model, wb.Recipe("int8"), calib, data, target, remedies=remedies, heldout=heldout,
                          progress=False)
