@@ -109,6 +109,16 @@ def to_fp16(model: onnx.ModelProto, excluded: list[str]) -> onnx.ModelProto:
     control = [n for n in model.graph.node if n.op_type in CONTROL_FLOW]
     blocked = list(dict.fromkeys(list(excluded) + [n.name for n in control]))
     model = _localize_initializers(onnx.ModelProto.FromString(model.SerializeToString()), control)
+    # onnxconverter-common names its casts after their node: unnamed nodes (ORT's quantizer writes some) would
+    # all get "_output_cast0", which ONNX Runtime refuses. Name them; an "" in the block list meant all of them.
+    names = {n.name for n in model.graph.node}
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = next(f"{node.op_type}_{i}_{k}" for k in range(len(names) + 1)
+                             if f"{node.op_type}_{i}_{k}" not in names)
+            names.add(node.name)
+            if "" in blocked:
+                blocked.append(node.name)
     complete_types(model)
     _split_shared_initializers(model, set(blocked))
     try:
