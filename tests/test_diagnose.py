@@ -105,3 +105,12 @@ def test_cli_without_data_warns_about_random_calibration(tmp_path):
     _planted_files(tmp_path)
     r = run_cli("compare", str(tmp_path / "planted.onnx"))
     assert r.returncode == 0 and "RANDOM synthetic data" in r.stderr
+
+
+def test_a_broken_output_never_meets_the_target():
+    """PP-OCR's detector with its fallback in FP16 scored cosine 0.0 (non-finite outputs) while its per-sample
+    lower bound, computed over the finite samples, passed: the point estimate must pass too."""
+    target = Target(cosine=0.99)
+    assert not target.met({"cosine": 0.0, "cosine_lower_bound": 0.995, "sqnr_db": 30.0}, None)
+    assert not target.met({"cosine": float("nan"), "sqnr_db": 30.0}, None)
+    assert target.met({"cosine": 0.996, "cosine_lower_bound": 0.993, "sqnr_db": 30.0}, None)

@@ -70,10 +70,11 @@ class Target:
 
     def met(self, scores: dict, reference_metric: float | None) -> bool:
         ok = True
-        if self.cosine is not None:
-            ok &= scores.get("cosine_lower_bound", scores["cosine"]) >= self.cosine
+        if self.cosine is not None:  # both the bound and the point estimate: a NaN output must never pass
+            values = (scores["cosine"], scores.get("cosine_lower_bound", scores["cosine"]))
+            ok &= all(math.isfinite(v) and v >= self.cosine for v in values)
         if self.sqnr_db is not None:
-            ok &= scores["sqnr_db"] >= self.sqnr_db
+            ok &= math.isfinite(scores["sqnr_db"]) and scores["sqnr_db"] >= self.sqnr_db
         if self.metric is not None:
             ok &= reference_metric - scores[self.metric_name] <= self.max_drop + 1e-12
         return bool(ok)
