@@ -219,14 +219,14 @@ def diagnose(
 ) -> Diagnosis:
     """Why INT8 hurts and the cheapest fix that meets `target` (default output cosine ≥ 0.99).
 
-    With `remedies` (True: DEFAULT_REMEDIES; or a tuple of REMEDY_STEPS), fixes are tried in order of cost before any
-    node leaves INT8: graph clean-up, the TensorRT Q/DQ placement, per-tensor calibration overrides for the tensors
-    the ranking blames (clipped → minmax, coarse or outlier-ridden → entropy/percentile), then activation
-    equalization (workbench.equalize); each is kept when it improves the score. The node fallback search then runs
-    on the best recipe so far; with "fp16" a fallback it finds is retried in FP16 and kept there if it still meets
-    the target. The ranking pass
-    (every tensor marked, local sensitivity) uses the first `ranking_samples` samples; every evaluation runs on
-    all of `data`.
+    With `remedies` (True: DEFAULT_REMEDIES; or a tuple of REMEDY_STEPS), fixes are tried in order of cost
+    before any node leaves INT8: graph clean-up, the TensorRT Q/DQ placement, per-tensor calibration overrides for
+    the tensors the ranking blames (clipped → minmax, coarse or outlier-ridden → entropy/percentile), each kept when
+    it improves the score; then activation equalization (workbench.equalize) and bias correction
+    (workbench.biascorrect), kept only when they meet the target. The node fallback search then runs on the best
+    recipe so far; with "fp16" a fallback it finds is retried in FP16 and kept there if it still meets the target.
+    The ranking pass (every tensor marked, local sensitivity) uses the first `ranking_samples` samples; every
+    evaluation runs on all of `data`.
 
     The search scores simulated Q/DQ (the graph as written: the arithmetic TensorRT runs). With
     `deployment_check` on the ONNX Runtime CPU backend, the recipe is also run as a CPU deployment would (full
