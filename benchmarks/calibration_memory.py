@@ -87,14 +87,21 @@ def worker(model_path: str, file: str, method: str, mode: str) -> dict:
     return {"seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": rss_peak_mb()}
 
 
+def run_child(script: str, flag: str, payload: list, cache_dir: str) -> dict:
+    """`script flag JSON(payload)` in a fresh process with its own cache dir: the JSON it prints last, or
+    {"error": ...} with the last line of its stderr."""
+    env = {**os.environ, "WORKBENCH_CACHE_DIR": cache_dir}
+    args = [sys.executable, script, flag, json.dumps(payload)]
+    proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    if proc.returncode != 0:
+        return {"error": f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def measure(model_path: str, file: Path, method: str, mode: str) -> dict:
     with tempfile.TemporaryDirectory(prefix="workbench-calib-bench-") as cache_dir:
-        env = {**os.environ, "WORKBENCH_CACHE_DIR": cache_dir}
-        args = [sys.executable, __file__, "--worker", json.dumps([model_path, str(file), method, mode])]
-        proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    if proc.returncode != 0:
-        return {"seconds": None, "peak_rss_mb": None, "error": f"exit {proc.returncode}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        return {"seconds": None, "peak_rss_mb": None,
+                **run_child(__file__, "--worker", [model_path, str(file), method, mode], cache_dir)}
 
 
 def main() -> None:

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _table import markdown_table  # noqa: E402
-from calibration_memory import make_data, measure, rss_peak_mb  # noqa: E402
+from calibration_memory import make_data, measure, rss_peak_mb, run_child  # noqa: E402
 
 EVAL_SAMPLES = 64
 
@@ -72,12 +70,7 @@ def job(kind: str, model_path: str, data_file: str, eval_file: str) -> dict:
 
 
 def child(kind: str, model_path: str, data_file: Path, eval_file: Path, cache_dir: str) -> dict:
-    env = {**os.environ, "WORKBENCH_CACHE_DIR": cache_dir}
-    args = [sys.executable, __file__, "--job", json.dumps([kind, model_path, str(data_file), str(eval_file)])]
-    proc = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    if proc.returncode != 0:
-        return {"error": f"exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_child(__file__, "--job", [kind, model_path, str(data_file), str(eval_file)], cache_dir)
 
 
 def row_for(model: str, count: int, methods: list[str], folder: Path, diagnose_counts: set[int],

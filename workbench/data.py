@@ -96,27 +96,26 @@ def _array_digest(a: np.ndarray, chunk_bytes: int = 1 << 24) -> str:
     large calibration set takes, and touch every page of a memory-mapped one at once."""
     import hashlib
 
-    if not a.flags.c_contiguous:
-        a = np.ascontiguousarray(a)
-    flat = a.reshape(-1)
     h = hashlib.sha256()
-    step = max(1, chunk_bytes // max(a.itemsize, 1))
-    for start in range(0, flat.size, step):
-        h.update(np.ascontiguousarray(flat[start:start + step]).view(np.uint8))
-        release(a)
+    for chunk in _chunks(a, chunk_bytes):
+        h.update(np.ascontiguousarray(chunk).view(np.uint8))
     return h.hexdigest()
 
 
 def _count_nonfinite(a: np.ndarray, chunk_bytes: int = 1 << 24) -> int:
     """NaN/Inf count, chunked: a whole-array isfinite would touch every page of a memory-mapped set at once and
     allocate a mask as long as the data."""
-    flat = a.reshape(-1) if a.flags.c_contiguous else np.ascontiguousarray(a).reshape(-1)
+    return sum(int(chunk.size - np.isfinite(chunk).sum()) for chunk in _chunks(a, chunk_bytes))
+
+
+def _chunks(a: np.ndarray, chunk_bytes: int) -> Iterator[np.ndarray]:
+    """The array's values in C order, `chunk_bytes` at a time; a memory-mapped array's pages are released after
+    each chunk, so a pass over it never holds more than one chunk."""
+    flat = (a if a.flags.c_contiguous else np.ascontiguousarray(a)).reshape(-1)
     step = max(1, chunk_bytes // max(a.itemsize, 1))
-    bad = 0
     for start in range(0, flat.size, step):
-        bad += int(flat[start:start + step].size - np.isfinite(flat[start:start + step]).sum())
+        yield flat[start:start + step]
         release(a)
-    return bad
 
 
 def release(a: np.ndarray) -> None:

@@ -32,11 +32,7 @@ def quantize_int8(
 ) -> tuple[onnx.ModelProto, list[str]]:
     """Quantize from cached ranges (no inference), then strip Q/DQ from every tensor an excluded node touches and
     from the weights of any Conv/Gemm/MatMul left half-quantized by that; returns (model, those ops)."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
-    from .calibration import _ort_method
-
-    exclude = list(exclude)
+    exclude = set(exclude)
     model = onnx.load(str(_quantize_all(fp32_path, calibration_path, method, per_channel, placement, weight_bits)))
     original = onnx.load(str(fp32_path))
     model = keep_in_float(model, original, exclude)
@@ -169,7 +165,7 @@ def restore_float_weights(model: onnx.ModelProto, original: onnx.ModelProto, cho
     producers = {o: n for n in model.graph.node for o in n.output}
     inits = {i.name for i in model.graph.initializer}
     changed: list[str] = []
-    drop: list[onnx.NodeProto] = []
+    drop: dict[int, onnx.NodeProto] = {}  # by identity: one DequantizeLinear may feed several chosen nodes
     for node in model.graph.node:
         if node.op_type in ("QuantizeLinear", "DequantizeLinear") or not chosen(node):
             continue
@@ -184,12 +180,12 @@ def restore_float_weights(model: onnx.ModelProto, original: onnx.ModelProto, cho
                 model.graph.initializer.append(originals[name])
                 inits.add(name)
             node.input[i] = name
-            drop.append(dq)
+            drop[id(dq)] = dq
             if node.name not in changed:
                 changed.append(node.name)
     used = used_names(model.graph)
-    for dq in drop:
-        if dq.output[0] not in used and dq in model.graph.node:
+    for dq in drop.values():
+        if dq.output[0] not in used:
             model.graph.node.remove(dq)
     used = used_names(model.graph)
     kept = [i for i in model.graph.initializer if i.name in used]
