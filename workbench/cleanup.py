@@ -50,9 +50,11 @@ def _invalid(model: onnx.ModelProto) -> str | None:
 
 
 def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
-    """Polygraphy's FoldConstants (needs onnx-graphsurgeon); nodes computed entirely from constants disappear."""
+    """Constant nodes become initializers (as TensorRT's parser reads them: weights), then Polygraphy's
+    FoldConstants (needs onnx-graphsurgeon) removes nodes computed entirely from constants."""
+    model, lifted = lift_constants(model)
     if not _has_constant_subgraph(model):
-        return model, {}  # skip the folder (and the imports and inference it costs) when there is nothing to fold
+        return model, lifted  # skip the folder (and the imports and inference it costs) when there is nothing to fold
     try:
         import onnx_graphsurgeon  # noqa: F401
         from polygraphy.backend.onnx import FoldConstants
@@ -63,7 +65,34 @@ def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, s
     with quiet():
         folded_model = FoldConstants(model, error_ok=True, copy=True)()
     remaining = {n.name for n in folded_model.graph.node}
-    return folded_model, {n.name: CONSTANT for n in model.graph.node if n.name and n.name not in remaining}
+    return folded_model, {**lifted, **{n.name: CONSTANT for n in model.graph.node if n.name and n.name not in remaining}}
+
+
+def lift_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """Every top-level Constant node (not a graph output) as an initializer of the same name: exporters such as
+    Paddle2ONNX write all weights this way, which hides them from BatchNorm folding and from the transforms that
+    rescale weights (equalization, smoothing)."""
+    outputs = {o.name for o in model.graph.output}
+    constants = [n for n in model.graph.node if n.op_type == "Constant" and n.output[0] not in outputs]
+    if not constants:
+        return model, {}
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g, lifted = model.graph, {}
+    dtypes = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64, "value_ints": np.int64}
+    for node in [n for n in g.node if n.op_type == "Constant" and n.output[0] not in outputs]:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if "value" in attrs:
+            tensor = attrs["value"]
+            tensor.name = node.output[0]
+        elif len(attrs) == 1 and next(iter(attrs)) in dtypes:
+            kind, value = next(iter(attrs.items()))
+            tensor = numpy_helper.from_array(np.asarray(value, dtype=dtypes[kind]), node.output[0])
+        else:
+            continue  # sparse or string constants stay nodes
+        g.initializer.append(tensor)
+        g.node.remove(node)
+        lifted[node.name or node.output[0]] = CONSTANT
+    return model, lifted
 
 
 def _has_constant_subgraph(model: onnx.ModelProto) -> bool:

@@ -42,6 +42,9 @@ def _add_recipe_args(p: argparse.ArgumentParser, precisions: Sequence[str] = PRE
     p.add_argument("--equalize", action="store_true",
                    help="int8: rescale activation channels into the neighbouring Convs' weights first (cross-layer "
                         "equalization; the FP32 outputs stay the same)")
+    p.add_argument("--smooth", action="store_true",
+                   help="int8: migrate activation outlier channels into the reading Conv/Gemm/MatMul weights first "
+                        "(SmoothQuant: LayerNorm and GELU outputs; the FP32 outputs stay the same)")
     p.add_argument("--bias-correction", action="store_true",
                    help="int8: add each quantized Conv/Gemm's mean output shift (measured on the calibration data) "
                         "back to its bias")
@@ -74,7 +77,7 @@ def _recipe(args: argparse.Namespace, precision: str | None = None):
                   placement=args.placement,
                   overrides=tuple(args.override), cleanup=not args.no_cleanup,
                   fallback_precision=args.fallback_precision, weight_bits=args.weight_bits, equalize=args.equalize,
-                  bias_correction=args.bias_correction)
+                  smooth=args.smooth, bias_correction=args.bias_correction)
 
 
 _STDOUT = sys.stdout  # the JSON channel; while a command runs, anything else printed goes to stderr

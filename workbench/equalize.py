@@ -21,6 +21,7 @@ import numpy as np
 import onnx
 
 from .data import Dataset
+from .graph import export_like
 
 VERSION = 1  # bump when the equalized graph for the same input changes
 ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -181,8 +182,9 @@ def equalizable(model: onnx.ModelProto) -> int:
     return len(find_groups(gs.import_onnx(model)))
 
 
-def channel_statistics(model_path, tensors: list[str], data: Dataset, batch_size: int = 16) -> dict:
-    """Per channel (axis 1) max |x| and mean x², streamed over `data`."""
+def channel_statistics(model_path, tensors: list[str], data: Dataset, batch_size: int = 16,
+                       axes: dict[str, int] | None = None) -> dict:
+    """Per channel (axis 1, or the tensor's entry in `axes`) max |x| and mean x², streamed over `data`."""
     from .backends import get_backend
 
     engine = get_backend().build_marked(str(model_path), tensors, name="equalization statistics")
@@ -193,7 +195,8 @@ def channel_statistics(model_path, tensors: list[str], data: Dataset, batch_size
         out = engine.infer(batch)
         for name in tensors:
             x = np.asarray(out[name], dtype=np.float64)
-            flat = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
+            axis = (axes or {}).get(name, 1)
+            flat = np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)
             amax[name] = np.maximum(amax.get(name, 0.0), np.abs(flat).max(axis=1))
             square[name] = square.get(name, 0.0) + (flat ** 2).sum(axis=1)
             count[name] = count.get(name, 0) + flat.shape[1]
@@ -271,12 +274,7 @@ def equalize(model: onnx.ModelProto, model_path, data: Dataset) -> tuple[onnx.Mo
             sorted({c.inputs[0].name for c in group.consumers}), alpha, round(float(ratio), 4),
             round(float(amax[live].max() / np.median(amax[live])), 2),
             round(float((amax / s)[live].max() / np.median((amax / s)[live])), 2)))
-    graph.cleanup().toposort()
-    out = gs.export_onnx(graph)
-    del out.opset_import[:]
-    out.opset_import.extend(model.opset_import)
-    out.ir_version = model.ir_version
-    return out, report
+    return export_like(graph, model), report
 
 
 def _scale_consumer(consumer, s: np.ndarray) -> None:

@@ -107,3 +107,16 @@ def complete_types(model: onnx.ModelProto) -> bool:
 _ORT_TYPES = {f"tensor({name})": getattr(onnx.TensorProto, name.upper()) for name in
               ("float", "float16", "bfloat16", "double", "int8", "int16", "int32", "int64", "uint8", "uint16",
                "uint32", "uint64", "bool")}
+
+
+def export_like(graph, model: onnx.ModelProto) -> onnx.ModelProto:
+    """An onnx-graphsurgeon graph, cleaned up and sorted, exported with `model`'s opsets and IR version (graphsurgeon
+    would write its own defaults, which can be newer than the runtime accepts)."""
+    import onnx_graphsurgeon as gs
+
+    graph.cleanup().toposort()
+    out = gs.export_onnx(graph)
+    del out.opset_import[:]
+    out.opset_import.extend(model.opset_import)
+    out.ir_version = model.ir_version
+    return out

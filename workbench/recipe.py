@@ -36,6 +36,9 @@ class Recipe:
     # Rescale activation channels into the neighbouring Convs' weights before calibrating (workbench.equalize): the
     # FP32 function is unchanged, per-tensor INT8 steps fit every channel.
     equalize: bool = False
+    # Migrate activation outlier channels into the reading layers' per-channel weight scales (workbench.smooth,
+    # SmoothQuant): LayerNorm/GELU outputs that equalization cannot reach.
+    smooth: bool = False
     # Add each quantized Conv/Gemm's measured mean output shift back to its float bias (workbench.biascorrect).
     bias_correction: bool = False
 
@@ -61,6 +64,12 @@ class Recipe:
             for item in self.overrides:
                 parse_override(item)
 
+    @property
+    def rescales(self) -> bool:
+        """Whether the recipe quantizes a rescaled FP32 graph (equalization or smoothing): same function, other
+        tensors, so layer-by-layer comparison reads the rescaled graph."""
+        return self.equalize or self.smooth
+
     def with_exclude(self, exclude: Iterable[str]) -> "Recipe":
         return replace(self, exclude=tuple(exclude))
 
@@ -74,7 +83,7 @@ class Recipe:
         d["overrides"] = list(self.overrides)
         if self.precision != "int8":
             for k in ("calibration", "percentile", "per_channel", "placement", "overrides", "fallback_precision",
-                      "weight_bits", "equalize", "bias_correction"):
+                      "weight_bits", "equalize", "smooth", "bias_correction"):
                 d.pop(k)
         elif self.calibration != "percentile":
             d.pop("percentile")
@@ -101,6 +110,8 @@ class Recipe:
                 args += ["--weight-bits", str(self.weight_bits)]
             if self.equalize:
                 args.append("--equalize")
+            if self.smooth:
+                args.append("--smooth")
             if self.bias_correction:
                 args.append("--bias-correction")
         if not self.cleanup and self.precision != "fp32":
@@ -128,6 +139,8 @@ class Recipe:
                 text += f" w{self.weight_bits}"
             if self.equalize:
                 text += " equalized"
+            if self.smooth:
+                text += " smoothed"
             if self.bias_correction:
                 text += " bias-corrected"
             if self.overrides:

@@ -39,10 +39,11 @@ class TransformedModel:
     from_cache: bool = False
     folded: dict[str, str] = field(default_factory=dict)  # node removed by clean-up → node that absorbed it
     kept_in_fp32: dict[str, str] = field(default_factory=dict)  # node kept out of the precision → why
-    # The FP32 graph the recipe quantized when it rescales tensors (equalization): the same function, but per-layer
+    # The FP32 graph the recipe quantized when it rescales tensors (equalization, smoothing): the same function, but per-layer
     # comparison must read its tensors, not the user's.
     reference: ModelHandle | None = None
     equalized: list[dict] = field(default_factory=list)  # workbench.equalize.EqualizedGroup, as dicts
+    smoothed: list[dict] = field(default_factory=list)  # workbench.smooth.SmoothedTensor, as dicts
     bias_corrected: list[dict] = field(default_factory=list)  # workbench.biascorrect.BiasCorrection, as dicts
 
     @property
@@ -60,7 +61,8 @@ class TransformedModel:
             "recipe": self.recipe.to_dict(),
             "output_sha256": self.sha256,
             "excluded_nodes": self.excluded_nodes, "folded_nodes": self.folded,
-            "kept_in_fp32": self.kept_in_fp32, "equalized": self.equalized, "bias_corrected": self.bias_corrected,
+            "kept_in_fp32": self.kept_in_fp32, "equalized": self.equalized,
+            "smoothed": self.smoothed, "bias_corrected": self.bias_corrected,
             "quantized_nodes": len(self.quantized_nodes),
             "calibration": None if self.calibration is None else {
                 "method": self.calibration.method, "samples": self.calibration.samples,
@@ -99,12 +101,14 @@ def apply(
     # names of folded nodes → the node that absorbed them (a folded constant has nothing left to exclude)
     excluded = list(dict.fromkeys(folded.get(n, n) for n in resolve_exclusions(model.proto, recipe.exclude)
                                   if folded.get(n) != CONSTANT))
-    calibration, ranges_path, kept, equalization = None, None, {}, []
+    calibration, ranges_path, kept, equalization, smoothing = None, None, {}, [], []
     if recipe.precision == "int8":
         if calib_data is None:
             raise WorkbenchError("int8 needs calibration data: pass --calib-data FILE.npz (keys = input names)")
         if recipe.equalize:
             base, equalization = equalized(base, calib_data)
+        if recipe.smooth:
+            base, smoothing = smoothed(base, calib_data)
         calibration, ranges_path = _calibrate(base, recipe, calib_data, progress)
         kept = {n.name: f"control flow ({n.op_type}): its subgraphs are not quantized (left in FP32)"
                 for n in base.proto.graph.node if n.op_type in fp16.CONTROL_FLOW}
@@ -150,8 +154,8 @@ def apply(
         model, recipe, path, cache.file_digest(path), excluded_nodes=excluded,
         quantized_nodes=quantized_nodes(transformed) if recipe.precision == "int8" else [],
         calibration=calibration, seconds=time.perf_counter() - start, from_cache=from_cache, folded=folded,
-        kept_in_fp32=kept, reference=base if recipe.equalize and recipe.precision == "int8" else None,
-        equalized=equalization,
+        kept_in_fp32=kept, reference=base if recipe.rescales and recipe.precision == "int8" else None,
+        equalized=equalization, smoothed=smoothing,
         bias_corrected=json.loads(next((p.value for p in transformed.metadata_props if p.key == BIAS_KEY), "[]")),
     )
 
@@ -215,26 +219,42 @@ def cleaned(model: ModelHandle) -> tuple[ModelHandle, dict[str, str]]:
 _CLEANED: dict[str, tuple[ModelHandle, dict[str, str]]] = {}
 
 EQUALIZED_KEY = "workbench.equalized"
+SMOOTHED_KEY = "workbench.smoothed"
 BIAS_KEY = "workbench.bias_corrected"
 
 
 def equalized(base: ModelHandle, data: Dataset) -> tuple[ModelHandle, list[dict]]:
     """The FP32 graph with activation channels equalized on `data` (workbench.equalize), cached by model and data,
     and what each rescaled group became."""
-    from .equalize import VERSION, equalize
+    from . import equalize
+
+    return _rescaled(base, data, "equalized", equalize.VERSION, equalize.equalize, EQUALIZED_KEY)
+
+
+def smoothed(base: ModelHandle, data: Dataset) -> tuple[ModelHandle, list[dict]]:
+    """The FP32 graph with activation outliers migrated into the reading layers' weights on `data`
+    (workbench.smooth), cached by model and data, and what each smoothed tensor became."""
+    from . import smooth
+
+    return _rescaled(base, data, "smoothed", smooth.VERSION, smooth.smooth, SMOOTHED_KEY)
+
+
+def _rescaled(base: ModelHandle, data: Dataset, label: str, version: int, transform, key: str
+              ) -> tuple[ModelHandle, list[dict]]:
+    """`transform(proto, path, data)` → (FP32 model with the same function, its report), cached by model and data;
+    the report travels in the model's metadata under `key`."""
     from .model import from_onnx
 
-    key = cache.digest("equalized", VERSION, base.sha256, data.fingerprint())
-    path = cache.artifact_path("models", key, ".onnx")
+    digest = cache.digest(label, version, base.sha256, data.fingerprint())
+    path = cache.artifact_path("models", digest, ".onnx")
     if not path.exists():
-        model, groups = equalize(base.proto, base.path, data)
+        model, report = transform(base.proto, base.path, data)
         onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props},
-                                            EQUALIZED_KEY: json.dumps([g.to_dict() for g in groups])})
+                                            key: json.dumps([r.to_dict() for r in report])})
         cache.atomic_write(path, model.SerializeToString())
-    handle = from_onnx(path, name=f"{base.name} (equalized)", source=base.source)
+    handle = from_onnx(path, name=f"{base.name} ({label})", source=base.source)
     handle.module_of, handle.torch_module, handle.zoo = dict(base.module_of), base.torch_module, base.zoo
-    groups = json.loads(next((p.value for p in handle.proto.metadata_props if p.key == EQUALIZED_KEY), "[]"))
-    return handle, groups
+    return handle, json.loads(next((p.value for p in handle.proto.metadata_props if p.key == key), "[]"))
 
 
 def _calibrate(base: ModelHandle, recipe: Recipe, data: Dataset, progress: bool):

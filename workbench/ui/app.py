@@ -73,6 +73,9 @@ class Workbench:
         self.placement = w.Dropdown(options=list(PLACEMENTS), value="tensorrt", description="Q/DQ placement")
         self.equalize = w.Checkbox(value=False, description="equalize channels", indent=False,
                                    tooltip="rescale activation channels into the neighbouring Convs (FP32 unchanged)")
+        self.smooth = w.Checkbox(value=False, description="smooth outliers", indent=False,
+                                 tooltip="migrate activation outlier channels into the reading layers' weights "
+                                         "(SmoothQuant; FP32 unchanged)")
         self.recipe_extras: dict = {}  # recipe fields a diagnosis chose that no widget shows (overrides, weight bits)
         self.exclusions = w.SelectMultiple(options=[], rows=8, description="keep FP32",
                                            layout=w.Layout(width="420px"))
@@ -118,7 +121,7 @@ class Workbench:
             self.tabs.set_title(i, title)
         controls = w.VBox([
             w.HBox([self.zoo_picker, self.path, self.load_button]), self.model_info, self.precision,
-            w.HBox([self.calibration, self.percentile, self.placement, self.equalize]),
+            w.HBox([self.calibration, self.percentile, self.placement, self.equalize, self.smooth]),
             w.HBox([self.exclusions, w.VBox([w.HTML("<b>optimization profile</b> (min,opt,max)"), self.profile_box,
                                             self.profile_message])]),
             w.HBox([self.backend, self.backend_note]), w.HBox([self.build_button, self.progress]), self.status,
@@ -184,6 +187,7 @@ class Workbench:
         return Recipe(self.precision.value, self.calibration.value, self.percentile.value,
                       tuple(self.exclusions.value) if self.precision.value in ("fp16", "int8") else (),
                       placement=self.placement.value, equalize=self.equalize.value and int8,
+                      smooth=self.smooth.value and int8,
                       **(self.recipe_extras if int8 else {}))
 
     def _calib(self):
@@ -294,6 +298,7 @@ class Workbench:
         self.recipe_extras = {k: getattr(suggested, k) for k in hidden if getattr(suggested, k) != getattr(Recipe(), k)}
         self.calibration.value, self.percentile.value = suggested.calibration, suggested.percentile
         self.placement.value, self.equalize.value = suggested.placement, suggested.equalize
+        self.smooth.value = suggested.smooth
         chosen = set(suggested.exclude)
         self.exclusions.value = tuple(n for _, n in self.exclusions.options if n in chosen)
         if self.precision.value != "int8":

@@ -198,6 +198,42 @@ def masked_attention(seed: int = 0) -> ModelHandle:
     return _model(nodes, inits, "masked_attention")
 
 
+def outlier_features(seed: int = 0) -> ModelHandle:
+    """A transformer-style block over the 8 rows of a digit image (8 tokens × 16 features): two LayerNorms whose
+    scale gives two of the 16 features a 100x larger range (the outlier dimensions of real transformers), read by
+    MatMuls that barely use those features. One per-tensor INT8 scale on a LayerNorm output crushes the other 14
+    features; no Conv pair exists, so equalization cannot help. Smoothing migrates the outliers into the MatMuls'
+    weights: into the second LayerNorm's scale (its only reader is a MatMul), through an explicit Mul for the first
+    (the residual Add also reads it)."""
+    rng = np.random.default_rng(seed)
+    d = 16
+    gain = np.ones(d, np.float32)
+    gain[[3, 11]] = 100.0
+
+    def matrix(rows: int, cols: int) -> np.ndarray:
+        return (rng.standard_normal((rows, cols)) / np.sqrt(rows)).astype(np.float32)
+
+    reads = matrix(d, d)
+    reads[[3, 11]] *= 1e-3
+    arrays = {"embed.weight": matrix(8, d), "ln1.scale": gain, "ln1.bias": np.zeros(d, np.float32),
+              "mix.weight": reads, "ln2.scale": gain * 0.5, "ln2.bias": np.full(d, 0.1, np.float32),
+              "proj.weight": reads[:, :4].copy(), "tokens": np.array([-1, 8, 8], np.int64),
+              "flat": np.array([-1, 32], np.int64), "head.weight": matrix(32, 10)}
+    inits = [numpy_helper.from_array(v, k) for k, v in arrays.items()]
+    nodes = [
+        helper.make_node("Reshape", [INPUT, "tokens"], ["x"], name="tokens"),
+        helper.make_node("MatMul", ["x", "embed.weight"], ["h"], name="embed"),
+        helper.make_node("LayerNormalization", ["h", "ln1.scale", "ln1.bias"], ["n1"], name="ln1"),
+        helper.make_node("MatMul", ["n1", "mix.weight"], ["m"], name="mix"),
+        helper.make_node("Add", ["n1", "m"], ["r"], name="residual"),
+        helper.make_node("LayerNormalization", ["r", "ln2.scale", "ln2.bias"], ["n2"], name="ln2"),
+        helper.make_node("MatMul", ["n2", "proj.weight"], ["p"], name="proj"),
+        helper.make_node("Reshape", ["p", "flat"], ["features"], name="head.flatten"),
+        helper.make_node("MatMul", ["features", "head.weight"], ["logits"], name="head.fc"),
+    ]
+    return _model(nodes, inits, "outlier_features")
+
+
 def _with_head(nodes, inits, x, channels, rng, name) -> ModelHandle:
     fc = (rng.standard_normal((10, channels)) * 0.5).astype(np.float32)
     inits = inits + [numpy_helper.from_array(fc, "head.weight"),
