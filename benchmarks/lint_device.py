@@ -49,6 +49,9 @@ DEVICE = {
     "control-relu6": "builds; Conv reads Int8 x Int8, the Clip fused into its epilogue kernel (MulAddMaxMin)",
     "equalized-relu6": "builds; Conv reads Int8 x Int8, Relu + per-channel Min fused into the same epilogue kernel "
                        "(MulAddReluMinMove): as many engine layers as the Clip (H200, 2026-11-26)",
+    "control-act-quantize": "builds; Conv reads Int8 x Int8, the Relu fused into the Quantize kernel: 3 engine layers",
+    "smoothed-mul": "builds; Conv reads Int8 x Int8, Relu + per-channel Mul fused into the same Quantize kernel: 3 "
+                    "engine layers, as without the Mul (H200, 2026-11-26)",
     "onnx-ml-scaler": "parser rejects: Plugin not found (no importer for ai.onnx.ml Scaler)",
     "onnx-ml-array-feature-extractor": "parser rejects: Plugin not found (no importer for ArrayFeatureExtractor)",
 }
@@ -86,8 +89,8 @@ def cases() -> dict[str, tuple[str, object]]:
     dq_w = helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["win"], name="dq_w", axis=0)
     xs, xz = init("xs", x_scale), init("xz", np.int8(0))
 
-    def q_x(zero="xz", scale="xs"):
-        return [helper.make_node("QuantizeLinear", ["x", scale, zero], ["xq"], name="q_x"),
+    def q_x(zero="xz", scale="xs", source="x"):
+        return [helper.make_node("QuantizeLinear", [source, scale, zero], ["xq"], name="q_x"),
                 helper.make_node("DequantizeLinear", ["xq", scale, zero], ["xin"], name="dq_x")]
 
     conv_fw = helper.make_node("Conv", ["xin", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1])
@@ -143,6 +146,13 @@ def cases() -> dict[str, tuple[str, object]]:
     cases["equalized-relu6"] = ("clean", model(q_x() + [dq_w, conv, helper.make_node("Relu", ["c"], ["r"], name="relu"),
                                                          helper.make_node("Min", ["r", "bound"], ["y"], name="bound")],
                                                q_w + [xs, xz, init("bound", bound)]))
+    # Smoothing (workbench.smooth) puts a per-channel Mul between an activation and the Quantize of a Conv's input.
+    act = helper.make_node("Relu", ["x"], ["a"], name="act")
+    inverse = (1.0 / rng.uniform(0.05, 2.0, C_IN)).astype(np.float32).reshape(1, C_IN, 1, 1)
+    cases["control-act-quantize"] = ("clean", model([act] + q_x(source="a") + [dq_w, conv, relu], q_w + [xs, xz]))
+    cases["smoothed-mul"] = ("clean", model(
+        [act, helper.make_node("Mul", ["a", "inverse"], ["a_smoothed"], name="a/smooth")]
+        + q_x(source="a_smoothed") + [dq_w, conv, relu], q_w + [xs, xz, init("inverse", inverse)]))
     ml = helper.make_opsetid("ai.onnx.ml", 3)
     scaler = helper.make_node("Scaler", ["x_flat"], ["x_scaled"], name="scaler", domain="ai.onnx.ml",
                               offset=[0.0], scale=[2.0])
