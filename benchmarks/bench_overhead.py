@@ -12,8 +12,8 @@ os.environ.setdefault("WORKBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="workbench-
 import onnxruntime as ort  # noqa: E402
 
 import workbench as wb  # noqa: E402
-from workbench.backends import get_backend  # noqa: E402
-from workbench.bench import batch_feed, measure  # noqa: E402
+from workbench.analysis.bench import batch_feed, measure  # noqa: E402
+from workbench.runtime import get_backend  # noqa: E402
 
 
 def bare_loop(session: ort.InferenceSession, feed: dict, iterations: int) -> list[float]:

@@ -68,20 +68,20 @@ def rss_peak_mb() -> int:
 
 def worker(model_path: str, file: str, method: str, mode: str) -> dict:
     """One calibration in this process (fresh cache dir set by the parent), data read as --calib-data reads it."""
-    from workbench.data import load_npz
-    from workbench.model import from_onnx
-    from workbench.quantize import placement_options
+    from workbench.model.data import load_npz
+    from workbench.model.loading import from_onnx
+    from workbench.precision.quantize import placement_options
 
     model = from_onnx(model_path)
     data = load_npz(file, model.inputs)
     op_types = placement_options("tensorrt")[0]
     start = time.perf_counter()
     if mode == "streamed":
-        from workbench.calibration import calibrate
+        from workbench.precision.calibration import calibrate
 
         calibrate(model, data, method, progress=False, op_types=op_types)
     else:
-        from workbench.calibration import one_shot_ranges
+        from workbench.precision.calibration import one_shot_ranges
 
         one_shot_ranges(model, data, method, op_types=op_types)
     return {"seconds": round(time.perf_counter() - start, 1), "peak_rss_mb": rss_peak_mb()}

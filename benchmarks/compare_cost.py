@@ -11,10 +11,10 @@ import time
 os.environ.setdefault("WORKBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="workbench-bench-"))
 
 import workbench as wb  # noqa: E402
-from workbench.backends import get_backend  # noqa: E402
-from workbench.compare import compare  # noqa: E402
-from workbench.diagnose import diagnose  # noqa: E402
-from workbench.evaluate import run  # noqa: E402
+from workbench.analysis.compare import compare  # noqa: E402
+from workbench.analysis.diagnose import diagnose  # noqa: E402
+from workbench.analysis.evaluate import run  # noqa: E402
+from workbench.runtime import get_backend  # noqa: E402
 from workbench.zoo.planted import digits, planted  # noqa: E402
 
 
@@ -62,9 +62,9 @@ def diagnose_cost() -> None:
 MEMORY_CHILD = """
 import sys
 import workbench as wb
-from workbench.compare import compare
-from workbench.evaluate import run
-from workbench.backends import get_backend
+from workbench.analysis.compare import compare
+from workbench.analysis.evaluate import run
+from workbench.runtime import get_backend
 m = wb.load_model("mnist-cnn")
 data = m.zoo.evaluation_data().take(int(sys.argv[2]))
 t = wb.apply(m, wb.Recipe("int8"), m.zoo.calibration_data(), progress=False)

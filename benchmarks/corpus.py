@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from workbench.zoo import corpus  # noqa: E402
 
-
 # The CLI in a child that records its own peak RSS (VmHWM) on exit: wait4's ru_maxrss would also carry this
 # process's RSS at fork time (Linux keeps the pre-exec high-water mark), and this process holds the corpus data.
 CLI_WITH_PEAK = """
@@ -33,7 +32,7 @@ def _peak():
     with open(os.environ["CORPUS_BENCH_PEAK"], "w") as f:
         f.write(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM")))
 atexit.register(_peak)
-from workbench.cli import main
+from workbench.app.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -138,7 +138,7 @@ def cases() -> dict[str, tuple[str, object]]:
     cases["control-exp-float"] = ("clean", model(
         q_x() + [dq_w, conv, cut, helper.make_node("Identity", ["cin0"], ["cin"], name="id_c"), exp],
         q_w + [xs, xz, init("tenth", np.float32(0.1))]))
-    # Equalization (workbench.equalize) turns a ReLU6 after a Conv into Relu + Min with per-channel bounds.
+    # Equalization (workbench.precision.equalize) turns a ReLU6 after a Conv into Relu + Min with per-channel bounds.
     clip6 = helper.make_node("Clip", ["c", "lo", "hi"], ["y"], name="relu6")
     cases["control-relu6"] = ("clean", model(q_x() + [dq_w, conv, clip6], q_w + [
         xs, xz, init("lo", np.float32(0.0)), init("hi", np.float32(6.0))]))
@@ -146,7 +146,7 @@ def cases() -> dict[str, tuple[str, object]]:
     cases["equalized-relu6"] = ("clean", model(q_x() + [dq_w, conv, helper.make_node("Relu", ["c"], ["r"], name="relu"),
                                                          helper.make_node("Min", ["r", "bound"], ["y"], name="bound")],
                                                q_w + [xs, xz, init("bound", bound)]))
-    # Smoothing (workbench.smooth) puts a per-channel Mul between an activation and the Quantize of a Conv's input.
+    # Smoothing (workbench.precision.smooth) puts a per-channel Mul between an activation and the Quantize of a Conv's input.
     act = helper.make_node("Relu", ["x"], ["a"], name="act")
     inverse = (1.0 / rng.uniform(0.05, 2.0, C_IN)).astype(np.float32).reshape(1, C_IN, 1, 1)
     cases["control-act-quantize"] = ("clean", model([act] + q_x(source="a") + [dq_w, conv, relu], q_w + [xs, xz]))
@@ -180,7 +180,7 @@ def cases() -> dict[str, tuple[str, object]]:
 def export(folder: Path) -> None:
     import onnx
 
-    from workbench.lint import lint
+    from workbench.graph.lint import lint
 
     folder.mkdir(parents=True, exist_ok=True)
     summary = {}

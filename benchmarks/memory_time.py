@@ -31,16 +31,16 @@ EVAL_SAMPLES = 64
 def job(kind: str, model_path: str, data_file: str, eval_file: str) -> dict:
     """One measurement in this process: compare | plain | diagnose."""
     import workbench as wb
-    from workbench.backends import get_backend
-    from workbench.data import load_npz
-    from workbench.evaluate import run
-    from workbench.model import from_onnx
+    from workbench.analysis.evaluate import run
+    from workbench.model.data import load_npz
+    from workbench.model.loading import from_onnx
+    from workbench.runtime import get_backend
 
     model = from_onnx(model_path)
     data = load_npz(data_file, model.inputs)
     recipe = wb.Recipe("int8")
     if kind == "diagnose":
-        from workbench.diagnose import diagnose
+        from workbench.analysis.diagnose import diagnose
 
         start = time.perf_counter()
         d = diagnose(model, recipe, data, load_npz(eval_file, model.inputs), progress=False)
@@ -53,7 +53,7 @@ def job(kind: str, model_path: str, data_file: str, eval_file: str) -> dict:
         return {}
     start = time.perf_counter()
     if kind == "compare":
-        from workbench.compare import compare
+        from workbench.analysis.compare import compare
 
         compare(transformed, data, framework=False, progress=False)
     elif kind == "plain":

@@ -29,7 +29,7 @@ TODAY = ("cleanup", "placement", "overrides")
 def data_for(name: str):
     """(model, calibration, evaluation, held-out or None, target) as the corpus benchmark and the zoo use them."""
     import workbench as wb
-    from workbench.diagnose import Target
+    from workbench.analysis.diagnose import Target
     from workbench.zoo import corpus
 
     if name in ("mobilenet-v2", "minilm"):
@@ -48,7 +48,7 @@ def data_for(name: str):
 
 def main() -> None:
     import workbench as wb
-    from workbench.diagnose import REMEDY_STEPS, diagnose
+    from workbench.analysis.diagnose import REMEDY_STEPS, diagnose
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default=MODELS)

@@ -14,9 +14,8 @@ import time
 os.environ.setdefault("WORKBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="workbench-bench-"))
 
 import workbench as wb  # noqa: E402
-from workbench.quantize import quantize_int8  # noqa: E402
-from workbench.transform import cleaned  # noqa: E402
-
+from workbench.precision.quantize import quantize_int8  # noqa: E402
+from workbench.precision.transform import cleaned  # noqa: E402
 
 TARGET_S = {"mnist-cnn": 0.3, "mobilenet-v2": 2.0}
 

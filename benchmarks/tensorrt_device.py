@@ -69,10 +69,10 @@ def _inline(path) -> bytes:
 
 def check(folder: Path) -> list[dict]:
     os.environ.setdefault("POLYGRAPHY_USE_TENSORRT_RTX", "1")
-    from workbench.backends.tensorrt import TensorRTRtx, compute_capability, gpu_name
-    from workbench.errors import WorkbenchError
-    from workbench.model import from_onnx
-    from workbench.profiles import build_profile
+    from workbench.core.errors import WorkbenchError
+    from workbench.model.loading import from_onnx
+    from workbench.model.profiles import build_profile
+    from workbench.runtime.tensorrt import TensorRTRtx, compute_capability, gpu_name
 
     backend = TensorRTRtx()
     version, gpu = backend.version(), gpu_name()
@@ -115,7 +115,7 @@ def _unfused_bytes(path: Path, profile) -> int | str:
     explicit marking the backend uses (equal to the plain engine's bytes means nothing was marked)."""
     from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath
 
-    from workbench.polygraphy_util import quiet
+    from workbench.graph.polygraphy_util import quiet
 
     try:
         with quiet():
@@ -132,7 +132,7 @@ def _parse(path: Path) -> dict:
     import onnx
     from polygraphy.backend.trt import NetworkFromOnnxPath
 
-    from workbench.polygraphy_util import quiet
+    from workbench.graph.polygraphy_util import quiet
 
     names = [o for n in onnx.load(str(path), load_external_data=False).graph.node for o in n.output if o]
     try:

@@ -8,8 +8,8 @@ import time
 os.environ.setdefault("WORKBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="workbench-bench-"))
 
 import workbench as wb  # noqa: E402
-from workbench.diagnose import Target, diagnose  # noqa: E402
-from workbench.evaluate import mean_cosine, top1_agreement  # noqa: E402
+from workbench.analysis.diagnose import Target, diagnose  # noqa: E402
+from workbench.analysis.evaluate import mean_cosine, top1_agreement  # noqa: E402
 
 CASES = [
     ("mobilenet-v2", wb.Recipe("int8", "minmax"), Target(metric=top1_agreement, metric_name="top1_agreement",

@@ -26,6 +26,6 @@ def mnist_eval(mnist):
 
 @pytest.fixture(scope="session")
 def cpu():
-    from workbench.backends import get_backend
+    from workbench.runtime import get_backend
 
     return get_backend("onnxruntime-cpu", threads=1)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import workbench as wb
-from workbench import plots
-from workbench.bench import pareto_front, summarize, sweep, tradeoff
+from workbench.analysis.bench import pareto_front, summarize, sweep, tradeoff
+from workbench.app import plots
 
 
 def test_percentiles_match_numpy_on_known_samples():
@@ -64,7 +64,7 @@ def test_figures_from_real_reports(latency, mnist, mnist_calib, mnist_eval):
 
 
 def test_layer_figure_marks_divergence_and_fallback():
-    from workbench.diagnose import diagnose
+    from workbench.analysis.diagnose import diagnose
     from workbench.zoo.planted import digits, planted
 
     spec, model = planted((1,))
@@ -77,7 +77,7 @@ def test_layer_figure_marks_divergence_and_fallback():
 
 
 def test_cli_bench(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "workbench.cli", "bench", "mnist-cnn", "--precision", "fp32,fp16",
+    r = subprocess.run([sys.executable, "-m", "workbench.app.cli", "bench", "mnist-cnn", "--precision", "fp32,fp16",
                         "--batch", "1,2", "--iterations", "10", "--json", str(tmp_path / "b.json"),
                         "--html", str(tmp_path / "b.html")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -86,6 +86,6 @@ def test_cli_bench(tmp_path):
     assert {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput"} <= d["results"][0].keys()
     assert d["context"]["threads"] == 1 and d["context"]["backend"] == "onnxruntime-cpu"
     assert (tmp_path / "b.html").read_text().count("plotly") > 2
-    bad = subprocess.run([sys.executable, "-m", "workbench.cli", "bench", "mnist-cnn", "--batch", "one"],
+    bad = subprocess.run([sys.executable, "-m", "workbench.app.cli", "bench", "mnist-cnn", "--batch", "one"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "--batch takes" in bad.stderr

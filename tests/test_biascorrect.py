@@ -4,10 +4,10 @@ from __future__ import annotations
 import onnx
 
 import workbench as wb
-from workbench.backends import get_backend
-from workbench.diagnose import Target, diagnose
-from workbench.evaluate import output_scores, run
-from workbench.lint import lint
+from workbench.analysis.diagnose import Target, diagnose
+from workbench.analysis.evaluate import output_scores, run
+from workbench.graph.lint import lint
+from workbench.runtime import get_backend
 from workbench.zoo import planted as P
 
 

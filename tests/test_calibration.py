@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench.calibration import calibrate, load_ranges, one_shot_ranges
-from workbench.data import Dataset
+from workbench.model.data import Dataset
+from workbench.precision.calibration import calibrate, load_ranges, one_shot_ranges
 
 
 @pytest.mark.parametrize("method", ["minmax", "entropy", "percentile"])
@@ -36,14 +36,14 @@ def _peak_rss_mb(mode: str, count: int, digits: np.ndarray, folder: Path) -> flo
 import json
 import numpy as np
 import workbench as wb
-from workbench.data import _read_npz, validate
+from workbench.model.data import _read_npz, validate
 model = wb.load_model("mnist-cnn")
 data = validate({{model.inputs[0].name: _read_npz({str(folder / f"x{count}.npz")!r})["x"]}}, model.inputs)
 if {mode!r} == "streamed":
-    from workbench.calibration import calibrate
+    from workbench.precision.calibration import calibrate
     calibrate(model, data, "percentile", progress=False, memory_budget_mb=16)
 else:
-    from workbench.calibration import one_shot_ranges
+    from workbench.precision.calibration import one_shot_ranges
     one_shot_ranges(model, data, "percentile")
 print(json.dumps(next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024))
 """

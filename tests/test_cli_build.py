@@ -7,12 +7,13 @@ import numpy as np
 import onnx
 import pytest
 
-from workbench import cli, evaluate
-from workbench.backends import get_backend
+from workbench.analysis import evaluate
+from workbench.app import cli
+from workbench.runtime import get_backend
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "workbench.app.cli", *args], capture_output=True, text=True)
 
 
 def test_build_int8_writes_model_and_manifest(tmp_path, mnist_eval):

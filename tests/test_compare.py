@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 
 import workbench as wb
-from workbench.compare import compare
+from workbench.analysis.compare import compare
 from workbench.zoo.planted import digits, planted
 
 

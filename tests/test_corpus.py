@@ -22,7 +22,7 @@ MODELS = corpus.names()
 
 def cli(*args: str) -> tuple[int, dict | None, str]:
     """Run `workbench` in a subprocess: (exit code, parsed stdout or None when it is empty, stderr)."""
-    r = subprocess.run([sys.executable, "-m", "workbench.cli", *map(str, args)], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "workbench.app.cli", *map(str, args)], capture_output=True, text=True)
     assert "Traceback" not in r.stderr, r.stderr[-2000:]
     assert r.returncode != 3, r.stderr[-2000:]
     return r.returncode, json.loads(r.stdout) if r.stdout.strip() else None, r.stderr
@@ -90,7 +90,7 @@ def test_melspectrogram_fp16_keeps_overflowing_nodes_and_matches_fp32(tmp_path):
 
 
 def test_fp16_nan_is_never_reported_as_identical():
-    from workbench.metrics import RunningStats
+    from workbench.core.metrics import RunningStats
 
     stats = RunningStats()
     stats.update(np.ones(4, np.float32), np.array([np.nan] * 4, np.float32))
@@ -100,8 +100,8 @@ def test_fp16_nan_is_never_reported_as_identical():
 
 def test_integer_outputs_are_scored_by_agreement():
     """Class labels are categories: `agreement`, not a cosine over label ids, and never the worst cosine."""
-    from workbench.evaluate import output_scores
-    from workbench.metrics import RunningStats
+    from workbench.analysis.evaluate import output_scores
+    from workbench.core.metrics import RunningStats
 
     stats = RunningStats()
     stats.update(np.array([1, 2, 3, 4]), np.array([1, 2, 3, 9]))
@@ -180,8 +180,8 @@ def test_random_data_follows_the_profile():
 def test_scalar_and_state_inputs_through_python():
     """`sr` is one scalar for every sample and `state` has its batch on axis 1; Python takes a path or a dict."""
     import workbench
-    from workbench.compare import compare
-    from workbench.data import load_npz
+    from workbench.analysis.compare import compare
+    from workbench.model.data import load_npz
 
     m = corpus.get("silero-vad")
     model = workbench.load_model(m.path())
@@ -256,8 +256,8 @@ def test_fp16_keeps_a_shared_constant_consistent():
     """MiniLM's ±FLT_MAX attention mask keeps its Where/Add nodes in FP32 while a constant they share with FP16
     nodes is converted: the FP32 readers get their own copy, so the model loads and matches FP32."""
     import workbench as wb
-    from workbench.backends import get_backend
-    from workbench.evaluate import mean_cosine, run
+    from workbench.analysis.evaluate import mean_cosine, run
+    from workbench.runtime import get_backend
 
     model = wb.load_model("minilm")
     data = model.zoo.evaluation_data().take(8)

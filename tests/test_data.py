@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from workbench.data import load_npz, synthetic
-from workbench.errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
+from workbench.model.data import load_npz, synthetic
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import onnx
 import pytest
 
 import workbench as wb
-from workbench.diagnose import Target, diagnose
-from workbench.evaluate import top1_agreement
+from workbench.analysis.diagnose import Target, diagnose
+from workbench.analysis.evaluate import top1_agreement
 from workbench.zoo.planted import digits, planted
 
 
@@ -67,7 +67,7 @@ def _planted_files(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "workbench.app.cli", *args], capture_output=True, text=True)
 
 
 def test_cli_diagnose_contract(tmp_path):

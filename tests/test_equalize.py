@@ -7,13 +7,13 @@ import onnx
 import pytest
 
 import workbench as wb
-from workbench import cli
-from workbench.backends import get_backend
-from workbench.diagnose import diagnose
-from workbench.equalize import equalizable
-from workbench.evaluate import output_scores, run
-from workbench.lint import lint
-from workbench.transform import cleaned, equalized
+from workbench.analysis.diagnose import diagnose
+from workbench.analysis.evaluate import output_scores, run
+from workbench.app import cli
+from workbench.graph.lint import lint
+from workbench.precision.equalize import equalizable
+from workbench.precision.transform import cleaned, equalized
+from workbench.runtime import get_backend
 from workbench.zoo import corpus
 from workbench.zoo import planted as P
 

@@ -10,7 +10,7 @@ from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.calibrate import CalibrationDataReader
 
 import workbench as wb
-from workbench.lint import lint
+from workbench.graph.lint import lint
 
 
 def rules(model):
@@ -89,9 +89,9 @@ def test_device_check_reads_the_conv_precision_from_the_build_log():
 
 def test_cli_exit_codes(mnist, mnist_calib, tmp_path):
     t = wb.apply(mnist, wb.Recipe("int8"), mnist_calib, progress=False)
-    clean = subprocess.run([sys.executable, "-m", "workbench.cli", "lint", str(t.path)], capture_output=True, text=True)
+    clean = subprocess.run([sys.executable, "-m", "workbench.app.cli", "lint", str(t.path)], capture_output=True, text=True)
     assert clean.returncode == 0 and json.loads(clean.stdout)["clean"]
     onnx.save(_ort_quantize(mnist, mnist_calib, tmp_path, activation_type=QuantType.QUInt8), tmp_path / "bad.onnx")
-    bad = subprocess.run([sys.executable, "-m", "workbench.cli", "lint", str(tmp_path / "bad.onnx"), "--json",
+    bad = subprocess.run([sys.executable, "-m", "workbench.app.cli", "lint", str(tmp_path / "bad.onnx"), "--json",
                           str(tmp_path / "l.json")], capture_output=True, text=True)
     assert bad.returncode == 1 and json.loads((tmp_path / "l.json").read_text())["errors"] > 0

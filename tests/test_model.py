@@ -8,7 +8,7 @@ import pytest
 from onnx import TensorProto, helper
 
 import workbench as wb
-from workbench.errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
 
 
 def test_zoo_model_exposes_specs_and_module_paths(mnist):
@@ -62,7 +62,7 @@ def test_torch_module_export_keeps_dynamic_axes_and_module_paths():
     assert handle.source == "torch" and handle.torch_module is module
     assert handle.inputs[0].shape[1:] == (1, 28, 28) and isinstance(handle.inputs[0].shape[0], str)
     assert set(handle.module_of.values()) >= {"features.0", "features.3", "classifier.1", "classifier.4"}
-    from workbench.backends import get_backend
+    from workbench.runtime import get_backend
 
     x = np.random.default_rng(0).standard_normal((5, 1, 28, 28)).astype(np.float32)
     out = get_backend().build(handle.path).infer({"input": x})["logits"]

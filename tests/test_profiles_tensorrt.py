@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import workbench as wb
-from workbench.backends import availability, get_backend
-from workbench.backends.tensorrt import TensorRT, engine_key, timing_cache_path
-from workbench.profiles import build_profile, default_profile
-from workbench.trtexec import build_command, commands
+from workbench.model.profiles import build_profile, default_profile
+from workbench.runtime import availability, get_backend
+from workbench.runtime.tensorrt import TensorRT, engine_key, timing_cache_path
+from workbench.runtime.trtexec import build_command, commands
 
 
 def test_default_profile_from_dynamic_dims(mnist):
@@ -53,7 +53,7 @@ def test_tensorrt_missing_is_one_clear_line():
     assert "TensorRT is not installed" in reason and "workbench[tensorrt]" in reason
     with pytest.raises(wb.WorkbenchError, match="backend tensorrt is not available: TensorRT is not installed"):
         get_backend("tensorrt")
-    r = subprocess.run([sys.executable, "-m", "workbench.cli", "bench", "mnist-cnn", "--backend", "tensorrt"],
+    r = subprocess.run([sys.executable, "-m", "workbench.app.cli", "bench", "mnist-cnn", "--backend", "tensorrt"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "TensorRT is not installed" in r.stderr
 
@@ -94,13 +94,13 @@ def test_trtexec_commands_use_tensorrt_11_flags(mnist):
 
 
 def test_build_manifest_carries_profile_and_trtexec(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "workbench.cli", "build", "mnist-cnn", "--shapes",
+    r = subprocess.run([sys.executable, "-m", "workbench.app.cli", "build", "mnist-cnn", "--shapes",
                         "input:1x1x28x28,4x1x28x28,16x1x28x28", "-o", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["profile"]["input"]["max"] == [16, 1, 28, 28]
     assert "--optShapes=input:4x1x28x28" in manifest["trtexec"]["tensorrt_11"]["build"]
-    r = subprocess.run([sys.executable, "-m", "workbench.cli", "build", "mnist-cnn", "--shapes",
+    r = subprocess.run([sys.executable, "-m", "workbench.app.cli", "build", "mnist-cnn", "--shapes",
                         "input:4x1x28x28,2x1x28x28,16x1x28x28", "-o", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 2 and "min ≤ opt ≤ max" in r.stderr and "Traceback" not in r.stderr
 
@@ -117,7 +117,7 @@ def tensorrt_gpu():
 
 
 def test_tensorrt_runs_the_int8_model(tensorrt_gpu, mnist, mnist_calib, mnist_eval):  # pragma: no cover
-    from workbench.evaluate import run, top1_accuracy
+    from workbench.analysis.evaluate import run, top1_accuracy
 
     t = wb.apply(mnist, wb.Recipe("int8"), mnist_calib, progress=False)
     engine = get_backend("tensorrt", profile=default_profile(mnist.inputs)).build(t.path)

@@ -8,10 +8,10 @@ import onnx
 import pytest
 
 import workbench as wb
-from workbench import quantize as Q
-from workbench.backends import get_backend
-from workbench.calibration import _ort_method
-from workbench.evaluate import run
+from workbench.analysis.evaluate import run
+from workbench.precision import quantize as Q
+from workbench.precision.calibration import _ort_method
+from workbench.runtime import get_backend
 
 
 def _ort_excluding(fp32, ranges, exclude, placement):

@@ -4,8 +4,9 @@ import onnx
 import pytest
 
 import workbench as wb
-from workbench import calibration, evaluate
-from workbench.calibration import load_ranges
+from workbench.analysis import evaluate
+from workbench.precision import calibration
+from workbench.precision.calibration import load_ranges
 
 
 def accuracy(cpu, path, data):
@@ -108,7 +109,7 @@ def test_entropy_is_a_real_entropy_calibration(mnist, mnist_calib):
 
 
 def test_calibration_cache_hit_does_not_recompute(mnist, mnist_calib, monkeypatch):
-    from workbench.quantize import placement_options
+    from workbench.precision.quantize import placement_options
 
     op_types = placement_options("tensorrt")[0]
     first = calibration.calibrate(mnist, mnist_calib.take(64), "percentile", 99.9, progress=False, op_types=op_types)
@@ -156,7 +157,7 @@ def test_placement_presets(mnist, mnist_calib):
 ])
 def test_recipe_round_trips_through_its_cli_line_and_python(recipe):
     """One source of truth: the CLI flags and the Python snippet a recipe writes give the same recipe back."""
-    from workbench.cli import _recipe, build_parser
+    from workbench.app.cli import _recipe, build_parser
 
     args = build_parser().parse_args(["build", "mnist-cnn", "-o", "out", *recipe.to_cli_args()])
     assert _recipe(args) == recipe

@@ -8,11 +8,11 @@ import onnx
 import pytest
 
 import workbench as wb
-from workbench import plots
-from workbench.backends import get_backend
-from workbench.calibration import histogram, method_ranges
-from workbench.diagnose import diagnose
-from workbench.evaluate import output_scores, run
+from workbench.analysis.diagnose import diagnose
+from workbench.analysis.evaluate import output_scores, run
+from workbench.app import plots
+from workbench.precision.calibration import histogram, method_ranges
+from workbench.runtime import get_backend
 from workbench.zoo import planted as P
 
 
@@ -26,7 +26,7 @@ def test_batchnorm_folding_keeps_names_and_values():
     data = P.digits("eval")
     fp16 = wb.apply(model, wb.Recipe("fp16"), progress=False)
     assert fp16.folded == {"b0.bn": "b0.conv", "b1.bn": "b1.conv", "b2.bn": "b2.conv"}
-    from workbench.transform import cleaned
+    from workbench.precision.transform import cleaned
 
     folded, _ = cleaned(model)
     names = [n.name for n in folded.proto.graph.node]
@@ -43,7 +43,7 @@ def test_weights_written_as_constant_nodes_are_lifted_so_batchnorm_folds(tmp_pat
     them into initializers, so BatchNorm folds as it does for initializers (before: nothing folded)."""
     from onnx import helper
 
-    from workbench.transform import cleaned
+    from workbench.precision.transform import cleaned
 
     proto = P.batchnorm_chain().proto
     constants = [helper.make_node("Constant", [], [i.name], name=f"const.{i.name}", value=i)
@@ -107,13 +107,13 @@ def test_cli_override_and_remedies_in_json(tmp_path):
     onnx.save(model.proto, tmp_path / "bn.onnx")
     np.savez(tmp_path / "c.npz", **P.digits("calib").inputs)
     np.savez(tmp_path / "e.npz", **P.digits("eval").inputs)
-    r = subprocess.run([sys.executable, "-m", "workbench.cli", "diagnose", str(tmp_path / "bn.onnx"), "--placement",
+    r = subprocess.run([sys.executable, "-m", "workbench.app.cli", "diagnose", str(tmp_path / "bn.onnx"), "--placement",
                         "all", "--no-cleanup", "--calib-data", str(tmp_path / "c.npz"), "--eval-data",
                         str(tmp_path / "e.npz"), "--json", str(tmp_path / "d.json")], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     d = json.loads((tmp_path / "d.json").read_text())
     assert d["remedies"][1]["remedy"].startswith("clean up the graph") and d["fallback"] == []
-    bad = subprocess.run([sys.executable, "-m", "workbench.cli", "build", str(tmp_path / "bn.onnx"), "--override",
+    bad = subprocess.run([sys.executable, "-m", "workbench.app.cli", "build", str(tmp_path / "bn.onnx"), "--override",
                           "b0.out=magic", "-o", str(tmp_path / "o")], capture_output=True, text=True)
     assert bad.returncode == 2 and "TENSOR=minmax|entropy|percentile" in bad.stderr
 
@@ -144,8 +144,8 @@ def test_folded_convs_are_ranked_and_marked():
 def test_constant_subgraphs_are_folded_and_compare_still_runs(tmp_path):
     from onnx import helper, numpy_helper
 
-    from workbench.compare import compare
-    from workbench.transform import cleaned
+    from workbench.analysis.compare import compare
+    from workbench.precision.transform import cleaned
 
     proto = P.masked_attention().proto
     proto.graph.initializer.append(numpy_helper.from_array(np.array([0.5], np.float32), "half"))

@@ -8,13 +8,13 @@ import pytest
 from test_equalize import _fp32_unchanged
 
 import workbench as wb
-from workbench import cli
-from workbench.backends import get_backend
-from workbench.diagnose import REMEDY_STEPS, diagnose
-from workbench.evaluate import output_scores, run
-from workbench.lint import lint
-from workbench.smooth import smoothable
-from workbench.transform import smoothed
+from workbench.analysis.diagnose import REMEDY_STEPS, diagnose
+from workbench.analysis.evaluate import output_scores, run
+from workbench.app import cli
+from workbench.graph.lint import lint
+from workbench.precision.smooth import smoothable
+from workbench.precision.transform import smoothed
+from workbench.runtime import get_backend
 from workbench.zoo import corpus
 from workbench.zoo import planted as P
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-import workbench.backends.tensorrt as trt_backend
-from workbench.backends.tensorrt import TensorRT, TensorRTRtx
-from workbench.errors import WorkbenchError
-from workbench.profiles import default_profile
+import workbench.runtime.tensorrt as trt_backend
+from workbench.core.errors import WorkbenchError
+from workbench.model.profiles import default_profile
+from workbench.runtime.tensorrt import TensorRT, TensorRTRtx
 
 
 class _Loader:
@@ -114,9 +114,9 @@ def test_tensorrt_rtx_builds_the_int8_model(mnist, mnist_calib, tmp_path):
     transformed = wb.apply(mnist, wb.Recipe("int8"), mnist_calib, progress=False)
     script = (
         "import sys; from pathlib import Path\n"
-        "from workbench.backends.tensorrt import TensorRTRtx, gpu_name\n"
-        "from workbench.model import from_onnx\n"
-        "from workbench.profiles import default_profile\n"
+        "from workbench.runtime.tensorrt import TensorRTRtx, gpu_name\n"
+        "from workbench.model.loading import from_onnx\n"
+        "from workbench.model.profiles import default_profile\n"
         "b = TensorRTRtx(); h = from_onnx(sys.argv[1]); p = default_profile(h.inputs)\n"
         "plan = b.build_plan(Path(sys.argv[1]), h.sha256, p, b.version(), gpu_name())\n"
         "print(len(b.build_bytes(plan, p, [n.output[0] for n in h.proto.graph.node])))\n"

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from workbench.ui import Workbench
+from workbench.app.ui import Workbench
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_copy_as_code_reproduces_the_result(app, tmp_path):
     assert namespace["report"].outputs[0]["sqnr_db"] == pytest.approx(ours, abs=1.0)
     cmd = shlex.split(app.cli_code.value)
     assert cmd[:3] == ["workbench", "compare", "mnist-cnn"] and "node_linear_1" in cmd
-    r = subprocess.run([sys.executable, "-m", "workbench.cli", *cmd[1:]], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "workbench.app.cli", *cmd[1:]], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import workbench as wb
-from workbench.backends import get_backend
-from workbench.diagnose import Target, diagnose
-from workbench.evaluate import mean_cosine, neighbour_agreement, run, top1_agreement
+from workbench.analysis.diagnose import Target, diagnose
+from workbench.analysis.evaluate import mean_cosine, neighbour_agreement, run, top1_agreement
+from workbench.runtime import get_backend
 
 pytestmark = pytest.mark.slow
 

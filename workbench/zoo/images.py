@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import require
+from workbench.zoo.base import require
 
 # Colour photos bundled with scikit-image (no download), plus scikit-learn's two sample photos.
 SKIMAGE_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field", "retina",

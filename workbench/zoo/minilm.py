@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import require
+from workbench.zoo.base import require
 
 INPUTS = ("input_ids", "attention_mask")
 OUTPUT = "sentence_embedding"
@@ -44,9 +44,9 @@ def tokenizer():
 
 
 def export():
-    from .. import cache
-    from ..model import from_torch
-    from . import cached_export
+    from workbench.core import cache
+    from workbench.model.loading import from_torch
+    from workbench.zoo.base import cached_export
 
     torch = require("torch", HINT)
 
@@ -89,7 +89,7 @@ def sentences() -> list[str]:
 
 
 def _dataset(split: str):
-    from ..data import Dataset
+    from workbench.model.data import Dataset
 
     text = sentences()
     chosen = text[0::2][:128] if split == "calib" else text[1::2][:128]
@@ -98,8 +98,8 @@ def _dataset(split: str):
 
 
 def entry():
-    from ..evaluate import mean_cosine, neighbour_agreement
-    from . import ZooEntry
+    from workbench.analysis.evaluate import mean_cosine, neighbour_agreement
+    from workbench.zoo.base import ZooEntry
 
     return ZooEntry(
         name="minilm",

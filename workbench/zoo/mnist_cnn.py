@@ -42,16 +42,16 @@ def load_module():
 
 
 def _dataset(split: str):
-    from ..data import load_npz
-    from . import load
+    from workbench.model.data import load_npz
+    from workbench.model.loading import from_onnx
 
-    return load_npz(DATA_DIR / f"{split}.npz", load("mnist-cnn").inputs)
+    return load_npz(DATA_DIR / f"{split}.npz", from_onnx(DATA_DIR / "model.onnx", name="mnist-cnn").inputs)
 
 
 def entry():
-    from ..evaluate import labelled_top1, top1_agreement
-    from ..model import from_onnx
-    from . import ZooEntry
+    from workbench.analysis.evaluate import labelled_top1, top1_agreement
+    from workbench.model.loading import from_onnx
+    from workbench.zoo.base import ZooEntry
 
     return ZooEntry(
         name="mnist-cnn",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import require
+from workbench.zoo.base import require
 
 INPUT, OUTPUT = "image", "logits"
 SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]
@@ -67,9 +67,9 @@ def load_module():
 
 
 def export():
-    from .. import cache
-    from ..model import from_torch
-    from . import cached_export
+    from workbench.core import cache
+    from workbench.model.loading import from_torch
+    from workbench.zoo.base import cached_export
 
     def run_exporter():
         import torch
@@ -87,9 +87,9 @@ def _torch_version() -> str:
 
 def _dataset(split: str):
     """128 crops of real photos; labels = the FP32 model's top-1 class (no ground truth for these photos)."""
-    from .. import cache
-    from ..data import Dataset
-    from .images import crops
+    from workbench.core import cache
+    from workbench.model.data import Dataset
+    from workbench.zoo.images import crops
 
     path = cache.artifact_path("zoo-data", cache.digest("mobilenet-v2-photos", split, 2), ".npz")
     if not path.exists():
@@ -113,8 +113,8 @@ def class_names() -> list[str]:
 
 
 def entry():
-    from ..evaluate import mean_cosine, top1_agreement
-    from . import ZooEntry
+    from workbench.analysis.evaluate import mean_cosine, top1_agreement
+    from workbench.zoo.base import ZooEntry
 
     return ZooEntry(
         name="mobilenet-v2",

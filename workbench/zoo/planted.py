@@ -15,8 +15,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..data import Dataset
-from ..model import ModelHandle, from_onnx
+from workbench.model.data import Dataset
+from workbench.model.loading import ModelHandle, from_onnx
 
 INPUT = "image"
 
@@ -70,7 +70,7 @@ class PlantedCnn:
         return model
 
     def load(self) -> ModelHandle:
-        from .. import cache
+        from workbench.core import cache
 
         model = self.onnx_model()
         data = model.SerializeToString()
@@ -247,7 +247,7 @@ def _with_head(nodes, inits, x, channels, rng, name) -> ModelHandle:
 
 
 def _model(nodes, inits, name) -> ModelHandle:
-    from .. import cache
+    from workbench.core import cache
 
     graph = helper.make_graph(
         nodes, name, [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["batch", 1, 8, 8])],

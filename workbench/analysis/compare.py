@@ -1,0 +1,339 @@
+"""Per-layer comparison of a recipe's model against the FP32 reference, streamed through Polygraphy.
+
+Every tensor of the FP32 graph is marked as an output in both models (Polygraphy's ModifyOutputs) and both
+Polygraphy runners infer batch by batch, as Comparator.run(streaming=True) does; only running sums are kept,
+never the tensors of every sample. (Comparator itself is not used for the loop: its IterationResult probes
+every output for torch.Tensor, which imports torch, ~200 MB and a second, even for NumPy-only runs.)
+In a Q/DQ graph the original float tensor names survive: `T` is the producer's raw output and
+`T_DequantizeLinear_Output` the fake-quantized value its consumers read. A row reports the value consumers
+read ("effective"), and for quantized tensors also the raw value (sqnr_pre_q_db), so the noise added by
+quantizing that tensor is visible on its own, and for quantized nodes the local SQNR: the node quantized alone, on exact FP32 inputs
+(see sensitivity.py), which later collapses cannot mask.
+
+First divergence: the first tensor, in the FP32 graph's topological order, whose effective SQNR falls below
+`threshold_db` (default 20 dB: about 1 % relative noise power). The largest drop, reported next to it, is the
+node that adds the most relative noise power (noise out − noise in); the diagnosis ranks nodes by that.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import pandas as pd
+
+from workbench.core.log import quiet_polygraphy
+from workbench.core.metrics import RunningStats
+from workbench.graph.cost import macs_per_sample
+from workbench.graph.sensitivity import local_branches
+from workbench.model.data import Dataset, as_dataset
+from workbench.precision.transform import TransformedModel
+from workbench.runtime import Backend, get_backend
+
+DEFAULT_THRESHOLD_DB = 20.0
+LAYER_COLUMNS = ["tensor", "node", "op_type", "module", "quantized", "sqnr_db", "cosine", "max_abs", "mean_abs",
+                 "rms", "sqnr_pre_q_db", "local_sqnr_db", "added_noise"]
+
+
+@dataclass
+class LayerReport:
+    """One row per tensor of the FP32 graph (topological order); final outputs; where accuracy diverges."""
+
+    layers: pd.DataFrame
+    outputs: list[dict]
+    first_divergence: str | None
+    largest_drop: dict | None
+    threshold_db: float
+    recipe: dict
+    samples: int
+    context: dict
+    framework: dict | None = None
+    excluded_nodes: list[str] = field(default_factory=list)
+    macs: dict[str, int] = field(default_factory=dict)
+    local_sqnr: dict[str, float] = field(default_factory=dict)  # quantized node → SQNR when quantized alone
+    folded: dict[str, str] = field(default_factory=dict)  # FP32 node removed by clean-up → node that absorbed it
+    node_info: dict[str, dict] = field(default_factory=dict)  # node → op_type, module (incl. nodes absent in FP32)
+    channel_rms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # quantized tensors only
+    amax: dict[str, float] = field(default_factory=dict, repr=False)  # observed max |value|, quantized tensors
+
+    def to_dict(self) -> dict:
+        return {
+            "layers": json.loads(self.layers[LAYER_COLUMNS].to_json(orient="records")),
+            "outputs": self.outputs,
+            "first_divergence": self.first_divergence,
+            "largest_drop": self.largest_drop,
+            "threshold_db": self.threshold_db,
+            "recipe": self.recipe,
+            "samples": self.samples,
+            "context": self.context,
+            "framework": self.framework,
+            "excluded_nodes": self.excluded_nodes,
+            "folded_nodes": self.folded,
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+
+
+def _effective_names(candidate: onnx.ModelProto, tensors: list[str]) -> dict[str, tuple[str, str | None]]:
+    """FP32 tensor → (name of the value consumers read in the candidate, raw pre-Q name or None)."""
+    producers = {o: n for n in candidate.graph.node for o in n.output}
+    q_of = {n.input[0]: n for n in candidate.graph.node if n.op_type == "QuantizeLinear"}
+    dq_of = {n.input[0]: n for n in candidate.graph.node if n.op_type == "DequantizeLinear"}
+    present = set(producers) | {i.name for i in candidate.graph.input}
+    names: dict[str, tuple[str, str | None]] = {}
+    for t in tensors:
+        producer = producers.get(t)
+        if producer is not None and producer.op_type == "DequantizeLinear":  # a graph output kept its name
+            q = producers.get(producer.input[0])
+            names[t] = (t, q.input[0] if q is not None and q.op_type == "QuantizeLinear" else None)
+        elif t in q_of and q_of[t].output[0] in dq_of:
+            names[t] = (dq_of[q_of[t].output[0]].output[0], t)
+        elif t in present:
+            names[t] = (t, None)
+    return names
+
+
+def _layer_rows(reference: onnx.ModelProto) -> list[tuple[str, str, str]]:
+    """(tensor, node, op_type) in topological order: graph inputs first, then every node output.
+
+    Constant nodes (how Paddle2ONNX, tf2onnx and the legacy torch exporter store weights) hold no activation:
+    runtimes turn them into initializers, which cannot be marked as outputs, so they get no row."""
+    initializers = {i.name for i in reference.graph.initializer}
+    rows = [(i.name, "(input)", "Input") for i in reference.graph.input if i.name not in initializers]
+    for node in reference.graph.node:
+        if node.op_type != "Constant":
+            rows += [(o, node.name, node.op_type) for o in node.output if o and o not in initializers]
+    return rows
+
+
+def compare(
+    transformed: TransformedModel,
+    data: Dataset,
+    backend: Backend | None = None,
+    batch_size: int = 32,
+    memory_budget_mb: float = 512.0,
+    threshold_db: float = DEFAULT_THRESHOLD_DB,
+    framework: bool = True,
+    save_dir: Path | None = None,
+    progress: bool = True,
+    local_sensitivity: bool = True,
+) -> LayerReport:
+    """Compare every layer of `transformed` with the FP32 model on `data` (same backend, same inputs).
+
+    `local_sensitivity` adds the per-node isolated error (one extra pass over the quantized nodes, about one more
+    model run); the diagnosis ranks by it. Without it the comparison costs about two marked runs.
+    Every marked tensor of a batch is held at once, so the batch shrinks below `batch_size` when one sample's
+    tensors (measured on the first sample) would exceed `memory_budget_mb` per batch.
+    """
+    from tqdm.auto import tqdm
+
+    model = transformed.fp32
+    data = as_dataset(data, model.inputs, origin="evaluation data")
+    backend = backend or get_backend()
+    reference = model.proto
+    candidate = onnx.load(str(transformed.path), load_external_data=False)
+    rows = _layer_rows(reference)
+    graph_inputs = {i.name for i in model.inputs}
+    names = _effective_names(candidate, [t for t, _, _ in rows])
+    ref_marked = [t for t, _, _ in rows if t not in graph_inputs]
+    cand_marked = sorted({n for pair in names.values() for n in pair if n and n not in graph_inputs})
+    combined, local_pairs = local_branches(reference, candidate,
+                                           list(transformed.quantized_nodes) if local_sensitivity else [])
+    ref_marked += [clone for _, clone in local_pairs.values()]
+    ref_engine = backend.build_marked(combined, ref_marked, name="fp32-reference")
+    cand_engine = backend.build_marked(transformed.path, cand_marked, name=transformed.recipe.label)
+
+    stats = {t: RunningStats() for t in names}
+    raw_stats = {t: RunningStats() for t, (_, raw) in names.items() if raw is not None}
+    local_stats = {node: RunningStats() for node in local_pairs}
+    output_names = [o.name for o in model.outputs]
+    out_stats = {o: RunningStats() for o in output_names}
+    torch_check = _FrameworkCheck.create(model) if framework else None
+    float_tensors: set[str] | None = None
+    shapes: dict[str, tuple[int, ...]] = {}
+    ref_runner, cand_runner = ref_engine.runner(), cand_engine.runner()
+    saved = _SavedRun(save_dir, ref_runner.name, cand_runner.name) if save_dir else None
+    bar = tqdm(total=len(data), desc="comparing", unit="sample", disable=not progress, leave=False)
+    fixed = data.fixed_batch
+    start, step = 0, fixed or 1
+    with quiet_polygraphy(), ref_runner, cand_runner:
+        while start < len(data):
+            n = min(step, len(data) - start)
+            feed = data.feed(start, n)
+            ref_values = {**feed, **ref_runner.infer(feed)}
+            cand_values = {**feed, **cand_runner.infer(feed)}
+            if start == 0 and not fixed:
+                per_sample = sum(v.nbytes for v in ref_values.values()) + sum(v.nbytes for v in cand_values.values())
+                step = int(max(1, min(batch_size, memory_budget_mb * 2**20 // max(per_sample, 1))))
+            start += n
+            bar.update(n)
+            if float_tensors is None:
+                float_tensors = {t for t in names if t in ref_values and names[t][0] in cand_values  # fused away?
+                                 and np.issubdtype(np.asarray(ref_values[t]).dtype, np.floating)}
+                shapes = {t: np.shape(v) for t, v in ref_values.items()}
+            for t in float_tensors:
+                effective, raw = names[t]
+                stats[t].update(ref_values[t], cand_values[effective])
+                if raw is not None and raw in cand_values:
+                    raw_stats[t].update(ref_values[t], cand_values[raw])
+                    stats[t].track_channels(ref_values[t])
+            for node, (fp32_tensor, clone) in local_pairs.items():
+                if fp32_tensor in ref_values and clone in ref_values:
+                    local_stats[node].update(ref_values[fp32_tensor], ref_values[clone])
+            for o in output_names:
+                out_stats[o].update(ref_values[o], cand_values[names[o][0]])
+            if torch_check is not None:
+                torch_check.update(feed, ref_values, output_names)
+            if saved is not None:
+                saved.add(feed, {o: ref_values[o] for o in output_names},
+                          {o: cand_values[names[o][0]] for o in output_names})
+    bar.close()
+    if saved is not None:
+        saved.write()
+
+    float_tensors = float_tensors or set()
+    local = {pair[0]: local_stats[node].sqnr_db for node, pair in local_pairs.items() if local_stats[node].count}
+    table = _table(rows, names, float_tensors, stats, raw_stats, local, model.module_of, candidate)
+    first = next((r.tensor for r in table.itertuples() if r.sqnr_db < threshold_db), None)
+    return LayerReport(
+        layers=table,
+        outputs=[{"name": o, **{k: v for k, v in out_stats[o].summary().items() if k != "mean_abs"}}
+                 for o in output_names],
+        first_divergence=first,
+        largest_drop=_largest_drop(table),
+        threshold_db=threshold_db,
+        recipe=transformed.recipe.to_dict(),
+        samples=len(data),
+        context={**cand_engine.describe(), "batch_size": step, "synthetic_data": data.synthetic},
+        framework=None if torch_check is None else torch_check.result(),
+        excluded_nodes=list(transformed.excluded_nodes),
+        macs=macs_per_sample(reference, shapes),
+        local_sqnr={node: s.sqnr_db for node, s in local_stats.items() if s.count},
+        folded=dict(transformed.folded),
+        node_info={n.name: {"op_type": n.op_type, "module": model.module_of.get(n.name)} for n in candidate.graph.node
+                   if n.op_type not in ("QuantizeLinear", "DequantizeLinear")},
+        channel_rms={t: s.channel_rms() for t, s in stats.items() if s.channel_sq is not None},
+        amax={t: s.ref_amax for t, s in stats.items() if s.ref_amax},
+    )
+
+
+def _table(rows, names, float_tensors, stats, raw_stats, local, module_of, candidate) -> pd.DataFrame:
+    records = []
+    noise: dict[str, float] = {}
+    raw_noise: dict[str, float] = {}
+    for tensor, node, op_type in rows:
+        if tensor not in float_tensors:
+            continue
+        s = stats[tensor]
+        raw = raw_stats.get(tensor)
+        raw = raw if raw is not None and raw.count else None  # raw value fused away on some backends
+        noise[tensor] = s.relative_noise
+        raw_noise[tensor] = raw.relative_noise if raw is not None else s.relative_noise
+        records.append({
+            "tensor": tensor, "node": node, "op_type": op_type, "module": module_of.get(node),
+            "quantized": names[tensor][1] is not None, **s.summary(), "rms": s.reference_rms,
+            "sqnr_pre_q_db": raw.sqnr_db if raw is not None else None,
+            "local_sqnr_db": local.get(tensor),
+        })
+    table = pd.DataFrame.from_records(records, columns=LAYER_COLUMNS[:-1])
+    inputs_of = _node_inputs(candidate)
+    table["added_noise"] = [_added_noise(r, noise, raw_noise, inputs_of) for r in table.itertuples()]
+    return table
+
+
+def _added_noise(row, noise: dict[str, float], raw_noise: dict[str, float], inputs_of: dict[str, list[str]]) -> float:
+    """Relative noise power at this node's output minus the worst at its inputs before their Q/DQ.
+
+    Measured against the raw (pre-quantization) inputs, so quantizing a node's own inputs counts against the
+    node: keeping the node in higher precision is what removes those Q/DQ pairs.
+    """
+    if row.node == "(input)":
+        return max(0.0, noise[row.tensor])
+    inputs = [raw_noise[t] for t in inputs_of.get(row.node, []) if t in raw_noise]
+    return max(0.0, noise[row.tensor] - max(inputs, default=0.0))
+
+
+def _node_inputs(candidate: onnx.ModelProto) -> dict[str, list[str]]:
+    """Node name → the FP32 tensor names it reads in the candidate (Q/DQ chains traced back to the float tensor)."""
+    producers = {o: n for n in candidate.graph.node for o in n.output}
+
+    def origin(name: str) -> str:
+        p = producers.get(name)
+        while p is not None and p.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            name = p.input[0]
+            p = producers.get(name)
+        return name
+
+    return {n.name: [origin(i) for i in n.input if i] for n in candidate.graph.node}
+
+
+def _largest_drop(table: pd.DataFrame) -> dict | None:
+    if table.empty or table["added_noise"].max() <= 0:
+        return None
+    row = table.loc[table["added_noise"].idxmax()]
+    return {"tensor": row.tensor, "node": row.node, "module": row.module, "op_type": row.op_type,
+            "added_noise": float(row.added_noise), "sqnr_db": float(row.sqnr_db)}
+
+
+class _SavedRun:
+    """Graph inputs and final outputs of both runs as Polygraphy JSON, for `polygraphy run --load-inputs
+    inputs.json --load-outputs outputs.json` cross-checks (intermediate tensors are not saved: too large)."""
+
+    def __init__(self, directory: Path, ref_name: str, cand_name: str) -> None:
+        self.directory = Path(directory)
+        self.names = (ref_name, cand_name)
+        self.inputs: list[dict] = []
+        self.outputs: tuple[list, list] = ([], [])
+
+    def add(self, feed: dict, ref: dict, cand: dict) -> None:
+        from polygraphy.comparator import IterationResult
+
+        self.inputs.append({k: np.array(v) for k, v in feed.items()})
+        for store, name, values in zip(self.outputs, self.names, (ref, cand)):
+            store.append(IterationResult({k: np.array(v) for k, v in values.items()}, runner_name=name))
+
+    def write(self) -> None:
+        from polygraphy.comparator import RunResults
+        from polygraphy.json import save_json
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        save_json(self.inputs, str(self.directory / "inputs.json"), description="inference inputs")
+        RunResults(list(zip(self.names, self.outputs))).save(str(self.directory / "outputs.json"))
+
+
+class _FrameworkCheck:
+    """Export fidelity: the FP32 ONNX against the PyTorch module it came from, on the same batches."""
+
+    def __init__(self, module: Any) -> None:
+        self.module = module
+        self.stats: dict[str, RunningStats] = {}
+
+    @classmethod
+    def create(cls, model) -> "_FrameworkCheck | None":
+        module = model.torch_module
+        if module is None and model.zoo is not None and model.zoo.torch_module is not None:
+            try:
+                module = model.zoo.torch_module()
+            except ImportError:
+                return None
+        return None if module is None else cls(module)
+
+    def update(self, feed: dict, ref_values: dict, output_names: list[str]) -> None:
+        import torch
+
+        with torch.no_grad():
+            out = self.module(*[torch.from_numpy(np.ascontiguousarray(v)) for v in feed.values()])
+        outs = out if isinstance(out, (tuple, list)) else [out]
+        for name, value in zip(output_names, outs):
+            self.stats.setdefault(name, RunningStats()).update(value.numpy(), ref_values[name])
+
+    def result(self) -> dict:
+        return {"reference": "PyTorch module (FP32)", "candidate": "FP32 ONNX",
+                "outputs": [{"name": n, **s.summary()} for n, s in self.stats.items()],
+                "ok": all(s.sqnr_db > 60 and math.isfinite(s.cosine) for s in self.stats.values())}

@@ -1,0 +1,713 @@
+"""Where INT8 collapses and the smallest set of nodes to keep in higher precision to fix it.
+
+Ranking: each quantized node's local sensitivity (quantized alone, on exact FP32 inputs; see sensitivity.py),
+measured by one per-layer comparison pass on a subset of the data. Search: the shortest prefix of the ranking that meets
+the target, by bisection over the prefix length (every evaluation is a re-quantize from cached calibration
+ranges plus one run over the data), then leftover budget prunes nodes the prefix did not need. Budget:
+⌈log2 N⌉ + 3 evaluations for N quantized nodes, counting the evaluation of the unmodified recipe.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from workbench.analysis.compare import LayerReport, compare
+from workbench.analysis.evaluate import TaskMetric, output_scores, reference_run, run
+from workbench.core.errors import WorkbenchError
+from workbench.core.metrics import SQNR_CAP_DB, is_categorical
+from workbench.model.data import Dataset, as_dataset
+from workbench.model.loading import ModelHandle
+from workbench.precision.equalize import equalizable
+from workbench.precision.recipe import Recipe
+from workbench.precision.smooth import smoothable
+from workbench.precision.transform import apply, cleaned
+from workbench.runtime import Backend, get_backend
+
+
+@dataclass
+class Target:
+    """What "fixed" means: output cosine, output SQNR, or a task metric (higher is better) within max_drop."""
+
+    cosine: float | None = None
+    sqnr_db: float | None = None
+    metric: TaskMetric | None = None
+    metric_name: str = "metric"
+    max_drop: float = 0.01
+    # An output-cosine target must hold for the lower bound of this bootstrap confidence interval over the
+    # evaluation samples, not just for the point estimate: a search that stops at the first recipe scraping past
+    # the target on few samples otherwise misses it on new data. None: the point estimate alone. The level is for
+    # the whole search: diagnose tests each of its k evaluations at 1 - (1 - confidence) / k (Bonferroni), since
+    # picking the first of k candidates to pass is k chances to be fooled by the evaluation set.
+    confidence: float | None = 0.9
+    per_evaluation_confidence: float | None = None
+
+    def for_search(self, evaluations: int) -> "Target":
+        """This target with the confidence each of `evaluations` tests must reach (Bonferroni)."""
+        if not self.confidence:
+            return self
+        return replace(self, per_evaluation_confidence=1.0 - (1.0 - self.confidence) / max(1, evaluations))
+
+    def __post_init__(self) -> None:
+        if self.cosine is None and self.sqnr_db is None and self.metric is None:
+            self.cosine = 0.99
+        if self.cosine is not None and not -1.0 <= self.cosine <= 1.0:
+            raise WorkbenchError(f"target cosine must be in [-1, 1], got {self.cosine}")
+
+    def describe(self) -> str:
+        parts = []
+        if self.cosine is not None:
+            parts.append(f"output cosine ≥ {self.cosine:g}")
+        if self.sqnr_db is not None:
+            parts.append(f"output SQNR ≥ {self.sqnr_db:g} dB")
+        if self.metric is not None:
+            parts.append(f"{self.metric_name} drop ≤ {self.max_drop:g}")
+        return " and ".join(parts)
+
+    def met(self, scores: dict, reference_metric: float | None) -> bool:
+        ok = True
+        if self.cosine is not None:  # both the bound and the point estimate: a NaN output must never pass
+            values = (scores["cosine"], scores.get("cosine_lower_bound", scores["cosine"]))
+            ok &= all(math.isfinite(v) and v >= self.cosine for v in values)
+        if self.sqnr_db is not None:
+            ok &= math.isfinite(scores["sqnr_db"]) and scores["sqnr_db"] >= self.sqnr_db
+        if self.metric is not None:
+            ok &= reference_metric - scores[self.metric_name] <= self.max_drop + 1e-12
+        return bool(ok)
+
+    def better(self, a: dict, b: dict) -> bool:
+        """Is scores `a` closer to the target than `b` (task metric first, then cosine, then SQNR)?"""
+        key = self.metric_name if self.metric is not None else ("cosine" if self.cosine is not None else "sqnr_db")
+        return a[key] > b[key]
+
+    def to_dict(self) -> dict:
+        d = {"cosine": self.cosine, "sqnr_db": self.sqnr_db, "confidence": self.confidence,
+             "per_evaluation_confidence": self.per_evaluation_confidence}
+        if self.metric is not None:
+            d.update(metric=self.metric_name, max_drop=self.max_drop)
+        return d
+
+
+@dataclass
+class Diagnosis:
+    ranking: list[dict]
+    fallback: list[str]
+    before: dict
+    after: dict
+    evaluations: int
+    budget: int
+    quantized_nodes: int
+    target: dict
+    met: bool
+    explanation: str
+    recipe: Recipe
+    report: LayerReport = field(repr=False)
+    trials: list[dict] = field(default_factory=list)
+    cost: dict = field(default_factory=dict)
+    ranking_samples: int = 0
+    causes: dict[str, str] = field(default_factory=dict)
+    remedies: list[dict] = field(default_factory=list)  # every fix tried, cheapest first, with what it achieved
+    initial_ranking: list[dict] = field(default_factory=list)  # ranking under the recipe as given
+    heldout: dict | None = None  # the final recipe scored on held-out data by plain ONNX Runtime
+    warnings: list[str] = field(default_factory=list)
+    collateral: list[str] = field(default_factory=list)  # ops left in float beside the fallback nodes
+    deployment: dict | None = None  # the final recipe on the evaluation data, run as ONNX Runtime CPU deploys it
+    cycle_seconds: list[float] = field(default_factory=list)  # wall time of each search cycle (quantize + evaluate)
+
+    @property
+    def remedies_tried(self) -> int:
+        """Remedies evaluated before or after the fallback search (not the recipe as given, not the fallback)."""
+        return sum(1 for r in self.remedies[1:] if not r.get("search"))
+
+    def to_dict(self) -> dict:
+        return {
+            "ranking": self.ranking, "fallback": self.fallback, "before": self.before, "after": self.after,
+            "evaluations": self.evaluations, "budget": self.budget, "remedies_tried": self.remedies_tried,
+            "cycle_budget": self.budget + self.remedies_tried, "quantized_nodes": self.quantized_nodes,
+            "target": self.target, "met": self.met, "explanation": self.explanation,
+            "recipe": self.recipe.to_dict(), "first_divergence": self.report.first_divergence,
+            "trials": self.trials, "cost": self.cost, "ranking_samples": self.ranking_samples,
+            "causes": self.causes, "remedies": self.remedies, "initial_ranking": self.initial_ranking[:20],
+            "heldout": self.heldout, "warnings": self.warnings, "also_in_higher_precision": self.collateral,
+            "deployment": self.deployment, "cycle_seconds": self.cycle_seconds,
+            "recipe_cli_args": self.recipe.to_cli_args(), "recipe_python": self.recipe.to_python(),
+        }
+
+    def to_json(self, **kwargs: Any) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+
+def _scores(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], data: Dataset,
+            target: Target) -> dict:
+    """Worst output cosine and SQNR over the graph outputs, plus the task metric if the target has one, and for a
+    cosine target with a confidence level the bootstrap lower bound of the cosine."""
+    scores = output_scores(outputs, reference)
+    if target.cosine is not None and target.confidence:
+        level = target.per_evaluation_confidence or target.confidence
+        bound = cosine_lower_bound(outputs, reference, len(data), level)
+        if bound is not None:
+            scores["cosine_lower_bound"] = bound
+    if target.metric is not None:
+        scores[target.metric_name] = float(target.metric(outputs, reference, data))
+    return scores
+
+
+def cosine_lower_bound(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], samples: int,
+                       confidence: float, resamples: int = 2000) -> float | None:
+    """Lower bound (one-sided, `confidence`) of the worst output cosine under resampling of the samples with
+    replacement (bootstrap), from per-sample sums; None when no output has its samples on axis 0."""
+    rng = np.random.default_rng(0)
+    weights = rng.multinomial(samples, np.full(samples, 1.0 / samples), size=resamples).astype(np.float64)
+    worst = None
+    for name, ref in reference.items():
+        out = outputs[name]
+        if np.ndim(ref) == 0 or np.shape(ref)[0] != samples or np.shape(out) != np.shape(ref):
+            continue
+        if is_categorical(ref) and not all(map(is_categorical, reference.values())):
+            continue  # labels are scored by agreement, as in output_scores
+        r = np.asarray(ref, np.float64).reshape(samples, -1)
+        x = np.asarray(out, np.float64).reshape(samples, -1)
+        if not (np.isfinite(r).all() and np.isfinite(x).all()):
+            return 0.0
+        rr, xx, ee = weights @ (r * r).sum(1), weights @ (x * x).sum(1), weights @ ((r - x) ** 2).sum(1)
+        norms = np.sqrt(rr * xx)
+        gap = (np.sqrt(rr) - np.sqrt(xx)) ** 2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            cos = np.where(norms > 0, 1.0 - (ee - gap) / (2.0 * norms), 1.0)
+        bound = float(np.quantile(np.clip(cos, -1, 1), 1.0 - confidence))
+        worst = bound if worst is None else min(worst, bound)
+    return worst
+
+
+def rank(report: LayerReport, quantized: list[str]) -> list[dict]:
+    """Quantized nodes, most harmful first: score = relative noise power the node causes on its own (falling back
+    to the noise it adds along the graph when no local measurement exists)."""
+    table = report.layers
+    rows = []
+    for node in quantized:
+        hits = table[table["node"] == node]
+        local = report.local_sqnr.get(node)
+        if local is None and hits.empty:
+            continue
+        score = 10 ** (-local / 10) if local is not None else float(hits.iloc[0]["added_noise"])
+        info = report.node_info.get(node, {})
+        rows.append({"node": node, "score": float(score), "op_type": info.get("op_type"),
+                     "module": info.get("module"), "local_sqnr_db": local,
+                     "sqnr_db": float(hits.iloc[0]["sqnr_db"]) if not hits.empty else None})
+    rows.sort(key=lambda r: -r["score"])
+    return rows
+
+
+def diagnose(
+    model: ModelHandle,
+    recipe: Recipe,
+    calib: Dataset,
+    data: Dataset,
+    target: Target | None = None,
+    backend: Backend | None = None,
+    batch_size: int = 32,
+    ranking_samples: int = 64,
+    remedies: bool | tuple[str, ...] = True,
+    progress: bool = True,
+    heldout: Any = None,
+    batch_axes: dict[str, int | None] | None = None,
+    deployment_check: bool = True,
+) -> Diagnosis:
+    """Why INT8 hurts and the cheapest fix that meets `target` (default output cosine ≥ 0.99).
+
+    With `remedies` (True: DEFAULT_REMEDIES; or a tuple of REMEDY_STEPS), fixes are tried in order of cost
+    before any node leaves INT8: graph clean-up, the TensorRT Q/DQ placement, per-tensor calibration overrides for
+    the tensors the ranking blames (clipped → minmax, coarse or outlier-ridden → entropy/percentile), each kept when
+    it improves the score; then activation equalization (workbench.precision.equalize), activation smoothing
+    (workbench.precision.smooth) and bias correction (workbench.precision.biascorrect), kept only when they meet the target, each tried on
+    top of the rescalings before it that did not. The node fallback search then runs on the best
+    recipe so far; with "fp16" a fallback it finds is retried in FP16 and kept there if it still meets the target.
+    The ranking pass (every tensor marked, local sensitivity) uses the first `ranking_samples` samples; every
+    evaluation runs on all of `data`.
+
+    The search scores simulated Q/DQ (the graph as written: the arithmetic TensorRT runs). With
+    `deployment_check` on the ONNX Runtime CPU backend, the recipe is also run as a CPU deployment would (full
+    graph optimizations: fused integer kernels): where those lose accuracy the simulation does not show (x86
+    without VNNI saturates u8*s8 pair sums), the found recipe is tried with 7-bit weights, and the final
+    recipe's deployed score is reported beside the simulated one.
+    """
+    from tqdm.auto import tqdm
+
+    if recipe.precision != "int8":
+        raise WorkbenchError("diagnose searches INT8 fallbacks: use --precision int8")
+    steps = DEFAULT_REMEDIES if remedies is True else tuple(remedies or ())
+    unknown = sorted(set(steps) - set(REMEDY_STEPS))
+    if unknown:
+        raise WorkbenchError(f"unknown remedies {unknown}; choose from {', '.join(REMEDY_STEPS)}")
+    calib = as_dataset(calib, model.inputs, batch_axes, origin="calibration data")
+    data = as_dataset(data, model.inputs, batch_axes, origin="evaluation data")
+    target = target or Target()
+    backend = backend or get_backend()
+    bar = tqdm(desc="diagnosing", unit="run", disable=not progress, leave=False)
+    reference = reference_run(backend, model, data, batch_size)
+    reference_metric = float(target.metric(reference, reference, data)) if target.metric is not None else None
+
+    cycle_seconds: list[float] = []
+
+    def cycle(on: Backend, ref: dict, r: Recipe) -> dict:
+        """One quantize + evaluate cycle: the recipe's model run by `on` over `data`, scored against `ref`."""
+        bar.update()
+        start = time.perf_counter()
+        scores = _scores(run(on.build(apply(model, r, calib, progress=False).path), data, batch_size), ref, data,
+                         target)
+        seconds = round(time.perf_counter() - start, 3)
+        if on is backend:
+            cycle_seconds.append(seconds)
+        return {**scores, "seconds": seconds}
+
+    def score(r: Recipe) -> dict:
+        return cycle(backend, reference, r)
+
+    base = apply(model, recipe, calib, progress=progress)
+    if not base.quantized_nodes:
+        why = "; ".join(f"{n}: {r}" for n, r in base.kept_in_fp32.items())
+        raise WorkbenchError("no node is quantized by this recipe: nothing to diagnose" + (f" ({why})" if why else ""))
+    target = target.for_search(search_budget(len(base.quantized_nodes)))
+    before = score(recipe)
+    tried = [{"remedy": f"as given ({recipe.label})", **before, "met": target.met(before, reference_metric),
+              "nodes_in_higher_precision": 0}]
+    current, current_scores = recipe, before
+    report = compare(base, data.take(ranking_samples), backend, framework=False, progress=False)
+    initial_ranking = rank(report, base.quantized_nodes)
+    initial_causes = {r["node"]: cause(r["node"], model, report, base) for r in initial_ranking[:3]}
+    rescaled = None  # the best rescaling (or bias correction) not adopted: the fallback search also starts there
+    if steps and not target.met(current_scores, reference_metric):
+        stacked = current  # smoothing and bias correction stack on rescalings that did not meet the target alone
+        for step in [s for s in REMEDY_STEPS if s in steps and s != "fp16"]:
+            on = stacked if step in ("smooth", "bias") else current
+            step_remedy = _remedy_step(step, model, on, report, base)
+            if step_remedy is None:
+                continue
+            label, candidate = step_remedy
+            if on != current:
+                label += " (on top of " + ", ".join(_RESCALING[k] for k in _RESCALING if getattr(on, k)
+                                                    and not getattr(current, k)) + ")"
+            scores = score(candidate)
+            tried.append({"remedy": label, **scores, "met": target.met(scores, reference_metric),
+                          "nodes_in_higher_precision": 0, **_rescaling_cost(step, model, candidate, calib)})
+            # Equalization and bias correction move the noise of every layer: kept only when they meet the target,
+            # because a partial gain spread over the network can need a larger fallback (MobileNetV2: equalized,
+            # 25 nodes and 66 % of the MACs instead of 19 and 43 %).
+            keep = target.met(scores, reference_metric) if step in _RESCALING.keys() | {"bias"} else target.better(
+                scores, current_scores)
+            if not keep and step in _RESCALING.keys() | {"bias"} and target.better(
+                    scores, rescaled[1] if rescaled else current_scores):
+                rescaled = (candidate, scores)
+            if keep:
+                current, current_scores = candidate, scores
+                base = apply(model, current, calib, progress=False)
+                report = compare(base, data.take(ranking_samples), backend, framework=False, progress=False)
+            stacked = candidate if step in _RESCALING and not keep else current
+            if target.met(current_scores, reference_metric):
+                break
+    starts = [(current, current_scores, report, base)]
+    if rescaled is not None and not target.met(current_scores, reference_metric):
+        # A rescaling that improved the score without meeting the target may still need a smaller fallback (the
+        # PP-OCR detector, smoothed) or a larger one (MobileNetV2, equalized): search from both, keep the cheaper.
+        alt_base = apply(model, rescaled[0], calib, progress=False)
+        starts.append((*rescaled, compare(alt_base, data.take(ranking_samples), backend, framework=False,
+                                          progress=False), alt_base))
+    searches = []
+    for start, start_scores, start_report, start_base in starts:
+        found = _fallback_search(start, start_scores, target, reference_metric, start_report, start_base, score)
+        cost = _cost(start_report, start_base.quantized_nodes, found["fallback"], start.fallback_precision)
+        searches.append((start, found, start_report, start_base, cost))
+    chosen = min(searches, key=lambda c: (not target.met(c[1]["after"], reference_metric),
+                                          c[4]["share_of_macs_in_higher_precision"], len(c[1]["fallback"])))
+    for start, found, _, _, cost in searches:
+        if found["fallback"]:
+            extra = [_RESCALING.get(k, "bias correction") for k in ("equalize", "smooth", "bias_correction")
+                     if getattr(start, k) and not getattr(recipe, k)]
+            tried.append({"remedy": f"keep {len(found['fallback'])} node(s) in {start.fallback_precision.upper()}"
+                                    + (f" on top of {', '.join(extra)}" if extra else "")
+                                    + f": {cost['share_of_macs_in_higher_precision']:.1%} of the INT8-eligible MACs",
+                          **found["after"], "met": target.met(found["after"], reference_metric),
+                          "nodes_in_higher_precision": len(found["fallback"]), "search": True,
+                          **({"adopted": found is chosen[1]} if len(searches) > 1 else {})})
+    current, search, report, base, _ = chosen
+    fallback, after = search["fallback"], search["after"]
+    if fallback:
+        if "fp16" in steps and current.fallback_precision == "fp32" and target.met(after, reference_metric):
+            half = current.with_(fallback_precision="fp16")
+            scores = score(half.with_exclude(list(half.exclude) + fallback))
+            met = target.met(scores, reference_metric)
+            tried.append({"remedy": f"the same {len(fallback)} node(s) in FP16 instead of FP32 (TensorRT runs FP16 "
+                                    "at about twice the FP32/TF32 rate)", **scores, "met": met,
+                          "nodes_in_higher_precision": len(fallback), "adopted": met})
+            if met:
+                current, after = half, scores
+    deploy = _deployment(backend, model, data, batch_size, cycle) if deployment_check else None
+    deployed = None
+    if deploy is not None:
+        final_recipe = current.with_exclude(list(current.exclude) + fallback)
+        deployed = deploy.score(final_recipe)
+        if remedies and target.met(after, reference_metric) and not target.met(deployed, reference_metric):
+            remedy = _kernel_remedy(deploy, final_recipe, after, deployed, score, tried, target, reference_metric)
+            if remedy is not None:
+                current, after, deployed = current.with_(weight_bits=7), *remedy
+    bar.close()
+    if target.metric is not None:
+        before[f"reference_{target.metric_name}"] = after[f"reference_{target.metric_name}"] = reference_metric
+    ranking = search["ranking"]
+    causes = {**initial_causes, **{r["node"]: cause(r["node"], model, report, base) for r in ranking[:3] + [
+        r for r in ranking if r["node"] in fallback][:8]}}
+    diagnosis = Diagnosis(
+        ranking=ranking, fallback=fallback, before=before, after=after,
+        evaluations=len(tried) - sum(1 for r in tried if r.get("search")) + sum(len(f["trials"]) for _, f, *_ in
+                                                                                 searches),
+        budget=sum(f["budget"] for _, f, *_ in searches),
+        quantized_nodes=len(base.quantized_nodes), target=target.to_dict(),
+        met=target.met(after, reference_metric), explanation="",
+        recipe=current.with_exclude(list(current.exclude) + fallback), report=report, trials=search["trials"],
+        cost={}, ranking_samples=report.samples, causes=causes,
+        remedies=tried, initial_ranking=initial_ranking, cycle_seconds=cycle_seconds,
+    )
+    final = apply(model, diagnosis.recipe, calib, progress=False)
+    diagnosis.collateral = [n for n in final.kept_in_fp32 if n not in fallback and n in base.quantized_nodes]
+    diagnosis.cost = _cost(report, base.quantized_nodes, fallback + diagnosis.collateral,
+                           diagnosis.recipe.fallback_precision)
+    diagnosis.warnings = _sample_warnings(data, target, after)
+    if deploy is not None:  # verification runs, counted apart from the search's cycles
+        diagnosis.deployment = {**deploy.describe(), **deployed, "met": target.met(deployed, reference_metric),
+                                "runs": deploy.runs}
+        if diagnosis.met and not diagnosis.deployment["met"]:
+            diagnosis.warnings.append(
+                f"the recipe meets {target.describe()} with simulated Q/DQ (the arithmetic TensorRT runs), but ONNX "
+                f"Runtime on this CPU with full graph optimizations (its integer kernels) reaches output cosine "
+                f"{deployed['cosine']:.4f}, SQNR {deployed['sqnr_db']:.1f} dB: deploy on TensorRT, or keep more "
+                "nodes in higher precision for ONNX Runtime")
+    if heldout is not None:
+        diagnosis.heldout = score_heldout(model, final, as_dataset(heldout, model.inputs, batch_axes,
+                                                                   origin="held-out data"), target, batch_size,
+                                          simulated=backend)
+    diagnosis.explanation = explain(diagnosis, target)
+    return diagnosis
+
+
+def _sample_warnings(data: Dataset, target: Target, after: dict) -> list[str]:
+    """Too few samples make an output cosine near the target a coin toss: say so."""
+    out = []
+    if len(data) < 32:
+        out.append(f"the evaluation set has only {len(data)} sample(s): a diagnosis reaching {target.describe()} on "
+                   "it may miss on other data; use 32 or more and check the held-out score")
+    bound = after.get("cosine_lower_bound")
+    if target.cosine is not None and bound is not None and bound < target.cosine <= after["cosine"]:
+        out.append(f"output cosine {after['cosine']:.4f} meets {target.cosine:g} on these {len(data)} samples, but "
+                   f"its {target.per_evaluation_confidence or target.confidence or 0.9:.1%} lower bound is "
+                   f"{bound:.4f}: more evaluation samples are "
+                   "needed to claim the target")
+    return out
+
+
+def score_heldout(model: ModelHandle, final, heldout: Dataset, target: Target, batch_size: int = 32,
+                  simulated: Backend | None = None) -> dict:
+    """The final recipe against FP32 on held-out data with plain ONNX Runtime (its default, full graph
+    optimizations: what a deployment runs), not the unoptimized graph the search used; with `simulated`, also
+    the simulated Q/DQ score (the search's own arithmetic), which tells a data shift from a kernel effect."""
+    point = Target(target.cosine, target.sqnr_db, target.metric, target.metric_name, target.max_drop, None)
+
+    def scored(backend: Backend) -> tuple[dict, bool]:
+        reference = reference_run(backend, model, heldout, batch_size)
+        scores = _scores(run(backend.build(final.path), heldout, batch_size), reference, heldout, point)
+        metric = float(target.metric(reference, reference, heldout)) if target.metric is not None else None
+        return scores, point.met(scores, metric)
+
+    scores, met = scored(get_backend("onnxruntime-cpu", optimization="all"))
+    out = {"samples": len(heldout), "graph_optimization": "all", **scores, "met": met}
+    if simulated is not None:
+        out["simulated"] = {**scored(simulated)[0], "graph_optimization": getattr(simulated, "optimization", None)}
+    return out
+
+
+# A deployed score this far (dB of output SQNR) below the simulated one is a kernel effect worth a remedy.
+KERNEL_LOSS_DB = 1.0
+
+
+@dataclass
+class _Deployment:
+    """Scores recipes as ONNX Runtime CPU deploys them (full graph optimizations), against its own FP32 run."""
+
+    backend: Backend
+    reference: dict
+    score_fn: Any
+    runs: int = 0
+
+    def score(self, recipe: Recipe) -> dict:
+        self.runs += 1
+        return self.score_fn(self.backend, self.reference, recipe)
+
+    def describe(self) -> dict:
+        from workbench.runtime.onnxruntime_cpu import cpu_has_vnni, cpu_name
+
+        return {"backend": self.backend.name, "graph_optimization": "all", "cpu": cpu_name(), "vnni": cpu_has_vnni()}
+
+
+def _deployment(backend: Backend, model: ModelHandle, data: Dataset, batch_size: int, cycle) -> _Deployment | None:
+    """The deployment scorer, for the ONNX Runtime CPU backend when the search runs an unoptimized graph; `cycle`
+    is diagnose's own quantize + evaluate step, run on the deployed backend against its own FP32 reference."""
+    if getattr(backend, "name", "") != "onnxruntime-cpu" or getattr(backend, "optimization", "all") == "all":
+        return None
+    deployed = get_backend("onnxruntime-cpu", optimization="all", threads=backend.threads)
+    return _Deployment(deployed, reference_run(deployed, model, data, batch_size), cycle)
+
+
+def _kernel_remedy(deploy: _Deployment, recipe: Recipe, simulated: dict, deployed: dict, score, tried: list[dict],
+                   target: Target, reference_metric: float | None) -> tuple[dict, dict] | None:
+    """The recipe meets the target in simulation but not as ONNX Runtime CPU runs it: if its fused integer kernels
+    lose accuracy the simulated Q/DQ does not, try 7-bit weights (ORT's reduce_range); returns (simulated,
+    deployed) scores when both then meet the target."""
+    loss = simulated["sqnr_db"] - deployed["sqnr_db"]
+    if recipe.weight_bits != 8 or loss <= KERNEL_LOSS_DB:
+        return None
+    candidate = recipe.with_(weight_bits=7)
+    sim7, dep7 = score(candidate), deploy.score(candidate)
+    why = " (this CPU has no VNNI: u8*s8 pair sums saturate in 16 bits)" if deploy.describe()["vnni"] is False else ""
+    adopted = target.met(sim7, reference_metric) and target.met(dep7, reference_metric)
+    tried.append({"remedy": f"7-bit weights: ONNX Runtime's CPU integer kernels lose {loss:.1f} dB of output SQNR "
+                            f"against simulated Q/DQ{why}", **sim7, "deployed": dep7,
+                  "met": target.met(sim7, reference_metric), "nodes_in_higher_precision": 0, "adopted": adopted})
+    return (sim7, dep7) if adopted else None
+
+
+def search_budget(nodes: int) -> int:
+    """Evaluations the fallback search may spend on N quantized nodes, counting the starting recipe's."""
+    return math.ceil(math.log2(max(nodes, 2))) + 3
+
+
+def _fallback_search(recipe, start_scores, target, reference_metric, report, base, score) -> dict:
+    """Shortest prefix of the ranking that meets the target (bisection), then pruning with leftover budget;
+    `score` is diagnose's quantize + evaluate cycle."""
+    ranking = rank(report, base.quantized_nodes)
+    order = [r["node"] for r in ranking]
+    budget = search_budget(len(order))
+    trials: list[dict] = []
+    results: dict[tuple[str, ...], dict] = {(): start_scores}
+
+    def evaluate(nodes: list[str]) -> bool:
+        key = tuple(nodes)
+        if key not in results:
+            results[key] = score(recipe.with_exclude(list(recipe.exclude) + nodes))
+            trials.append({"fallback": nodes, **results[key], "met": target.met(results[key], reference_metric)})
+        return target.met(results[key], reference_metric)
+
+    fallback: list[str] = []
+    if not target.met(start_scores, reference_metric) and order:
+        if evaluate(order[:1]):
+            fallback = order[:1]
+        elif not evaluate(order):
+            fallback = order
+        else:
+            lo, hi = 1, len(order)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (lo, mid) if evaluate(order[:mid]) else (mid, hi)
+            fallback = order[:hi]
+        for node in reversed(list(fallback)):
+            if len(trials) + 1 >= budget or len(fallback) <= 1:
+                break
+            trial = [x for x in fallback if x != node]
+            if evaluate(trial):
+                fallback = trial
+    return {"ranking": ranking, "fallback": fallback, "after": results[tuple(fallback)], "trials": trials,
+            "budget": budget}
+
+
+# Remedies in the order diagnose tries them; "fp16" retries a found fallback in FP16 instead of FP32. The FP16
+# retry is opt-in (remedies=REMEDY_STEPS): on MobileNetV2 it met the target on the evaluation data and missed it on
+# held-out data by 0.0006, and next to a DequantizeLinear its Cast leaves a Q/DQ pair TensorRT cannot fuse.
+REMEDY_STEPS = ("cleanup", "placement", "overrides", "equalize", "smooth", "bias", "fp16")
+DEFAULT_REMEDIES = REMEDY_STEPS[:-1]
+
+
+_RESCALING = {"equalize": "equalization", "smooth": "smoothing"}  # recipe field → remedy name
+
+
+def _rescaling_cost(step: str, model: ModelHandle, candidate: Recipe, calib: Dataset) -> dict:
+    """What an equalization or smoothing candidate changed (from its cached transform): tensors rescaled, and the
+    pointwise Mul nodes smoothing added where no producer could absorb the scale."""
+    if step not in _RESCALING:
+        return {}
+    done = apply(model, candidate, calib, progress=False)
+    if step == "equalize":
+        return {"rescaled_tensors": sum(len(g["tensors"]) for g in done.equalized)}
+    return {"rescaled_tensors": len(done.smoothed), "added_mul_nodes": sum(1 for t in done.smoothed if t["mul"])}
+
+
+def _remedy_step(step: str, model: ModelHandle, current: Recipe, report: LayerReport, base) -> tuple | None:
+    """(label, candidate recipe) for one remedy, built on the best recipe so far, or None when it does not apply.
+    Calibration overrides come before equalization: where per-tensor ranges suffice they change the least, and
+    overrides chosen on an equalized graph can miss what they would have fixed on the original one."""
+    if step == "cleanup" and not current.cleanup:
+        return ("clean up the graph as TensorRT would (fold constants; BatchNorm into its Conv/Gemm)",
+                current.with_(cleanup=True, overrides=()))  # overrides name the previous graph's tensors
+    if step == "placement" and current.placement != "tensorrt":
+        return "Q/DQ placement 'tensorrt' (inputs of Conv/Gemm/MatMul only)", current.with_(placement="tensorrt", overrides=())
+    if step == "overrides":
+        overrides = calibration_overrides(model, report, base, current)
+        if overrides:
+            return ("calibration override " + ", ".join(overrides),
+                    current.with_(overrides=tuple(current.overrides) + tuple(overrides)))
+    if step == "equalize" and not current.equalize:
+        groups = equalizable((cleaned(model)[0] if current.cleanup else model).proto)
+        if groups:
+            return (f"equalize activation channels: {groups} group(s) of tensors rescaled into their Convs' weights "
+                    "(cross-layer equalization; FP32 outputs unchanged)", current.with_(equalize=True))
+    if step == "smooth" and not current.smooth:
+        tensors = smoothable((cleaned(model)[0] if current.cleanup else model).proto)
+        if tensors:
+            return (f"smooth activation outliers into the reading layers' weights (SmoothQuant, strength per tensor; "
+                    f"{tensors} candidate tensor(s); FP32 outputs unchanged)", current.with_(smooth=True))
+    if step == "bias" and not current.bias_correction:
+        return ("bias correction: each quantized Conv/Gemm's mean output shift added back to its bias",
+                current.with_(bias_correction=True))
+    return None
+
+
+def calibration_overrides(model: ModelHandle, report: LayerReport, base, recipe: Recipe, top: int = 8) -> list[str]:
+    """Per-tensor calibration fixes for the quantized inputs of the most harmful nodes: a clipped tensor gets its
+    full range back (minmax); a coarse one (range set by rare large values) gets entropy calibration, which
+    trades the tail for resolution (percentile 99.99 when entropy is already the method)."""
+    out: dict[str, str] = {}
+    for row in rank(report, base.quantized_nodes)[:top]:
+        for tensor, kind, _ in tensor_issues(row["node"], model, report, base):
+            if kind == "clipped" and recipe.calibration != "minmax":
+                out.setdefault(tensor, f"{tensor}=minmax")
+            elif kind == "coarse":
+                out.setdefault(tensor, f"{tensor}=entropy" if recipe.calibration != "entropy"
+                               else f"{tensor}=percentile:99.99")
+    return [o for o in out.values() if o not in recipe.overrides]
+
+
+# MACs of a layer in each precision, in INT8-MAC units: the dense tensor-core peak of an H100 SXM (INT8 1,979 TOPS,
+# FP16 989 TFLOPS, TF32 495 TFLOPS; TensorRT runs FP32 layers as TF32 unless told not to). An estimate, not a timing.
+MAC_COST = {"int8": 1.0, "fp16": 2.0, "fp32": 4.0}
+
+
+def _cost(report: LayerReport, quantized: list[str], fallback: list[str], precision: str = "fp32") -> dict:
+    """What the fallback costs: nodes and MACs left out of INT8, and the MAC-weighted compute against all-INT8."""
+    total = sum(report.macs.get(n, 0) for n in quantized)
+    kept = sum(report.macs.get(n, 0) for n in fallback)
+    weighted = (total - kept) * MAC_COST["int8"] + kept * MAC_COST[precision]
+    return {"nodes_in_higher_precision": len(fallback), "nodes_still_int8": len(quantized) - len(fallback),
+            "higher_precision": precision,
+            "macs_per_sample_int8_eligible": total, "macs_per_sample_in_higher_precision": kept,
+            "share_of_macs_in_higher_precision": kept / total if total else 0.0,
+            "compute_vs_all_int8": weighted / total if total else 1.0}
+
+
+def tensor_issues(node_name: str, model: ModelHandle, report: LayerReport, base) -> list[tuple[str, str, str]]:
+    """(tensor, kind, explanation) for each quantized tensor around a node, from the data: its calibrated range,
+    INT8 step (range / 127), observed max, typical magnitude (RMS) and per-channel RMS.
+    kind: "mask", "clipped", "outlier-channels", "coarse" or "ok"."""
+    from workbench.precision.calibration import load_ranges
+
+    if base.calibration is None:
+        return []
+    ranges = load_ranges(base.calibration.path)
+    rows = report.layers.set_index("tensor")
+    node = next((n for n in model.proto.graph.node if n.name == node_name), None)
+    if node is None:
+        return []
+    out = []
+    for tensor in dict.fromkeys([*node.input, *node.output]):
+        if tensor not in ranges or tensor not in rows.index or not bool(rows.loc[tensor, "quantized"]):
+            continue
+        amax = max(abs(ranges[tensor][0]), abs(ranges[tensor][1]))
+        step, rms = amax / 127.0, float(rows.loc[tensor, "rms"])
+        if not math.isfinite(rms) or rms <= 0:
+            continue
+        if amax >= 1e30:
+            out.append((tensor, "mask", f"'{tensor}' is calibrated to ±{amax:.1e} (it carries an additive mask of "
+                        f"±FLT_MAX), so one INT8 step is {step:.1e} and every real value rounds to zero"))
+            continue
+        observed = report.amax.get(tensor, 0.0)
+        if observed > 1.5 * amax:
+            out.append((tensor, "clipped", f"'{tensor}' reaches ±{observed:.3g} but calibration set its range to "
+                        f"±{amax:.3g}: the larger values are clipped"))
+            continue
+        channels = report.channel_rms.get(tensor)
+        if channels is not None and len(channels) > 1:
+            below = int((channels < step).sum())
+            median = float(np.median(channels))
+            if below and channels.max() > 8 * median:
+                out.append((tensor, "outlier-channels", f"'{tensor}' spans ±{amax:.3g} because a few channels are "
+                            f"outliers (largest channel RMS {channels.max():.3g}, median {median:.3g}); with one "
+                            f"INT8 step of {step:.3g} for the whole tensor, {below} of {len(channels)} channels sit "
+                            "below one step"))
+                continue
+        if step >= 0.5 * rms:
+            out.append((tensor, "coarse", f"'{tensor}' spans ±{amax:.3g} but its typical magnitude is {rms:.3g}: "
+                        f"one INT8 step ({step:.3g}) is {step / rms:.0%} of it, so most values round to a few levels"))
+        else:
+            out.append((tensor, "coarse" if rms / step < 8 else "ok",
+                        f"'{tensor}' spans ±{amax:.3g} with typical magnitude {rms:.3g} (INT8 step {step:.3g}, "
+                        f"{rms / step:.0f} steps per typical value)"))
+    return out
+
+
+def cause(node_name: str, model: ModelHandle, report: LayerReport, base) -> str:
+    """Why quantizing this node hurts, in words (see tensor_issues)."""
+    return "; ".join(text for _, _, text in tensor_issues(node_name, model, report, base))
+
+
+def _name(row: dict) -> str:
+    module = f", module {row['module']}" if row.get("module") else ""
+    return f"{row['node']} ({row['op_type']}{module})"
+
+
+def explain(d: Diagnosis, target: Target) -> str:
+    """The diagnosis in plain words: which node, which module, how bad, and what the fix costs."""
+    b, a = d.before, d.after
+    metric = f", {target.metric_name} {b[target.metric_name]:.4f}" if target.metric is not None else ""
+    if not d.fallback and d.met and len(d.remedies) <= 1:
+        return (f"INT8 is healthy on this data: output cosine {b['cosine']:.4f}, SQNR {b['sqnr_db']:.1f} dB"
+                f"{metric} meets the target ({target.describe()}). No node needs to stay in higher precision.")
+    culprits = [r for r in d.ranking if r["node"] in d.fallback] or d.initial_ranking[:1] or d.ranking[:1]
+    top = culprits[0]
+    local = top["local_sqnr_db"]
+    if local is None:
+        lines = [f"The most harmful quantized node is {_name(top)}."]
+    else:
+        verb = "INT8 accuracy collapses at" if local < d.report.threshold_db else "The most harmful quantized node is"
+        effect = ("its output is destroyed (Inf/NaN or no signal left)" if local <= -SQNR_CAP_DB + 1 else
+                  f"its output keeps {local:.1f} dB SQNR ({min(1.0, top['score']):.2%} relative noise power)")
+        lines = [f"{verb} {_name(top)}: quantized on its own, with exact FP32 inputs, {effect}."]
+    if d.causes.get(top["node"]):
+        lines.append(f"Why: {d.causes[top['node']]}.")
+    if d.report.first_divergence:
+        lines.append(f"The first tensor below {d.report.threshold_db:g} dB along the graph is "
+                     f"'{d.report.first_divergence}'.")
+    others = [r for r in culprits[1:] if r["local_sqnr_db"] is not None]
+    if others:
+        lines.append("Also harmful: " + "; ".join(f"{_name(r)} at {max(r['local_sqnr_db'], -SQNR_CAP_DB):.1f} dB"
+                                                   for r in others) + ".")
+    after_metric = f", {target.metric_name} {a[target.metric_name]:.4f}" if target.metric is not None else ""
+    verdict = "meets" if d.met else "still misses"
+    key = target.metric_name if target.metric is not None else "cosine"
+    if len(d.remedies) > 1:
+        lines.append("Fixes tried, cheapest first: " + "; ".join(
+            f"{r['remedy']} → {key} {r[key]:.4f}{' (meets the target)' if r['met'] else ''}" for r in d.remedies[1:])
+            + ".")
+    if not d.fallback:
+        lines.append(f"Final recipe: {d.recipe.label}, every quantized node still INT8; {key} "
+                     f"{b[key]:.4f} → {a[key]:.4f}; this {verdict} the target ({target.describe()}).")
+        return " ".join(lines)
+    lines.append(
+        f"Keeping {len(d.fallback)} of {d.quantized_nodes} quantized nodes in higher precision "
+        f"({', '.join(d.fallback)}) takes output cosine from {b['cosine']:.4f} to {a['cosine']:.4f} and SQNR from "
+        f"{b['sqnr_db']:.1f} to {a['sqnr_db']:.1f} dB{after_metric}; this {verdict} the target ({target.describe()})."
+    )
+    share = d.cost.get("share_of_macs_in_higher_precision", 0.0)
+    lines.append(f"Cost: {share:.2%} of the INT8-eligible multiply-accumulates run in higher precision; "
+                 f"{d.cost['nodes_still_int8']} nodes stay INT8. Found with {d.evaluations} runs "
+                 f"(budget {d.budget}).")
+    return " ".join(lines)

@@ -1,0 +1,155 @@
+"""Run an engine over a dataset, and task metrics that tests, notebooks and diagnose share.
+
+A task metric is `metric(outputs, reference, data) -> float`, higher is better: `outputs` are the candidate's
+graph outputs over the whole dataset, `reference` the FP32 model's, `data` the inputs (with labels if any).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from workbench.model.data import Dataset
+
+Outputs = dict[str, np.ndarray]
+TaskMetric = Callable[[Outputs, Outputs, Dataset], float]
+
+
+def run(engine, data: Dataset, batch_size: int = 32) -> Outputs:
+    """Every graph output for every sample, concatenated on axis 0 (batches follow the model's fixed batch; the
+    padding of a last partial batch is dropped). An output whose batch is not on axis 0 (a recurrent state) is
+    concatenated flat, which is what the flattened output metrics read."""
+    size = data.batch_size(min(batch_size, _profile_max_batch(engine, data)))
+    chunks: dict[str, list[np.ndarray]] = {}
+    for start in range(0, len(data), size):
+        real = min(size, len(data) - start)
+        for name, value in engine.infer(data.feed(start, size)).items():
+            value = np.asarray(value)
+            if real < size and value.ndim and value.shape[0] == size:
+                value = value[:real]
+            chunks.setdefault(name, []).append(value)
+    out = {}
+    for name, parts in chunks.items():
+        if all(p.ndim and p.shape[1:] == parts[0].shape[1:] for p in parts):
+            out[name] = np.concatenate(parts)
+        else:
+            out[name] = np.concatenate([p.ravel() for p in parts])
+    return out
+
+
+def reference_run(backend, model, data: Dataset, batch_size: int = 32) -> Outputs:
+    """`run` of the FP32 model, cached on disk by model, data fingerprint, engine settings and batch: every
+    diagnosis, held-out check and recipe table of the same model and data scores against one reference run instead
+    of recomputing it (a detector's reference is a sizeable share of a diagnosis)."""
+    import io
+
+    from workbench.core import cache
+
+    engine = backend.build(model.path)
+    size = data.batch_size(min(batch_size, _profile_max_batch(engine, data)))
+    key = cache.digest("reference-outputs", 1, model.sha256, data.fingerprint(), engine.describe(), size)
+    path = cache.artifact_path("reference", key, ".npz")
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return {name: stored[name] for name in stored.files}
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+    outputs = run(engine, data, batch_size)
+    buffer = io.BytesIO()
+    np.savez(buffer, **outputs)
+    cache.atomic_write(path, buffer.getvalue())
+    return outputs
+
+
+def _profile_max_batch(engine, data: Dataset) -> int:
+    """The largest batch the engine's optimization profile admits on every input's sample axis (a TensorRT engine
+    built with it rejects more; ONNX Runtime would run it but warn), or no limit."""
+    profile = getattr(getattr(engine, "backend", None), "profile", None)
+    limits = [p.max[axis] for p in getattr(profile, "inputs", ())
+              if (axis := data.axis(p.name)) is not None and p.name in data.inputs and axis < len(p.max)]
+    return min(limits, default=2**31)
+
+
+def output_scores(outputs: Outputs, reference: Outputs) -> dict:
+    """Worst cosine and SQNR over the floating-point graph outputs, against the FP32 reference (shared/DESIGN.md
+    metrics); integer outputs (labels, indices) add their worst `agreement` instead (see RunningStats)."""
+    from workbench.core.metrics import RunningStats
+
+    stats = {name: RunningStats() for name in reference}
+    for name, s in stats.items():
+        s.update(reference[name], outputs[name])
+    signals = [s for s in stats.values() if not s.integer] or list(stats.values())
+    scores = {"cosine": min(s.cosine for s in signals), "sqnr_db": min(s.sqnr_db for s in signals)}
+    labels = [s for s in stats.values() if s.integer]
+    if labels:
+        scores["agreement"] = min(s.agreement for s in labels)
+    return scores
+
+
+def _first(outputs: Outputs) -> np.ndarray:
+    return next(iter(outputs.values()))
+
+
+def top1_accuracy(outputs: Outputs, data: Dataset) -> float:
+    """Fraction of samples whose arg-max over the first output's last axis equals the label."""
+    if data.labels is None:
+        raise ValueError("top-1 accuracy needs labels in the dataset")
+    return float((_first(outputs).argmax(-1) == data.labels).mean())
+
+
+def labelled_top1(outputs: Outputs, reference: Outputs, data: Dataset) -> float:
+    """Top-1 accuracy against the dataset's labels."""
+    return top1_accuracy(outputs, data)
+
+
+def top1_agreement(outputs: Outputs, reference: Outputs, data: Dataset) -> float:
+    """Fraction of samples whose top-1 class matches the FP32 model's (no labels needed)."""
+    return float((_first(outputs).argmax(-1) == _first(reference).argmax(-1)).mean())
+
+
+def _rows(a: np.ndarray) -> np.ndarray:
+    a = a.reshape(len(a), -1).astype(np.float64)
+    return a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+
+
+def mean_cosine(outputs: Outputs, reference: Outputs, data: Dataset) -> float:
+    """Mean over samples of the cosine between candidate and FP32 first outputs (logits or embeddings)."""
+    return float((_rows(_first(outputs)) * _rows(_first(reference))).sum(1).mean())
+
+
+def neighbour_agreement(outputs: Outputs, reference: Outputs, data: Dataset) -> float:
+    """Fraction of samples whose nearest neighbour (cosine, among the other samples) is the same as with FP32
+    embeddings: what a semantic search over these embeddings would return."""
+    def nearest(e: np.ndarray) -> np.ndarray:
+        e = _rows(e)
+        sim = e @ e.T
+        np.fill_diagonal(sim, -np.inf)
+        return sim.argmax(1)
+
+    return float((nearest(_first(outputs)) == nearest(_first(reference))).mean())
+
+
+def recipe_table(model, recipes, calib: Dataset | None, data: Dataset, backend=None,
+                 progress: bool = True):
+    """One row per recipe: the zoo entry's task metrics (or top-1 agreement) and output cosine vs FP32."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from workbench.precision.transform import apply
+    from workbench.runtime import get_backend
+
+    backend = backend or get_backend()
+    reference = reference_run(backend, model, data)
+    metrics = dict(model.zoo.metrics) if model.zoo is not None else {}
+    if not metrics:
+        metrics = {"top1": labelled_top1} if data.labels is not None else {"top1_agreement": top1_agreement}
+    rows = []
+    for recipe in tqdm(list(recipes), desc="recipes", disable=not progress, leave=False):
+        transformed = apply(model, recipe, calib, progress=False)
+        outputs = run(backend.build(transformed.path), data)
+        rows.append({"recipe": recipe.label, "precision": recipe.precision,
+                     **{name: fn(outputs, reference, data) for name, fn in metrics.items()},
+                     "mean_cosine": mean_cosine(outputs, reference, data),
+                     "quantized_nodes": len(transformed.quantized_nodes)})
+    return pd.DataFrame(rows)

@@ -1,0 +1,351 @@
+"""`workbench` command line: JSON on stdout; exit 0 ok, 1 a check failed, 2 bad input (one line on stderr)."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+from workbench.core.errors import CheckFailed, WorkbenchError, one_line
+from workbench.precision.recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + message
+        raise WorkbenchError(f"{self.prog}: {message}")
+
+
+def _add_recipe_args(p: argparse.ArgumentParser, precisions: Sequence[str] = PRECISIONS) -> None:
+    p.add_argument("model", metavar="MODEL", help="zoo name (e.g. mnist-cnn) or path to an .onnx file")
+    p.add_argument("--precision", default="int8", help=f"one of {', '.join(precisions)} (default int8; bench takes "
+                   "a comma-separated list)")
+    p.add_argument("--calibration", default="minmax", help=f"INT8 calibration: {', '.join(CALIBRATIONS)}")
+    p.add_argument("--percentile", type=float, default=99.99, help="for --calibration percentile (default 99.99)")
+    p.add_argument("--placement", default="tensorrt",
+                   help=f"INT8 Q/DQ placement: {', '.join(PLACEMENTS)} (default tensorrt: inputs of Conv/Gemm/MatMul)")
+    p.add_argument("--override", nargs="+", action="extend", default=[], metavar="TENSOR=METHOD[:P]",
+                   help="per-tensor calibration, e.g. relu_1=percentile:99.9 or block1.out=entropy")
+    p.add_argument("--no-cleanup", action="store_true",
+                   help="quantize the graph as is: no constant or BatchNorm folding (TensorRT folds both)")
+    p.add_argument("--fallback-precision", default="fp32", choices=("fp32", "fp16"),
+                   help="what excluded nodes of an int8 recipe run in (default fp32)")
+    p.add_argument("--weight-bits", type=int, default=8, choices=(7, 8),
+                   help="INT8 weight range: 7 = [-64, 64] for ONNX Runtime's CPU kernels on x86 without VNNI, "
+                        "whose u8*s8 pair sums saturate on full 8-bit weights (default 8)")
+    p.add_argument("--equalize", action="store_true",
+                   help="int8: rescale activation channels into the neighbouring Convs' weights first (cross-layer "
+                        "equalization; the FP32 outputs stay the same)")
+    p.add_argument("--smooth", action="store_true",
+                   help="int8: migrate activation outlier channels into the reading Conv/Gemm/MatMul weights first "
+                        "(SmoothQuant: LayerNorm and GELU outputs; the FP32 outputs stay the same)")
+    p.add_argument("--bias-correction", action="store_true",
+                   help="int8: add each quantized Conv/Gemm's mean output shift (measured on the calibration data) "
+                        "back to its bias")
+    p.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="NODE",
+                   help="keep these nodes in higher precision: node names, op types or regexes")
+    p.add_argument("--calib-data", metavar="FILE.npz", help="calibration samples (keys = input names, axis 0)")
+    p.add_argument("--shapes", nargs="+", action="extend", default=[], metavar="NAME:MIN,OPT,MAX",
+                   help="optimization profile per input, e.g. input:1x1x28x28,8x1x28x28,32x1x28x28 "
+                        "(default: 1/8/32 for a dynamic batch, 1/64/256 for other dynamic dims)")
+    _add_batch_axis(p)
+
+
+def _add_batch_axis(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-axis", nargs="+", action="extend", default=[], metavar="NAME=AXIS",
+                   help="an input whose samples are not on axis 0 (e.g. state=1), or NAME=none for one shared by "
+                        "every sample; an .npz key without a sample axis (e.g. a scalar) is shared automatically")
+
+
+def _batch_axes(args: argparse.Namespace) -> dict:
+    from workbench.model.data import parse_batch_axes
+
+    return parse_batch_axes(args.batch_axis)
+
+
+def _recipe(args: argparse.Namespace, precision: str | None = None):
+    """The recipe the flags describe (`precision` overrides --precision: bench takes a list of them)."""
+    from workbench.precision.recipe import Recipe
+
+    return Recipe(precision or args.precision, args.calibration, args.percentile, tuple(args.exclude),
+                  placement=args.placement,
+                  overrides=tuple(args.override), cleanup=not args.no_cleanup,
+                  fallback_precision=args.fallback_precision, weight_bits=args.weight_bits, equalize=args.equalize,
+                  smooth=args.smooth, bias_correction=args.bias_correction)
+
+
+_STDOUT = sys.stdout  # the JSON channel; while a command runs, anything else printed goes to stderr
+
+
+def _write_json(obj: Any, path: str | None) -> None:
+    text = json.dumps(obj, indent=2, default=str)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text + "\n")
+    print(text, file=_STDOUT, flush=True)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from workbench.app.session import resolve
+    from workbench.model.profiles import build_profile
+    from workbench.precision.transform import apply
+    from workbench.runtime.trtexec import commands
+
+    inputs = resolve(args.model, _recipe(args), args.calib_data, with_eval=False, batch_axes=_batch_axes(args),
+                     shapes=args.shapes)
+    transformed = apply(inputs.model, inputs.recipe, inputs.calib)
+    out = Path(args.output)
+    target = out / "model.onnx"
+    if target.exists() and target.resolve() == Path(inputs.model.path).resolve():
+        raise WorkbenchError(f"refusing to overwrite the input model {target}: choose another -o directory")
+    profile = build_profile(inputs.model.inputs, args.shapes, inputs.batch_axes)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(transformed.path, target)
+    manifest = transformed.manifest()
+    manifest["output"] = str(target)
+    manifest["profile"] = profile.to_dict()
+    manifest["trtexec"] = {"tensorrt_11": commands("model.onnx", profile, 11),
+                           "tensorrt_10": commands("model.onnx", profile, 10)}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    _write_json({"output": str(target), "manifest": str(out / "manifest.json"), "recipe": inputs.recipe.to_dict(),
+                 "quantized_nodes": len(transformed.quantized_nodes), "excluded_nodes": transformed.excluded_nodes,
+                 "kept_in_fp32": transformed.kept_in_fp32,
+                 "profile": profile.to_dict(), "trtexec": manifest["trtexec"]["tensorrt_11"],
+                 "seconds": round(transformed.seconds, 3)}, None)
+    return EXIT_OK
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--eval-data", metavar="FILE.npz", help="evaluation samples (default: the zoo model's split)")
+    p.add_argument("--limit", type=int, help="use only the first N evaluation samples")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    p.add_argument("--backend", default="onnxruntime-cpu", help="onnxruntime-cpu, tensorrt or tensorrt-rtx")
+    p.add_argument("--json", metavar="OUT", help="also write the JSON result to this file")
+
+
+def _backend(args: argparse.Namespace, model, **cpu_options: Any):
+    """The chosen backend with the profile from --shapes (TensorRT builds it; ONNX Runtime reports violations)."""
+    from workbench.model.profiles import build_profile
+    from workbench.runtime import get_backend
+
+    profile = build_profile(model.inputs, args.shapes, _batch_axes(args))
+    if args.backend == "onnxruntime-cpu":
+        return get_backend(args.backend, threads=args.threads, profile=profile, **cpu_options)
+    return get_backend(args.backend, profile=profile)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from workbench.analysis.compare import compare
+    from workbench.app.session import resolve
+    from workbench.precision.transform import apply
+
+    inputs = resolve(args.model, _recipe(args), args.calib_data, args.eval_data, args.limit,
+                     batch_axes=_batch_axes(args), shapes=args.shapes)
+    transformed = apply(inputs.model, inputs.recipe, inputs.calib)
+    report = compare(transformed, inputs.eval, _backend(args, inputs.model), batch_size=args.batch_size,
+                     threshold_db=args.threshold, framework=not args.no_framework, save_dir=args.save_outputs)
+    _write_json(report.to_dict(), args.json)
+    return EXIT_OK
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from workbench.analysis.diagnose import Target, diagnose
+    from workbench.app.session import resolve
+
+    if args.target_cosine is not None and args.target_sqnr is not None:
+        raise WorkbenchError("give one of --target-cosine and --target-sqnr")
+    target = Target(cosine=args.target_cosine, sqnr_db=args.target_sqnr,
+                    confidence=None if args.confidence == 0 else args.confidence)
+    inputs = resolve(args.model, _recipe(args), args.calib_data, args.eval_data, args.limit,
+                     batch_axes=_batch_axes(args), shapes=args.shapes)
+    result = diagnose(inputs.model, inputs.recipe, inputs.calib, inputs.eval, target, _backend(args, inputs.model),
+                      batch_size=args.batch_size, remedies=not args.no_remedies, heldout=args.heldout_data,
+                      batch_axes=inputs.batch_axes, deployment_check=not args.no_deployment_check)
+    out = result.to_dict()
+    out["reproduce"] = reproduce_command(args, result.recipe)
+    _write_json(out, args.json)
+    print(result.explanation, file=sys.stderr)
+    for warning in result.warnings:
+        print(f"workbench: warning: {warning}", file=sys.stderr)
+    if not result.met:
+        raise CheckFailed(f"no fallback within {result.budget} runs reaches {target.describe()}")
+    return EXIT_OK
+
+
+def reproduce_command(args: argparse.Namespace, recipe) -> str:
+    """The `workbench build` line that writes the diagnosed model: same model, data, profile and batch axes."""
+    import shlex
+
+    line = ["workbench", "build", args.model, *recipe.to_cli_args()]
+    if args.calib_data:
+        line += ["--calib-data", args.calib_data]
+    if args.shapes:
+        line += ["--shapes", *args.shapes]
+    if args.batch_axis:
+        line += ["--batch-axis", *args.batch_axis]
+    return shlex.join(line + ["-o", "fixed"])
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from workbench.analysis.bench import parse_batches, sweep
+    from workbench.model.defaults import calibration_data, evaluation_data
+    from workbench.zoo import load_model
+
+    model = load_model(args.model)
+    recipes = [_recipe(args, p.strip()) for p in args.precision.split(",")]
+    axes = _batch_axes(args)
+    calib = calibration_data(model, args.calib_data, axes, args.shapes) if any(
+        r.precision != "fp32" for r in recipes) else None
+    data = evaluation_data(model, args.eval_data, batch_axes=axes, shapes=args.shapes)
+    report = sweep(model, recipes, parse_batches(args.batch), calib, data,
+                   _backend(args, model, optimization=args.optimization),
+                   iterations=args.iterations, warmup=args.warmup, duration_s=args.duration, warmup_ms=args.warmup_ms)
+    if args.html:
+        from workbench.app import plots
+
+        _write_html([plots.batch_figure(report), plots.latency_distribution(report)], args.html)
+    _write_json(report.to_dict(), args.json)
+    return EXIT_OK
+
+
+def _write_html(figures: list, path: str) -> None:
+    """Several plotly figures in one standalone HTML file (plotly.js embedded once)."""
+    parts = [f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figures)]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text("<html><head><meta charset='utf-8'></head><body>" + "".join(parts) + "</body></html>")
+
+
+def cmd_trtexec(args: argparse.Namespace) -> int:
+    from workbench.model.profiles import build_profile
+    from workbench.runtime.trtexec import commands
+    from workbench.zoo import load_model
+
+    model = load_model(args.model)
+    profile = build_profile(model.inputs, args.shapes, _batch_axes(args))
+    _write_json(commands(str(model.path), profile, args.tensorrt_major), None)
+    return EXIT_OK
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    from workbench.graph.lint import lint
+    from workbench.model.loading import read_onnx
+
+    report = lint(read_onnx(args.model), name=args.model, target=args.target)
+    _write_json(report.to_dict(), args.json)
+    if not report.clean:
+        raise CheckFailed(f"{len(report.findings)} finding(s) for {args.target} in {args.model}")
+    return EXIT_OK
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from workbench import zoo
+
+    _write_json([{"name": n, "description": zoo.entry(n).description} for n in zoo.names()], None)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="workbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("build", help="transform a model to a precision and write model.onnx + manifest.json")
+    _add_recipe_args(p)
+    p.add_argument("-o", "--output", required=True, metavar="DIR")
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser("compare", help="per-layer comparison of a precision against the FP32 reference")
+    _add_recipe_args(p)
+    _add_eval_args(p)
+    p.add_argument("--threshold", type=float, default=20.0, help="first divergence: SQNR below this (dB)")
+    p.add_argument("--save-outputs", metavar="DIR", help="also save Polygraphy inputs.json and outputs.json "
+                   "(RunResults) for `polygraphy run --load-inputs/--load-outputs`")
+    p.add_argument("--no-framework", action="store_true", help="skip the PyTorch-vs-ONNX export check")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("diagnose", help="find where INT8 collapses and a minimal higher-precision fallback")
+    _add_recipe_args(p, ("int8",))
+    _add_eval_args(p)
+    p.add_argument("--target-cosine", type=float, help="output cosine to reach (default 0.99)")
+    p.add_argument("--target-sqnr", type=float, help="output SQNR to reach, in dB")
+    p.add_argument("--confidence", type=float, default=0.9,
+                   help="an output-cosine target must hold for this bootstrap lower bound over the evaluation "
+                        "samples (default 0.9; 0 = the point estimate alone)")
+    p.add_argument("--heldout-data", metavar="FILE.npz",
+                   help="score the final recipe on these samples too (plain ONNX Runtime, full optimizations)")
+    p.add_argument("--no-deployment-check", action="store_true",
+                   help="score simulated Q/DQ only; by default the recipe is also run as ONNX Runtime CPU deploys it "
+                        "(fused integer kernels), 7-bit weights are tried where those lose accuracy, and the "
+                        "deployed score is reported")
+    p.add_argument("--no-remedies", action="store_true",
+                   help="skip the cheap fixes (BatchNorm folding, placement, calibration overrides): fallback only")
+    p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("bench", help="latency percentiles and throughput, swept over batch sizes and precisions")
+    _add_recipe_args(p)
+    p.set_defaults(precision="fp32,int8")
+    p.add_argument("--eval-data", metavar="FILE.npz", help="samples to time with (default: the zoo model's split)")
+    p.add_argument("--batch", default="1", help="comma-separated batch sizes, e.g. 1,8 (default 1)")
+    p.add_argument("--iterations", type=int, default=100, help="timed iterations per configuration (default 100)")
+    p.add_argument("--warmup", type=int, default=10, help="warm-up iterations (default 10)")
+    p.add_argument("--warmup-ms", type=float, help="warm up for this many milliseconds instead of --warmup")
+    p.add_argument("--duration", type=float, help="time for this many seconds instead of --iterations")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
+    p.add_argument("--backend", default="onnxruntime-cpu", help="onnxruntime-cpu, tensorrt or tensorrt-rtx")
+    p.add_argument("--optimization", default="all", help="ONNX Runtime graph optimization for timing (default all)")
+    p.add_argument("--json", metavar="OUT", help="also write the JSON result to this file")
+    p.add_argument("--html", metavar="OUT", help="write the latency plots as standalone HTML")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("trtexec", help="print the trtexec command lines that build and time this ONNX on a GPU")
+    p.add_argument("model", metavar="MODEL.onnx", help="a transformed model (e.g. out/model.onnx from build)")
+    p.add_argument("--shapes", nargs="+", action="extend", default=[], metavar="NAME:MIN,OPT,MAX")
+    p.add_argument("--tensorrt-major", type=int, default=11, choices=(10, 11))
+    _add_batch_axis(p)
+    p.set_defaults(func=cmd_trtexec)
+
+    p = sub.add_parser("lint", help="check an ONNX model against TensorRT's Q/DQ rules (exit 1 with findings)")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--target", default="tensorrt", help="what to check against (tensorrt)")
+    p.add_argument("--json", metavar="OUT", help="also write the JSON result to this file")
+    p.set_defaults(func=cmd_lint)
+
+    p = sub.add_parser("zoo", help="list the bundled models")
+    p.set_defaults(func=cmd_zoo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"workbench: warning: {msg}\n"
+    global _STDOUT
+    _STDOUT = sys.stdout
+    try:
+        args = build_parser().parse_args(argv)
+        with contextlib.redirect_stdout(sys.stderr):  # libraries' prints must not break the JSON on stdout
+            return args.func(args)
+    except CheckFailed as exc:
+        print(f"workbench: check failed: {exc}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    except WorkbenchError as exc:
+        print(f"workbench: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("workbench: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        if os.environ.get("WORKBENCH_DEBUG"):
+            raise
+        print(f"workbench: internal error: {type(exc).__name__}: {one_line(exc)} "
+              "(set WORKBENCH_DEBUG=1 for a traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

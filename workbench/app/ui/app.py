@@ -1,0 +1,328 @@
+"""The workbench app: model, precision, calibration, exclusions, profile, backend; Compare, Diagnose, Latency
+and Code tabs. Every number comes from a library call; errors land in the status line, the kernel keeps going."""
+from __future__ import annotations
+
+import functools
+import html
+from typing import Any, Callable
+
+import ipywidgets as w
+import plotly.graph_objects as go
+
+from workbench import zoo
+from workbench.app import plots
+from workbench.app.ui.code import cli_command, python_snippet
+from workbench.core.errors import WorkbenchError, one_line
+from workbench.precision.recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS, Recipe
+from workbench.runtime import availability, get_backend
+
+CODE_MODULE = "(module from code)"
+
+
+def _guard(method: Callable) -> Callable:
+    """Run a UI action; a bad input becomes one line in the status area, never a dead kernel."""
+    @functools.wraps(method)
+    def wrapper(self: "Workbench", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except WorkbenchError as exc:
+            self._status(f"⚠ {exc}", error=True)
+        except Exception as exc:  # keep the kernel alive, say what broke
+            self._status(f"⚠ internal error: {type(exc).__name__}: {one_line(exc)}",
+                         error=True)
+        self.progress.bar_style = "danger"
+        return None
+    return wrapper
+
+
+def _show(figure_widget: go.FigureWidget, figure: go.Figure) -> None:
+    with figure_widget.batch_update():
+        figure_widget.data = []
+        figure_widget.add_traces(list(figure.data))
+        figure_widget.layout = figure.layout
+
+
+class Workbench:
+    """`Workbench("mnist-cnn")`, `Workbench("model.onnx")` or `Workbench(module, example_inputs)`."""
+
+    def __init__(self, model: Any = None, example_inputs: Any = None, eval_limit: int = 512,
+                 auto_run: bool = True, calib_data: Any = None, eval_data: Any = None, **torch_options: Any) -> None:
+        self.calib_data, self.eval_data = calib_data, eval_data  # Datasets; default: the zoo's splits
+        self.model = None
+        self.source = ""
+        self.report = None
+        self.diagnosis = None
+        self.selected_node: str | None = None
+        self.eval_limit = eval_limit
+        self._build_widgets()
+        if model is not None:
+            self.load(model, example_inputs, **torch_options)
+            if auto_run:
+                self.run()
+
+    # ---- layout -------------------------------------------------------------------------------------------
+    def _build_widgets(self) -> None:
+        self.zoo_picker = w.Dropdown(options=zoo.names(), description="zoo model")
+        self.path = w.Text(placeholder="or a path to model.onnx", layout=w.Layout(width="280px"))
+        self.load_button = w.Button(description="Load", icon="folder-open")
+        self.load_button.on_click(lambda _: self._load_from_picker())
+        self.model_info = w.HTML()
+        self.precision = w.ToggleButtons(options=list(PRECISIONS), value="int8", description="precision")
+        self.precision.observe(lambda _: self._on_precision(), names="value")
+        self.calibration = w.Dropdown(options=list(CALIBRATIONS), value="minmax", description="calibration")
+        self.percentile = w.BoundedFloatText(value=99.99, min=50.01, max=100.0, step=0.01, description="percentile")
+        self.placement = w.Dropdown(options=list(PLACEMENTS), value="tensorrt", description="Q/DQ placement")
+        self.equalize = w.Checkbox(value=False, description="equalize channels", indent=False,
+                                   tooltip="rescale activation channels into the neighbouring Convs (FP32 unchanged)")
+        self.smooth = w.Checkbox(value=False, description="smooth outliers", indent=False,
+                                 tooltip="migrate activation outlier channels into the reading layers' weights "
+                                         "(SmoothQuant; FP32 unchanged)")
+        self.recipe_extras: dict = {}  # recipe fields a diagnosis chose that no widget shows (overrides, weight bits)
+        self.exclusions = w.SelectMultiple(options=[], rows=8, description="keep FP32",
+                                           layout=w.Layout(width="420px"))
+        self.profile_box = w.VBox()
+        self.profile_message = w.HTML()
+        ok = {name: reason for name, (usable, reason) in availability().items()}
+        usable = [name for name, reason in ok.items() if not reason]
+        self.backend = w.Dropdown(options=usable, value="onnxruntime-cpu", description="backend")
+        self.backend_note = w.HTML("<br>".join(f"<span style='color:gray'>{html.escape(n)}: {html.escape(r)}</span>"
+                                               for n, r in ok.items() if r))
+        self.build_button = w.Button(description="Build & compare", button_style="primary", icon="play")
+        self.build_button.on_click(lambda _: self.run())
+        self.progress = w.IntProgress(value=0, min=0, max=3, description="", layout=w.Layout(width="200px"))
+        self.status = w.HTML()
+
+        self.layer_figure = go.FigureWidget()
+        self.layer_detail = w.HTML()
+        self.toggle_button = w.Button(description="Keep this node in FP32", disabled=True)
+        self.toggle_button.on_click(lambda _: self.toggle_selected())
+        self.diagnose_button = w.Button(description="Diagnose INT8", icon="stethoscope")
+        self.diagnose_button.on_click(lambda _: self.run_diagnosis())
+        self.diagnosis_text = w.HTML()
+        self.ranking_figure = go.FigureWidget()
+        self.apply_button = w.Button(description="Apply suggested fallback", disabled=True, button_style="success")
+        self.apply_button.on_click(lambda _: self.apply_fallback())
+        self.batches = w.Text(value="1,8", description="batches")
+        self.iterations = w.BoundedIntText(value=50, min=5, max=10000, description="iterations")
+        self.latency_button = w.Button(description="Measure latency", icon="clock-o")
+        self.latency_button.on_click(lambda _: self.run_latency())
+        self.batch_figure = go.FigureWidget()
+        self.distribution_figure = go.FigureWidget()
+        self.python_code = w.Textarea(layout=w.Layout(width="100%", height="260px"))
+        self.cli_code = w.Textarea(layout=w.Layout(width="100%", height="60px"))
+
+        self.tabs = w.Tab(children=[
+            w.VBox([self.layer_figure, w.HBox([self.layer_detail, self.toggle_button])]),
+            w.VBox([self.diagnose_button, self.diagnosis_text, self.ranking_figure, self.apply_button]),
+            w.VBox([w.HBox([self.batches, self.iterations, self.latency_button]), self.batch_figure,
+                    self.distribution_figure]),
+            w.VBox([w.HTML("<b>Python</b>"), self.python_code, w.HTML("<b>CLI</b>"), self.cli_code]),
+        ])
+        for i, title in enumerate(["Compare", "Diagnose", "Latency", "Code"]):
+            self.tabs.set_title(i, title)
+        controls = w.VBox([
+            w.HBox([self.zoo_picker, self.path, self.load_button]), self.model_info, self.precision,
+            w.HBox([self.calibration, self.percentile, self.placement, self.equalize, self.smooth]),
+            w.HBox([self.exclusions, w.VBox([w.HTML("<b>optimization profile</b> (min,opt,max)"), self.profile_box,
+                                            self.profile_message])]),
+            w.HBox([self.backend, self.backend_note]), w.HBox([self.build_button, self.progress]), self.status,
+        ])
+        self.widget = w.VBox([w.HTML("<h3>workbench</h3>"), controls, self.tabs])
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def _status(self, text: str, error: bool = False) -> None:
+        color = "crimson" if error else "#333"
+        self.status.value = f"<span style='color:{color}'>{html.escape(text)}</span>"
+
+    # ---- model and configuration ------------------------------------------------------------------------------
+    @_guard
+    def _load_from_picker(self) -> None:
+        self.load(self.path.value.strip() or self.zoo_picker.value)
+
+    @_guard
+    def load(self, model: Any, example_inputs: Any = None, **torch_options: Any) -> None:
+        from workbench.zoo import load_model
+
+        self.model = load_model(model, example_inputs, **torch_options)
+        self.source = model if isinstance(model, str) else CODE_MODULE
+        info = self.model.describe()
+        shapes = ", ".join(f"{s['name']} {s['dtype']} {list(s['shape'])}" for s in info["inputs"])
+        self.model_info.value = (f"<b>{html.escape(info['name'])}</b>: {info['nodes']} nodes, opset {info['opset']}"
+                                 f" · inputs {html.escape(shapes)}")
+        modules = self.model.module_of
+        self.exclusions.options = [(f"{n.name} ({n.op_type}" + (f", {modules[n.name]}" if n.name in modules else "")
+                                    + ")", n.name) for n in self.model.proto.graph.node]
+        from workbench.model.profiles import default_profile
+
+        texts = []
+        for p in default_profile(self.model.inputs).inputs:
+            box = w.Text(value=p.text().split(":", 1)[1], description=p.name, continuous_update=True,
+                         layout=w.Layout(width="360px"))
+            box.observe(lambda _: self.validate_profile(), names="value")
+            texts.append(box)
+        self.profile_box.children = texts
+        self.validate_profile()
+        self._status(f"loaded {info['name']}")
+
+    def shapes(self) -> list[str]:
+        return [f"{box.description}:{box.value.strip()}" for box in self.profile_box.children]
+
+    def validate_profile(self) -> bool:
+        """Validated as you type: one line saying what is wrong, or that the profile is valid."""
+        from workbench.model.profiles import build_profile
+
+        try:
+            build_profile(self.model.inputs, self.shapes())
+        except WorkbenchError as exc:
+            self.profile_message.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
+            return False
+        self.profile_message.value = "<span style='color:green'>✓ valid profile</span>"
+        return True
+
+    def recipe(self) -> Recipe:
+        int8 = self.precision.value == "int8"
+        return Recipe(self.precision.value, self.calibration.value, self.percentile.value,
+                      tuple(self.exclusions.value) if self.precision.value in ("fp16", "int8") else (),
+                      placement=self.placement.value, equalize=self.equalize.value and int8,
+                      smooth=self.smooth.value and int8,
+                      **(self.recipe_extras if int8 else {}))
+
+    def _calib(self):
+        from workbench.model.defaults import calibration_data
+
+        return self.calib_data if self.calib_data is not None else calibration_data(self.model)
+
+    def _eval(self, limit: int | None = None):
+        from workbench.model.defaults import evaluation_data
+
+        data = self.eval_data if self.eval_data is not None else evaluation_data(self.model)
+        return data.take(limit or self.eval_limit)
+
+    def _backend(self):
+        from workbench.model.profiles import build_profile
+
+        profile = build_profile(self.model.inputs, self.shapes())
+        return get_backend(self.backend.value, profile=profile)
+
+    def _on_precision(self) -> None:
+        if self.model is not None:
+            self.run()
+
+    # ---- actions -----------------------------------------------------------------------------------------------
+    @_guard
+    def run(self) -> None:
+        """Build the current recipe and compare every layer with FP32 (re-quantizing reuses cached ranges)."""
+        from workbench.analysis.compare import compare
+        from workbench.precision.transform import apply
+
+        if self.model is None:
+            raise WorkbenchError("load a model first")
+        recipe = self.recipe()
+        self.progress.value, self.progress.bar_style = 0, "info"
+        self._status(f"building {recipe.label} …")
+        calib = self._calib() if recipe.precision != "fp32" else None
+        self.progress.value = 1
+        transformed = apply(self.model, recipe, calib, progress=False)
+        self.progress.value = 2
+        self._status(f"comparing {recipe.label} with FP32 on {self.eval_limit} samples …")
+        self.report = compare(transformed, self._eval(), self._backend(),
+                              framework=False, progress=False)
+        self.progress.value, self.progress.bar_style = 3, "success"
+        _show(self.layer_figure, plots.layer_figure(self.report, recipe.exclude))
+        for trace in self.layer_figure.data:
+            trace.on_click(self._on_layer_click)
+        out = self.report.outputs[0]
+        where = f"; first divergence at {self.report.first_divergence}" if self.report.first_divergence else ""
+        self._status(f"{recipe.label}: output cosine {out['cosine']:.5f}, SQNR {out['sqnr_db']:.1f} dB "
+                     f"({transformed.seconds:.2f} s to build){where}")
+        self._update_code()
+
+    def _on_layer_click(self, trace: Any, points: Any, selector: Any) -> None:
+        if points.point_inds:
+            self.select_node(trace.customdata[points.point_inds[0]])
+
+    def select_node(self, node: str) -> None:
+        """Show a layer's statistics and offer to toggle its exclusion."""
+        rows = self.report.layers[self.report.layers["node"] == node]
+        if rows.empty:
+            return
+        r = rows.iloc[0]
+        self.selected_node = node
+        local = "" if r["local_sqnr_db"] != r["local_sqnr_db"] or r["local_sqnr_db"] is None else \
+            f"<br>alone: {r['local_sqnr_db']:.1f} dB"
+        self.layer_detail.value = (f"<b>{html.escape(node)}</b> ({r['op_type']}"
+                                   f"{', module ' + html.escape(str(r['module'])) if r['module'] else ''})<br>"
+                                   f"SQNR {r['sqnr_db']:.1f} dB · cosine {r['cosine']:.5f} · max |Δ| {r['max_abs']:.3g}"
+                                   f"{local}")
+        kept = node in self.exclusions.value
+        self.toggle_button.description = "Quantize this node again" if kept else "Keep this node in FP32"
+        self.toggle_button.disabled = self.precision.value not in ("int8", "fp16")
+
+    @_guard
+    def toggle_selected(self) -> None:
+        if self.selected_node is None:
+            return
+        chosen = set(self.exclusions.value) ^ {self.selected_node}
+        self.exclusions.value = tuple(n for _, n in self.exclusions.options if n in chosen)
+        self.run()
+
+    @_guard
+    def run_diagnosis(self) -> None:
+        from workbench.analysis.diagnose import diagnose
+
+        if self.model is None:
+            raise WorkbenchError("load a model first")
+        recipe = Recipe("int8", self.calibration.value, self.percentile.value, (), placement=self.placement.value)
+        self._status("diagnosing INT8 …")
+        self.progress.value, self.progress.bar_style = 1, "info"
+        self.diagnosis = diagnose(self.model, recipe, self._calib(), self._eval(), backend=self._backend(),
+                                  progress=False)
+        self.progress.value, self.progress.bar_style = 3, "success"
+        self.diagnosis_text.value = f"<p>{html.escape(self.diagnosis.explanation)}</p>"
+        _show(self.ranking_figure, plots.ranking_figure(self.diagnosis))
+        suggested = self.diagnosis.recipe
+        self.apply_button.disabled = suggested == recipe
+        self.apply_button.description = (f"Apply suggested recipe: {suggested.label}" if suggested != recipe
+                                          else "Nothing to apply")
+        self._status(f"diagnosis done in {self.diagnosis.evaluations} runs")
+
+    @_guard
+    def apply_fallback(self) -> None:
+        if not self.diagnosis:
+            return
+        suggested = self.diagnosis.recipe
+        hidden = ("overrides", "weight_bits", "fallback_precision", "cleanup", "bias_correction")
+        self.recipe_extras = {k: getattr(suggested, k) for k in hidden if getattr(suggested, k) != getattr(Recipe(), k)}
+        self.calibration.value, self.percentile.value = suggested.calibration, suggested.percentile
+        self.placement.value, self.equalize.value = suggested.placement, suggested.equalize
+        self.smooth.value = suggested.smooth
+        chosen = set(suggested.exclude)
+        self.exclusions.value = tuple(n for _, n in self.exclusions.options if n in chosen)
+        if self.precision.value != "int8":
+            self.precision.value = "int8"  # triggers run()
+        else:
+            self.run()
+
+    @_guard
+    def run_latency(self) -> None:
+        from workbench.analysis.bench import parse_batches, sweep
+
+        recipes = [Recipe("fp32")] + ([self.recipe()] if self.recipe().precision != "fp32" else [])
+        calib = self._calib() if any(r.precision != "fp32" for r in recipes) else None
+        self._status("measuring latency …")
+        backend = self._backend() if self.backend.value != "onnxruntime-cpu" else get_backend(optimization="all")
+        report = sweep(self.model, recipes, parse_batches(self.batches.value), calib,
+                       self._eval(64), backend, iterations=self.iterations.value,
+                       progress=False)
+        _show(self.batch_figure, plots.batch_figure(report))
+        _show(self.distribution_figure, plots.latency_distribution(report))
+        self._status(f"latency measured on {report.label}")
+
+    def _update_code(self) -> None:
+        recipe, shapes = self.recipe(), self.shapes()
+        self.python_code.value = python_snippet(self.source, recipe, shapes, self.backend.value)
+        self.cli_code.value = cli_command(self.source, recipe, shapes, self.backend.value)
