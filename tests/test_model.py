@@ -78,3 +78,23 @@ def test_import_is_fast_and_lazy():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert float(result.stdout.split()[0]) < 2.0
+
+
+def test_an_exception_without_a_message_is_still_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
+    """Review defect: `str(exc).splitlines()[0]` raised IndexError on an empty message (exit 3)."""
+    import onnx
+
+    from workbench.app import cli
+    from workbench.core.errors import one_line
+
+    assert one_line(ValueError()) == "ValueError" and one_line(ValueError("a\n\n  b")) == "a b"
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"\x08\x07")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError()
+
+    monkeypatch.setattr(onnx, "load", fail)
+    assert cli.main(["build", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "RuntimeError" in err[0] and "Traceback" not in err[0]

@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -159,3 +160,22 @@ def test_constant_subgraphs_are_folded_and_compare_still_runs(tmp_path):
                      P.digits("eval").take(32), progress=False)
     assert report.local_sqnr, "the local-sensitivity graph loads although 'scale_half' became an initializer"
     assert report.outputs[0]["cosine"] > 0.5
+
+
+def test_overrides_are_what_the_manifest_and_the_cause_analysis_read():
+    """Review defect: with per-tensor overrides the manifest's cache_file and the diagnosis' cause analysis read the
+    base method's ranges, not the merged ranges the model was quantized with."""
+    from workbench.analysis.compare import compare
+    from workbench.analysis.diagnose import tensor_issues
+    from workbench.precision.calibration import load_ranges
+
+    spec, model = P.planted(())
+    calib = P.with_glitches(P.digits("calib"))
+    plain = wb.apply(model, wb.Recipe("int8"), calib, progress=False)
+    fixed = wb.apply(model, wb.Recipe("int8", overrides=("image=entropy",)), calib, progress=False)
+    base_amax = max(map(abs, load_ranges(plain.calibration.path)["image"]))
+    merged = load_ranges(Path(fixed.manifest()["calibration"]["cache_file"]))
+    assert base_amax >= 99 and max(map(abs, merged["image"])) < 50, "the manifest names the merged ranges"
+    report = compare(fixed, P.digits("eval").take(32), progress=False)
+    issues = {t: (kind, text) for t, kind, text in tensor_issues(spec.conv(0), model, report, fixed)}
+    assert f"{base_amax:.3g}" not in issues["image"][1], "the cause analysis reads the range the model uses"

@@ -612,7 +612,7 @@ def tensor_issues(node_name: str, model: ModelHandle, report: LayerReport, base)
 
     if base.calibration is None:
         return []
-    ranges = load_ranges(base.calibration.path)
+    ranges = load_ranges(base.ranges_path or base.calibration.path)
     rows = report.layers.set_index("tensor")
     node = next((n for n in model.proto.graph.node if n.name == node_name), None)
     if node is None:

@@ -34,6 +34,7 @@ class TransformedModel:
     excluded_nodes: list[str] = field(default_factory=list)
     quantized_nodes: list[str] = field(default_factory=list)
     calibration: CalibrationResult | None = None
+    ranges_path: Path | None = None  # the ranges the model was quantized with: the calibration's, overrides merged in
     seconds: float = 0.0
     from_cache: bool = False
     folded: dict[str, str] = field(default_factory=dict)  # node removed by clean-up → node that absorbed it
@@ -65,7 +66,7 @@ class TransformedModel:
             "quantized_nodes": len(self.quantized_nodes),
             "calibration": None if self.calibration is None else {
                 "method": self.calibration.method, "samples": self.calibration.samples,
-                "cache_file": str(self.calibration.path), "from_cache": self.calibration.from_cache,
+                "cache_file": str(self.ranges_path or self.calibration.path), "from_cache": self.calibration.from_cache,
             },
             "versions": {"onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__,
                          "polygraphy": polygraphy.__version__, "workbench": _version()},
@@ -154,7 +155,8 @@ def apply(
     return TransformedModel(
         model, recipe, path, cache.file_digest(path), excluded_nodes=excluded,
         quantized_nodes=quantized_nodes(transformed) if recipe.precision == "int8" else [],
-        calibration=calibration, seconds=time.perf_counter() - start, from_cache=from_cache, folded=folded,
+        calibration=calibration, ranges_path=ranges_path, seconds=time.perf_counter() - start, from_cache=from_cache,
+        folded=folded,
         kept_in_fp32=kept, reference=base if recipe.rescales and recipe.precision == "int8" else None,
         equalized=equalization, smoothed=smoothing,
         bias_corrected=json.loads(next((p.value for p in transformed.metadata_props if p.key == BIAS_KEY), "[]")),
