@@ -1,4 +1,5 @@
 """The app's logic without a browser: every control drives the library; errors stay in the panel."""
+import json
 import shlex
 import subprocess
 import sys
@@ -65,11 +66,29 @@ def test_copy_as_code_reproduces_the_result(app, tmp_path):
     namespace: dict = {}
     exec(app.python_code.value, namespace)
     ours = app.report.outputs[0]["sqnr_db"]
-    assert namespace["report"].outputs[0]["sqnr_db"] == pytest.approx(ours, abs=1.0)
+    assert namespace["report"].samples == app.report.samples == 256
+    assert namespace["report"].outputs[0]["sqnr_db"] == pytest.approx(ours, abs=1e-6), "the same numbers, not close"
     cmd = shlex.split(app.cli_code.value)
-    assert cmd[:3] == ["workbench", "compare", "mnist-cnn"] and "node_linear_1" in cmd
+    assert cmd[:3] == ["workbench", "compare", "mnist-cnn"] and "node_linear_1" in cmd and "--limit" in cmd
     r = subprocess.run([sys.executable, "-m", "workbench.app.cli", *cmd[1:]], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["outputs"][0]["sqnr_db"] == pytest.approx(ours, abs=1e-6)
+
+
+def test_a_diagnosis_fixed_by_placement_is_applied_whole():
+    """Review defect: with placement 'all', a diagnosis fixed by switching to 'tensorrt' (no fallback node) left
+    Apply disabled, and Apply copied only the fallback list."""
+    from workbench.zoo.planted import digits, masked_attention
+
+    app = Workbench(masked_attention(), calib_data=digits("calib"), eval_data=digits("eval"))
+    app.placement.value = "all"
+    app.run()
+    app.run_diagnosis()
+    suggested = app.diagnosis.recipe
+    assert suggested.placement == "tensorrt" and not suggested.exclude and not app.apply_button.disabled
+    app.apply_fallback()
+    assert app.placement.value == "tensorrt" and app.recipe() == suggested
+    assert app.report.outputs[0]["cosine"] >= 0.99
 
 
 def test_diagnose_then_apply_restores_a_planted_collapse():

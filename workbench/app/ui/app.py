@@ -324,5 +324,5 @@ class Workbench:
 
     def _update_code(self) -> None:
         recipe, shapes = self.recipe(), self.shapes()
-        self.python_code.value = python_snippet(self.source, recipe, shapes, self.backend.value)
-        self.cli_code.value = cli_command(self.source, recipe, shapes, self.backend.value)
+        self.python_code.value = python_snippet(self.source, recipe, shapes, self.backend.value, self.eval_limit)
+        self.cli_code.value = cli_command(self.source, recipe, shapes, self.backend.value, self.eval_limit)
