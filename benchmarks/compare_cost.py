@@ -54,7 +54,7 @@ def diagnose_cost() -> None:
     model = wb.load_model("mnist-cnn")
     t = time.perf_counter()
     d = diagnose(model, wb.Recipe("int8", placement="all"), model.zoo.calibration_data(),
-                 model.zoo.evaluation_data(), wb.diagnose.Target(cosine=0.99999), progress=False)
+                 model.zoo.evaluation_data(), wb.Target(cosine=0.99999), progress=False)
     print(f"diagnose mnist-cnn int8[all], target cosine 0.99999: {d.evaluations} runs (budget {d.budget}), "
           f"{time.perf_counter() - t:.2f} s, fallback {d.fallback}")
 

@@ -115,7 +115,7 @@ def _unfused_bytes(path: Path, profile) -> int | str:
     explicit marking the backend uses (equal to the plain engine's bytes means nothing was marked)."""
     from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath
 
-    from workbench.graph.polygraphy_util import quiet
+    from workbench.core.log import quiet_polygraphy as quiet
 
     try:
         with quiet():
@@ -132,7 +132,7 @@ def _parse(path: Path) -> dict:
     import onnx
     from polygraphy.backend.trt import NetworkFromOnnxPath
 
-    from workbench.graph.polygraphy_util import quiet
+    from workbench.core.log import quiet_polygraphy as quiet
 
     names = [o for n in onnx.load(str(path), load_external_data=False).graph.node for o in n.output if o]
     try:

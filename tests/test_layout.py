@@ -93,3 +93,15 @@ def test_the_checker_sees_function_local_imports():
     edges = graph()
     assert "workbench.precision.transform" in edges["workbench.analysis.evaluate"] or any(
         "workbench.precision" in t for t in edges["workbench.analysis.diagnose"])
+
+
+def test_the_public_api_resolves_from_the_package_root_without_heavy_imports():
+    import subprocess
+    import sys
+
+    code = ("import sys, workbench as wb; heavy = [m for m in ('torch', 'tensorrt', 'tensorrt_rtx', 'ray', "
+            "'onnxruntime', 'pandas') if m in sys.modules]; assert not heavy, heavy; "
+            "[getattr(wb, name) for name in wb.__all__]; print(len(wb.__all__))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 15

@@ -10,7 +10,7 @@ import pytest
 import workbench as wb
 from workbench.analysis.evaluate import run
 from workbench.precision import quantize as Q
-from workbench.precision.calibration import _ort_method
+from workbench.precision.calibration import ort_method
 from workbench.runtime import get_backend
 
 
@@ -20,7 +20,7 @@ def _ort_excluding(fp32, ranges, exclude, placement):
     op_types, extra = Q.placement_options(placement)
     with tempfile.TemporaryDirectory() as tmp, Q.quiet():
         quantize_static(str(fp32), f"{tmp}/q.onnx", calibration_data_reader=None, calibration_cache_path=str(ranges),
-                        calibrate_method=_ort_method("minmax"), quant_format=QuantFormat.QDQ, per_channel=True,
+                        calibrate_method=ort_method("minmax"), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
                         op_types_to_quantize=op_types, extra_options={**Q.TENSORRT_QDQ_OPTIONS, **extra})
         model = onnx.load(f"{tmp}/q.onnx")

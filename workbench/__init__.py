@@ -9,15 +9,21 @@ from typing import Any
 
 from workbench.core.version import __version__
 
-_EXPORTS = {
-    "load_model": "workbench.zoo",
+_EXPORTS = {  # name → module, in pipeline order
+    "WorkbenchError": "workbench.core.errors",
+    "lint": "workbench.graph.lint",
     "ModelHandle": "workbench.model.loading",
-    "Recipe": "workbench.precision.recipe",
-    "apply": "workbench.precision.transform",
     "Dataset": "workbench.model.data",
     "load_npz": "workbench.model.data",
-    "WorkbenchError": "workbench.core.errors",
     "get_backend": "workbench.runtime",
+    "Recipe": "workbench.precision.recipe",
+    "apply": "workbench.precision.transform",
+    "compare": "workbench.analysis.compare",
+    "diagnose": "workbench.analysis.diagnose",
+    "Target": "workbench.analysis.diagnose",
+    "sweep": "workbench.analysis.bench",
+    "load_model": "workbench.zoo",
+    "Workbench": "workbench.app.ui",
 }
 
 
