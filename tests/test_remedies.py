@@ -179,3 +179,54 @@ def test_overrides_are_what_the_manifest_and_the_cause_analysis_read():
     report = compare(fixed, P.digits("eval").take(32), progress=False)
     issues = {t: (kind, text) for t, kind, text in tensor_issues(spec.conv(0), model, report, fixed)}
     assert f"{base_amax:.3g}" not in issues["image"][1], "the cause analysis reads the range the model uses"
+
+
+def test_batchnorm_folds_into_a_gemm_with_beta(tmp_path):
+    """Review defect: folding ignored Gemm's beta (beta 0.5: output off by up to 0.72)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from workbench.precision.transform import cleaned
+
+    rng = np.random.default_rng(0)
+    arrays = {"w": rng.standard_normal((6, 64)).astype(np.float32), "c": rng.standard_normal(6).astype(np.float32),
+              "gamma": rng.uniform(0.5, 2, 6).astype(np.float32), "bn_beta": rng.standard_normal(6).astype(np.float32),
+              "mean": rng.standard_normal(6).astype(np.float32), "var": rng.uniform(0.5, 2, 6).astype(np.float32),
+              "flat": np.array([-1, 64], np.int64)}
+    nodes = [helper.make_node("Reshape", ["image", "flat"], ["x"], name="flatten"),
+             helper.make_node("Gemm", ["x", "w", "c"], ["g"], name="fc", transB=1, beta=0.5),
+             helper.make_node("BatchNormalization", ["g", "gamma", "bn_beta", "mean", "var"], ["logits"], name="bn")]
+    graph = helper.make_graph(nodes, "gemm_bn", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                                               ["batch", 1, 8, 8])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 6])],
+                              [numpy_helper.from_array(v, k) for k, v in arrays.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "gemm_bn.onnx")
+    model = wb.load_model(str(tmp_path / "gemm_bn.onnx"))
+    folded, names = cleaned(model)
+    assert names == {"bn": "fc"}
+    data = P.digits("eval").take(64)
+    np.testing.assert_allclose(run(get_backend().build(folded.path), data)["logits"],
+                               run(get_backend().build(model.path), data)["logits"], rtol=1e-4, atol=1e-4)
+
+
+def test_conv_transpose_macs_count_every_input_weight_pair():
+    """Review defect: 63,504 MACs counted where a ConvTranspose computes 115,200 (8x10x10 input, 8→16 channels,
+    3x3 kernel, stride 2)."""
+    from onnx import helper, numpy_helper
+
+    from workbench.graph.cost import macs_per_sample
+
+    node = helper.make_node("ConvTranspose", ["x", "w"], ["y"], name="up", strides=[2, 2])
+    graph = helper.make_graph([node], "up", [], [], [numpy_helper.from_array(np.zeros((8, 16, 3, 3), np.float32), "w")])
+    macs = macs_per_sample(helper.make_model(graph), {"x": (1, 8, 10, 10), "y": (1, 16, 21, 21)})
+    assert macs == {"up": 8 * 10 * 10 * 16 * 3 * 3}
+
+
+def test_remedies_compose_and_the_adopted_recipe_is_the_one_scored():
+    """Review defect: on a Conv→BN chain with placement 'all' and no clean-up, the clean-up remedy was adopted, then
+    the placement candidate was built without it; candidates build on the current best recipe and the returned
+    recipe reproduces the reported score."""
+    model, calib, data = P.batchnorm_chain(), P.digits("calib"), P.digits("eval")
+    d = diagnose(model, wb.Recipe("int8", placement="all", cleanup=False), calib, data, progress=False)
+    adopted = [r["remedy"] for r in d.remedies[1:] if r["met"] or r.get("adopted")]
+    assert adopted and adopted[0].startswith("clean up the graph") and d.recipe.cleanup
+    assert cosine(model, d.recipe, calib, data) == pytest.approx(d.after["cosine"], abs=1e-9)

@@ -132,6 +132,10 @@ def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, s
         w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
         b = numpy_helper.to_array(inits[prev.input[2]]).astype(np.float64) if len(prev.input) > 2 and prev.input[2] \
             else np.zeros(len(scale))
+        if prev.op_type == "Gemm":  # Y = A·Bᵀ + beta·C: the bias enters scaled by beta, which becomes 1
+            b = b * _gemm_beta(prev)
+            for attr in [a for a in prev.attribute if a.name == "beta"]:
+                prev.attribute.remove(attr)
         b = (b - mean) * scale + beta
         dtype = numpy_helper.to_array(inits[prev.input[1]]).dtype
         g.initializer.append(numpy_helper.from_array(w.astype(dtype), f"{prev.name}.folded_weight"))
@@ -153,6 +157,10 @@ def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, s
 
 
 def _gemm_foldable(gemm: onnx.NodeProto) -> bool:
-    """Gemm with transB=1 (PyTorch Linear: weight [out, in]) and default alpha/beta."""
+    """Gemm with transB=1 (PyTorch Linear: weight [out, in]) and alpha 1; beta is folded into the bias."""
     attrs = {a.name: a for a in gemm.attribute}
     return (attrs["transB"].i if "transB" in attrs else 0) == 1 and (attrs["alpha"].f if "alpha" in attrs else 1.0) == 1.0
+
+
+def _gemm_beta(gemm: onnx.NodeProto) -> float:
+    return next((a.f for a in gemm.attribute if a.name == "beta"), 1.0)

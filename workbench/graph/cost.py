@@ -20,8 +20,10 @@ def macs_per_sample(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]])
         a = tuple(shapes.get(node.input[0], ()))
         if node.op_type == "Conv" and len(w) > 2:
             k = int(np.prod(w[1:]))
-        elif node.op_type == "ConvTranspose" and len(w) > 2:
-            k = int(np.prod(w[2:])) * int(w[0]) // max(1, int(y[1]) if len(y) > 1 else 1)
+        elif node.op_type == "ConvTranspose" and len(w) > 2 and len(a) > 2:
+            # every input element meets every weight of its group (w: [C_in, C_out / group, k...])
+            out[node.name] = int(np.prod(a[1:])) * int(np.prod(w[1:]))
+            continue
         elif node.op_type == "Gemm" and len(w) == 2:
             trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
             k = int(w[1] if trans_b else w[0])
