@@ -88,3 +88,36 @@ def test_refuses_to_overwrite_the_input_model(tmp_path, mnist):
 
     shutil.copyfile(mnist.path, tmp_path / "model.onnx")
     assert cli.main(["build", str(tmp_path / "model.onnx"), "--precision", "fp32", "-o", str(tmp_path)]) == 2
+
+
+def test_trtexec_for_a_zoo_name_points_at_its_onnx_file(capsys):
+    """Review defect: `workbench trtexec mnist-cnn` printed --onnx=mnist-cnn, a file trtexec cannot open."""
+    import json
+    import shlex
+    from pathlib import Path
+
+    from workbench.app import cli
+
+    assert cli.main(["trtexec", "mnist-cnn"]) == 0
+    build = shlex.split(json.loads(capsys.readouterr().out)["build"])
+    onnx_arg = next(a for a in build if a.startswith("--onnx="))[len("--onnx="):]
+    assert onnx_arg.endswith(".onnx") and Path(onnx_arg).is_file()
+
+
+def test_ctrl_c_exits_130_and_an_unknown_profile_input_is_a_key_error(monkeypatch, capsys):
+    """Review defects: KeyboardInterrupt exited with the bad-input code 2; Profile[name] leaked StopIteration."""
+    import pytest
+
+    import workbench as wb
+    from workbench.app import cli
+    from workbench.model.profiles import build_profile
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_lint", interrupted)
+    assert cli.main(["lint", "mnist-cnn"]) == 130
+    assert capsys.readouterr().err.strip() == "workbench: interrupted"
+    profile = build_profile(wb.load_model("mnist-cnn").inputs)
+    with pytest.raises(KeyError, match="no input 'nope'"):
+        profile["nope"]
