@@ -99,3 +99,13 @@ def test_minilm_cheapest_fix_is_the_tensorrt_placement(minilm):
     assert d.remedies[1]["remedy"].startswith("Q/DQ placement 'tensorrt'") and d.remedies[1]["met"]
     assert d.fallback == [] and d.recipe.placement == "tensorrt" and d.after["embedding_cosine"] >= 0.97
     assert d.initial_ranking[0]["module"].endswith("attention.self") and "additive mask" in d.explanation
+
+
+def test_minilm_sentences_are_a_fixed_shipped_set():
+    """Review defect: the sentences came from the running Python's docstrings, so README's numbers changed with the
+    Python version; the set is a file now."""
+    from workbench.zoo.minilm import sentences
+
+    text = sentences()
+    assert len(text) == len(set(text)) == 256
+    assert text[0] == "Abstract Base Classes (ABCs) according to PEP 3119."
