@@ -105,3 +105,14 @@ def test_the_public_api_resolves_from_the_package_root_without_heavy_imports():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout) >= 15
+
+
+def test_files_the_code_cites_are_in_the_repository():
+    """Review defect: code cited a shared/DESIGN.md that the repository does not have."""
+    import re
+
+    root = PACKAGE.parent
+    cited = {m for path in PACKAGE.rglob("*.py") for m in re.findall(r"\b((?:docs|benchmarks|shared)/[\w./-]+\.\w+)",
+                                                                      path.read_text())}
+    assert "docs/DESIGN.md" in cited
+    assert not [c for c in cited if not (root / c.rstrip(".")).exists()]

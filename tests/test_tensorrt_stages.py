@@ -154,3 +154,18 @@ def test_tensorrt_logged_cause_joins_the_message(plan, monkeypatch):
                                "built correctly ([graphScope.cpp::analyze::471] Error Code 2: Internal Error "
                                "(Assertion failed.))")
     assert "error" not in vars(G_LOGGER), "the logger is restored"
+
+
+def test_build_from_bytes_and_build_marked_use_their_name(plan, monkeypatch, mnist):
+    """Review defect: the TensorRT backend ignored the `name` of build_from_bytes and build_marked; it now labels
+    the engine and every stage's error."""
+    from polygraphy.exception import PolygraphyException
+
+    backend, _, _ = plan
+    monkeypatch.setattr(backend, "version", lambda: "10.9.0")
+    monkeypatch.setattr(trt_backend, "gpu_name", lambda: "Fake GPU")
+    _fakes(monkeypatch, build=b"plan-bytes", deserialize=PolygraphyException("no engine"))
+    with pytest.raises(WorkbenchError, match=r"^TensorRT could not deserialize per-layer comparison \(Fake GPU"):
+        backend.build_marked(Path(mnist.path), [], name="per-layer comparison")
+    with pytest.raises(WorkbenchError, match=r"^TensorRT could not deserialize local sensitivity \(Fake GPU"):
+        backend.build_from_bytes(Path(mnist.path).read_bytes(), name="local sensitivity")

@@ -41,7 +41,6 @@ def summarize(samples_ms: Sequence[float], batch: int) -> dict:
 class Measurement:
     host_ms: list[float]
     device_ms: list[float] | None
-    warmup_iterations: int
 
 
 def measure(
@@ -67,7 +66,7 @@ def measure(
         host.append((clock() - t0) / 1e6)
         if d is not None:
             device.append(d)
-    return Measurement(host, device or None, done)
+    return Measurement(host, device or None)
 
 
 def parse_batches(text: str) -> list[int]:

@@ -72,7 +72,7 @@ def _profile_max_batch(engine, data: Dataset) -> int:
 
 
 def output_scores(outputs: Outputs, reference: Outputs) -> dict:
-    """Worst cosine and SQNR over the floating-point graph outputs, against the FP32 reference (shared/DESIGN.md
+    """Worst cosine and SQNR over the floating-point graph outputs, against the FP32 reference (docs/DESIGN.md
     metrics); integer outputs (labels, indices) add their worst `agreement` instead (see RunningStats)."""
     from workbench.core.metrics import RunningStats
 

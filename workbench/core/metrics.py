@@ -1,4 +1,4 @@
-"""One definition of every accuracy metric (shared/DESIGN.md), computed in a streaming way over batches.
+"""One definition of every accuracy metric (docs/DESIGN.md), computed in a streaming way over batches.
 
 SQNR (dB) = 20·log10(‖ref‖ / ‖ref − x‖) over all samples flattened (identical tensors report SQNR_CAP_DB);
 cosine = ⟨ref, x⟩ / (‖ref‖·‖x‖) over all samples flattened; max and mean absolute difference.

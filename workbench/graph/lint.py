@@ -1,6 +1,7 @@
 """TensorRT Q/DQ compatibility lint: what TensorRT's ONNX parser rejects, or builds but runs in float, found
-before anyone spends time on a GPU build (shared/DESIGN.md, TensorRT's explicit quantization guide). Ops outside the standard ONNX domain (scikit-learn's ai.onnx.ml Scaler,
-ArrayFeatureExtractor, ...) are errors too: the parser rejected them there ("Plugin not found").
+before anyone spends time on a GPU build (docs/DESIGN.md, TensorRT's explicit quantization guide). Ops outside
+the standard ONNX domain (scikit-learn's ai.onnx.ml Scaler, ArrayFeatureExtractor, ...) are errors too: the parser
+rejected them there ("Plugin not found").
 
 Every rule has a negative case checked against TensorRT-RTX 1.7.1 on an H100 (benchmarks/lint_device.py, README
 "Lint against the parser"): errors are parser rejections, warnings are Convs whose kernel reads float. Patterns the

@@ -11,7 +11,7 @@ from workbench.core.errors import WorkbenchError, one_line
 from workbench.core.log import quiet_onnxruntime
 from workbench.graph.topology import toposort, used_names
 
-# TensorRT's parser rejects a DequantizeLinear on an INT32 bias: biases stay float (shared/DESIGN.md).
+# TensorRT's parser rejects a DequantizeLinear on an INT32 bias: biases stay float (docs/DESIGN.md).
 TENSORRT_QDQ_OPTIONS = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
 TENSORRT_INT8_OPS = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
 

@@ -181,8 +181,9 @@ class TensorRT(Backend):
             "engine_cache": str(cache.artifact_path("engines", key, ".plan")),
         }
 
-    def build(self, model_path: Path, debug_tensors: Sequence[str] = ()) -> TensorRTEngine:
-        """Build (or load from the engine cache). `debug_tensors` names ONNX tensors to capture as debug tensors."""
+    def build(self, model_path: Path, debug_tensors: Sequence[str] = (), name: str | None = None) -> TensorRTEngine:
+        """Build (or load from the engine cache). `debug_tensors` names ONNX tensors to capture as debug tensors;
+        `name` labels the engine and its errors (default: the file name)."""
         from workbench.model.loading import from_onnx
 
         handle = from_onnx(model_path)
@@ -192,7 +193,8 @@ class TensorRT(Backend):
         path = Path(plan["engine_cache"])
         if not path.exists():
             cache.atomic_write(path, self.build_bytes(plan, profile, debug_tensors))
-        return TensorRTEngine(self, self.deserialize(path.read_bytes(), Path(model_path).name), Path(model_path).stem)
+        label = name or Path(model_path).name
+        return TensorRTEngine(self, self.deserialize(path.read_bytes(), label), name or Path(model_path).stem)
 
     def deserialize(self, data: bytes, model: str) -> Any:
         """The engine object; a GPU the runtime cannot run on is named with its compute capability."""
@@ -240,7 +242,7 @@ class TensorRT(Backend):
         path = cache.artifact_path("models", cache.digest(model), ".onnx")
         if not path.exists():
             cache.atomic_write(path, model)
-        return self.build(path)
+        return self.build(path, name=name)
 
     def build_marked(self, model: Any, tensors: list[str], name: str) -> TensorRTEngine:
         """Per-layer values as debug tensors (fusion kept), not as extra outputs (see MARKING_NOTE)."""
@@ -250,7 +252,7 @@ class TensorRT(Backend):
         path = cache.artifact_path("models", cache.digest(data), ".onnx")
         if not path.exists():
             cache.atomic_write(path, data)
-        return self.build(path, debug_tensors=list(tensors))
+        return self.build(path, debug_tensors=list(tensors), name=name)
 
 
 class TensorRTRtx(TensorRT):

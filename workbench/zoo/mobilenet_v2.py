@@ -86,7 +86,8 @@ def _torch_version() -> str:
 
 
 def _dataset(split: str):
-    """128 crops of real photos; labels = the FP32 model's top-1 class (no ground truth for these photos)."""
+    """128 crops of real photos, without labels (no ground truth for these photos: accuracy is measured as top-1
+    agreement with the FP32 model)."""
     from workbench.core import cache
     from workbench.model.data import Dataset
     from workbench.zoo.images import crops
