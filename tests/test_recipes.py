@@ -148,9 +148,19 @@ def test_placement_presets(mnist, mnist_calib):
         wb.Recipe("int8", placement="everywhere")
 
 
+EVERY_FIELD = wb.Recipe("int8", "percentile", 99.9, ("conv1", "re:fc.*"), per_channel=False, placement="all",
+                        overrides=("t=minmax",), cleanup=False, fallback_precision="fp16", weight_bits=7,
+                        equalize=True, smooth=True, bias_correction=True)
+
+
+def test_the_round_trip_recipe_sets_every_field():
+    """A new Recipe field must join EVERY_FIELD, so the round trip below covers it."""
+    default = wb.Recipe()
+    assert [f for f in wb.Recipe.__dataclass_fields__ if getattr(EVERY_FIELD, f) == getattr(default, f)] == []
+
+
 @pytest.mark.parametrize("recipe", [
-    wb.Recipe("int8", "percentile", 99.9, ("conv1", "re:fc.*"), placement="all", overrides=("t=minmax",),
-              cleanup=False, fallback_precision="fp16", weight_bits=7),
+    EVERY_FIELD,
     wb.Recipe("int8"),
     wb.Recipe("fp16", exclude=("Gemm",)),
     wb.Recipe("bf16", cleanup=False),

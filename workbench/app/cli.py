@@ -36,6 +36,8 @@ def _add_recipe_args(p: argparse.ArgumentParser, precisions: Sequence[str] = PRE
                    help="quantize the graph as is: no constant or BatchNorm folding (TensorRT folds both)")
     p.add_argument("--fallback-precision", default="fp32", choices=("fp32", "fp16"),
                    help="what excluded nodes of an int8 recipe run in (default fp32)")
+    p.add_argument("--per-tensor-weights", action="store_true",
+                   help="int8: one scale per weight tensor instead of one per output channel (the default)")
     p.add_argument("--weight-bits", type=int, default=8, choices=(7, 8),
                    help="INT8 weight range: 7 = [-64, 64] for ONNX Runtime's CPU kernels on x86 without VNNI, "
                         "whose u8*s8 pair sums saturate on full 8-bit weights (default 8)")
@@ -74,7 +76,7 @@ def _recipe(args: argparse.Namespace, precision: str | None = None):
     from workbench.precision.recipe import Recipe
 
     return Recipe(precision or args.precision, args.calibration, args.percentile, tuple(args.exclude),
-                  placement=args.placement,
+                  per_channel=not args.per_tensor_weights, placement=args.placement,
                   overrides=tuple(args.override), cleanup=not args.no_cleanup,
                   fallback_precision=args.fallback_precision, weight_bits=args.weight_bits, equalize=args.equalize,
                   smooth=args.smooth, bias_correction=args.bias_correction)

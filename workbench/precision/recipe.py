@@ -100,6 +100,8 @@ class Recipe:
                 args += ["--calibration", self.calibration]
             if self.calibration == "percentile" and self.percentile != default.percentile:
                 args += ["--percentile", f"{self.percentile:g}"]
+            if not self.per_channel:
+                args.append("--per-tensor-weights")
             if self.placement != default.placement:
                 args += ["--placement", self.placement]
             if self.overrides:
