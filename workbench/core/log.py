@@ -1,17 +1,31 @@
-"""Keeping third-party chatter out of the workbench's output: Polygraphy logs every load and inference at INFO,
-ONNX Runtime's quantization tool prints and logs advice; the workbench shows its own progress instead."""
+"""The package logger, and keeping third-party chatter out of the workbench's output without touching the root
+logger's level or sys.stdout: Polygraphy logs every load and inference at INFO, ONNX Runtime's quantization tool
+logs advice through the root logger; the workbench shows its own progress instead."""
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
+import os
 import warnings
 from typing import Iterator
+
+LOGGER = logging.getLogger("workbench")  # the one package logger (child loggers: workbench.<stage>)
+
+
+class _FromPackage(logging.Filter):
+    """Drops the records a package's own files log (whatever logger they use)."""
+
+    def __init__(self, package: str) -> None:
+        super().__init__()
+        self.marker = f"{os.sep}{package}{os.sep}"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.marker not in record.pathname
 
 
 @contextlib.contextmanager
 def quiet_polygraphy() -> Iterator[None]:
-    """Polygraphy's logger at ERROR while the block runs."""
+    """Polygraphy's own logger at ERROR while the block runs."""
     from polygraphy.logger import G_LOGGER
 
     with G_LOGGER.verbosity(G_LOGGER.ERROR):
@@ -20,16 +34,19 @@ def quiet_polygraphy() -> Iterator[None]:
 
 @contextlib.contextmanager
 def quiet_onnxruntime() -> Iterator[None]:
-    """ORT's quantization tool prints and logs advice on the root logger; keep the CLI's output clean."""
+    """While the block runs: ONNX Runtime's sessions log errors only, records logged from onnxruntime's Python files
+    (its quantizer calls logging.info/warning on the root logger) are dropped by a filter that leaves the root
+    logger's level and everyone else's records alone, and its Python warnings are silenced. Its calibrators'
+    progress prints stay (the CLI sends them to stderr)."""
     import onnxruntime
 
-    onnxruntime.set_default_logger_severity(3)  # the quantizer's own sessions log optimizer warnings otherwise
+    onnxruntime.set_default_logger_severity(3)
+    drop = _FromPackage("onnxruntime")
     root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
+    root.addFilter(drop)
     try:
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
-        root.setLevel(level)
+        root.removeFilter(drop)
