@@ -8,7 +8,7 @@ import sys
 from workbench.core.log import LOGGER, quiet_onnxruntime
 
 
-def test_quiet_onnxruntime_drops_only_onnxruntime_records(caplog):
+def test_quiet_onnxruntime_drops_only_onnxruntime_records(caplog, capsys):
     root = logging.getLogger()
     caplog.set_level(logging.INFO)
     level, stdout = root.level, sys.stdout
@@ -16,11 +16,14 @@ def test_quiet_onnxruntime_drops_only_onnxruntime_records(caplog):
     def record(pathname: str, message: str) -> logging.LogRecord:
         return logging.LogRecord("root", logging.WARNING, pathname, 1, message, None, None)
 
-    with quiet_onnxruntime():
+    from onnxruntime.quantization import calibrate
+
+    with quiet_onnxruntime(), quiet_onnxruntime():
+        calibrate.print("ORT's progress print")
         assert root.level == level == logging.INFO and sys.stdout is stdout
         root.handle(record("/site-packages/onnxruntime/quantization/quant_utils.py", "ORT advice"))
         root.handle(record("/home/user/train.py", "the user's own warning"))
     messages = [r.getMessage() for r in caplog.records]
     assert "the user's own warning" in messages and "ORT advice" not in messages
-    assert root.filters == [] and sys.stdout is stdout
-    assert LOGGER.name == "workbench"
+    assert root.filters == [] and sys.stdout is stdout and "print" not in vars(calibrate)
+    assert LOGGER.name == "workbench" and "progress print" not in capsys.readouterr().out

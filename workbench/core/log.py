@@ -36,17 +36,29 @@ def quiet_polygraphy() -> Iterator[None]:
 def quiet_onnxruntime() -> Iterator[None]:
     """While the block runs: ONNX Runtime's sessions log errors only, records logged from onnxruntime's Python files
     (its quantizer calls logging.info/warning on the root logger) are dropped by a filter that leaves the root
-    logger's level and everyone else's records alone, and its Python warnings are silenced. Its calibrators'
-    progress prints stay (the CLI sends them to stderr)."""
+    logger's level and everyone else's records alone, its Python warnings are silenced, and its calibrators' prints
+    ("Collecting tensor data and making histogram ...", once per batch) go nowhere: a module-level `print` in
+    onnxruntime.quantization.calibrate shadows the builtin there only, sys.stdout stays as it is."""
     import onnxruntime
+    from onnxruntime.quantization import calibrate
 
     onnxruntime.set_default_logger_severity(3)
     drop = _FromPackage("onnxruntime")
     root = logging.getLogger()
     root.addFilter(drop)
+    shadowed = vars(calibrate).get("print")  # set when blocks nest
+    calibrate.print = _silent
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
         root.removeFilter(drop)
+        if shadowed is None:
+            del calibrate.print
+        else:
+            calibrate.print = shadowed
+
+
+def _silent(*args, **kwargs) -> None:
+    """A `print` that prints nothing."""
