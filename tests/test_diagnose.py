@@ -114,3 +114,23 @@ def test_a_broken_output_never_meets_the_target():
     assert not target.met({"cosine": 0.0, "cosine_lower_bound": 0.995, "sqnr_db": 30.0}, None)
     assert not target.met({"cosine": float("nan"), "sqnr_db": 30.0}, None)
     assert target.met({"cosine": 0.996, "cosine_lower_bound": 0.993, "sqnr_db": 30.0}, None)
+
+
+def test_every_search_cycle_goes_through_the_evaluator(monkeypatch):
+    """One apply → build → run → score sequence (Evaluator) serves the diagnosis: its cycles are the evaluator's
+    scores, and the FP32 reference is run once and then read from the cache."""
+    from workbench.analysis import evaluate
+    from workbench.zoo import planted as P
+
+    calls, runs = [], []
+    score, run = evaluate.Evaluator.score, evaluate.run
+    monkeypatch.setattr(evaluate.Evaluator, "score", lambda self, *a, **k: calls.append(1) or score(self, *a, **k))
+    monkeypatch.setattr(evaluate, "run", lambda engine, *a, **k: runs.append(engine) or run(engine, *a, **k))
+    spec, model = P.planted((1,))
+    data = P.digits("eval").take(200)  # data no other test scores: its reference is not cached yet
+    d = diagnose(model, wb.Recipe("int8"), P.digits("calib"), data, remedies=False, progress=False,
+                 deployment_check=False)
+    assert len(calls) == d.evaluations == len(d.cycle_seconds)
+    again = evaluate.Evaluator(model, P.digits("calib"), data)
+    assert len(runs) == d.evaluations + 1, "one FP32 reference run, the second evaluator reads it from the cache"
+    assert again.score(d.recipe)["cosine"] == pytest.approx(d.after["cosine"], abs=1e-12)

@@ -166,18 +166,16 @@ def tradeoff(model, recipes: Iterable, calib: Dataset | None, data: Dataset, bat
 
     Accuracy is measured on the accuracy backend (graph as written); latency on `backend` (default: ONNX
     Runtime CPU with all optimizations)."""
-    from workbench.analysis.evaluate import output_scores, reference_run, run, top1_accuracy
-    from workbench.precision.transform import apply
+    from workbench.analysis.evaluate import Evaluator, output_scores, top1_accuracy
 
     recipes = list(recipes)
     latency_report = sweep(model, recipes, [batch], calib, data, backend, iterations, progress=progress)
-    accuracy_backend = get_backend()
-    reference = reference_run(accuracy_backend, model, data)
+    evaluator = Evaluator(model, calib, data, get_backend())
     rows = []
     for recipe, lat in zip(recipes, latency_report.results.itertuples()):
-        outputs = run(accuracy_backend.build(apply(model, recipe, calib, progress=False).path), data)
+        outputs = evaluator.outputs(recipe)[1]
         row = {"recipe": recipe.label, "precision": recipe.precision, "p50_ms": lat.p50_ms,
-               "throughput": lat.throughput, **output_scores(outputs, reference)}
+               "throughput": lat.throughput, **output_scores(outputs, evaluator.reference)}
         if data.labels is not None:
             row["top1"] = top1_accuracy(outputs, data)
         rows.append(row)

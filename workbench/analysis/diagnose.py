@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from workbench.analysis.compare import LayerReport, compare
-from workbench.analysis.evaluate import TaskMetric, output_scores, reference_run, run
+from workbench.analysis.evaluate import Evaluator, TaskMetric, output_scores
 from workbench.core.errors import WorkbenchError
 from workbench.core.metrics import SQNR_CAP_DB, is_categorical
 from workbench.model.data import Dataset, as_dataset
@@ -248,24 +247,21 @@ def diagnose(
     target = target or Target()
     backend = backend or get_backend()
     bar = tqdm(desc="diagnosing", unit="run", disable=not progress, leave=False)
-    reference = reference_run(backend, model, data, batch_size)
+    evaluator = Evaluator(model, calib, data, backend, batch_size)
+    reference = evaluator.reference
     reference_metric = float(target.metric(reference, reference, data)) if target.metric is not None else None
 
     cycle_seconds: list[float] = []
 
-    def cycle(on: Backend, ref: dict, r: Recipe) -> dict:
-        """One quantize + evaluate cycle: the recipe's model run by `on` over `data`, scored against `ref`."""
-        bar.update()
-        start = time.perf_counter()
-        scores = _scores(run(on.build(apply(model, r, calib, progress=False).path), data, batch_size), ref, data,
-                         target)
-        seconds = round(time.perf_counter() - start, 3)
-        if on is backend:
-            cycle_seconds.append(seconds)
-        return {**scores, "seconds": seconds}
+    def scorer(outputs: dict, ref: dict) -> dict:
+        return _scores(outputs, ref, data, target)  # `target` as the search sets it (Bonferroni level)
 
     def score(r: Recipe) -> dict:
-        return cycle(backend, reference, r)
+        """One quantize + evaluate cycle of the search."""
+        bar.update()
+        scores = evaluator.score(r, scorer)
+        cycle_seconds.append(scores["seconds"])
+        return scores
 
     base = apply(model, recipe, calib, progress=progress)
     if not base.quantized_nodes:
@@ -345,7 +341,7 @@ def diagnose(
                           "nodes_in_higher_precision": len(fallback), "adopted": met})
             if met:
                 current, after = half, scores
-    deploy = _deployment(backend, model, data, batch_size, cycle) if deployment_check else None
+    deploy = _deployment(evaluator, scorer) if deployment_check else None
     deployed = None
     if deploy is not None:
         final_recipe = current.with_exclude(list(current.exclude) + fallback)
@@ -416,8 +412,9 @@ def score_heldout(model: ModelHandle, final, heldout: Dataset, target: Target, b
     point = Target(target.cosine, target.sqnr_db, target.metric, target.metric_name, target.max_drop, None)
 
     def scored(backend: Backend) -> tuple[dict, bool]:
-        reference = reference_run(backend, model, heldout, batch_size)
-        scores = _scores(run(backend.build(final.path), heldout, batch_size), reference, heldout, point)
+        evaluator = Evaluator(model, None, heldout, backend, batch_size)
+        scores = _scores(evaluator.run(final), evaluator.reference, heldout, point)
+        reference = evaluator.reference
         metric = float(target.metric(reference, reference, heldout)) if target.metric is not None else None
         return scores, point.met(scores, metric)
 
@@ -436,28 +433,29 @@ KERNEL_LOSS_DB = 1.0
 class _Deployment:
     """Scores recipes as ONNX Runtime CPU deploys them (full graph optimizations), against its own FP32 run."""
 
-    backend: Backend
-    reference: dict
-    score_fn: Any
+    evaluator: Evaluator
+    scorer: Any
     runs: int = 0
 
     def score(self, recipe: Recipe) -> dict:
         self.runs += 1
-        return self.score_fn(self.backend, self.reference, recipe)
+        return self.evaluator.score(recipe, self.scorer)
 
     def describe(self) -> dict:
         from workbench.runtime.onnxruntime_cpu import cpu_has_vnni, cpu_name
 
-        return {"backend": self.backend.name, "graph_optimization": "all", "cpu": cpu_name(), "vnni": cpu_has_vnni()}
+        return {"backend": self.evaluator.backend.name, "graph_optimization": "all", "cpu": cpu_name(),
+                "vnni": cpu_has_vnni()}
 
 
-def _deployment(backend: Backend, model: ModelHandle, data: Dataset, batch_size: int, cycle) -> _Deployment | None:
-    """The deployment scorer, for the ONNX Runtime CPU backend when the search runs an unoptimized graph; `cycle`
-    is diagnose's own quantize + evaluate step, run on the deployed backend against its own FP32 reference."""
+def _deployment(search: Evaluator, scorer) -> _Deployment | None:
+    """The deployment scorer, for the ONNX Runtime CPU backend when the search runs an unoptimized graph: the
+    search's data and scoring on the deployed backend, against that backend's own FP32 reference."""
+    backend = search.backend
     if getattr(backend, "name", "") != "onnxruntime-cpu" or getattr(backend, "optimization", "all") == "all":
         return None
     deployed = get_backend("onnxruntime-cpu", optimization="all", threads=backend.threads)
-    return _Deployment(deployed, reference_run(deployed, model, data, batch_size), cycle)
+    return _Deployment(Evaluator(search.model, search.calib, search.data, deployed, search.batch_size), scorer)
 
 
 def _kernel_remedy(deploy: _Deployment, recipe: Recipe, simulated: dict, deployed: dict, score, tried: list[dict],

@@ -5,7 +5,8 @@ graph outputs over the whole dataset, `reference` the FP32 model's, `data` the i
 """
 from __future__ import annotations
 
-from typing import Callable
+import time
+from typing import Any, Callable
 
 import numpy as np
 
@@ -60,6 +61,36 @@ def reference_run(backend, model, data: Dataset, batch_size: int = 32) -> Output
     np.savez(buffer, **outputs)
     cache.atomic_write(path, buffer.getvalue())
     return outputs
+
+
+class Evaluator:
+    """The one apply → build → run → score sequence that diagnose, held-out scoring, recipe tables and latency
+    trade-offs share: a recipe's model run over `data` by `backend`, scored against the FP32 model's run on the same
+    backend and data (computed once, cached on disk by `reference_run`)."""
+
+    def __init__(self, model, calib: Dataset | None, data: Dataset, backend=None, batch_size: int = 32) -> None:
+        from workbench.runtime import get_backend
+
+        self.model, self.calib, self.data, self.batch_size = model, calib, data, batch_size
+        self.backend = backend or get_backend()
+        self.reference = reference_run(self.backend, model, data, batch_size)
+
+    def outputs(self, recipe) -> tuple[Any, Outputs]:
+        """(the transformed model, its outputs over the data)."""
+        from workbench.precision.transform import apply
+
+        transformed = apply(self.model, recipe, self.calib, progress=False)
+        return transformed, self.run(transformed)
+
+    def run(self, transformed) -> Outputs:
+        return run(self.backend.build(transformed.path), self.data, self.batch_size)
+
+    def score(self, recipe, scorer: Callable[[Outputs, Outputs], dict] | None = None) -> dict:
+        """`scorer(outputs, reference)` (default `output_scores`: worst output cosine and SQNR) of the recipe's
+        model, with the seconds the whole cycle took."""
+        start = time.perf_counter()
+        scores = (scorer or output_scores)(self.outputs(recipe)[1], self.reference)
+        return {**scores, "seconds": round(time.perf_counter() - start, 3)}
 
 
 def _profile_max_batch(engine, data: Dataset) -> int:
@@ -136,20 +167,15 @@ def recipe_table(model, recipes, calib: Dataset | None, data: Dataset, backend=N
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from workbench.precision.transform import apply
-    from workbench.runtime import get_backend
-
-    backend = backend or get_backend()
-    reference = reference_run(backend, model, data)
+    evaluator = Evaluator(model, calib, data, backend)
     metrics = dict(model.zoo.metrics) if model.zoo is not None else {}
     if not metrics:
         metrics = {"top1": labelled_top1} if data.labels is not None else {"top1_agreement": top1_agreement}
     rows = []
     for recipe in tqdm(list(recipes), desc="recipes", disable=not progress, leave=False):
-        transformed = apply(model, recipe, calib, progress=False)
-        outputs = run(backend.build(transformed.path), data)
+        transformed, outputs = evaluator.outputs(recipe)
         rows.append({"recipe": recipe.label, "precision": recipe.precision,
-                     **{name: fn(outputs, reference, data) for name, fn in metrics.items()},
-                     "mean_cosine": mean_cosine(outputs, reference, data),
+                     **{name: fn(outputs, evaluator.reference, data) for name, fn in metrics.items()},
+                     "mean_cosine": mean_cosine(outputs, evaluator.reference, data),
                      "quantized_nodes": len(transformed.quantized_nodes)})
     return pd.DataFrame(rows)
