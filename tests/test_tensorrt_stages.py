@@ -169,3 +169,41 @@ def test_build_from_bytes_and_build_marked_use_their_name(plan, monkeypatch, mni
         backend.build_marked(Path(mnist.path), [], name="per-layer comparison")
     with pytest.raises(WorkbenchError, match=r"^TensorRT could not deserialize local sensitivity \(Fake GPU"):
         backend.build_from_bytes(Path(mnist.path).read_bytes(), name="local sensitivity")
+
+
+def test_engines_close_their_runner_events_and_buffers(monkeypatch, mnist):
+    """Review item: engines are context managers; a TensorRT engine deactivates its runner, destroys the CUDA events
+    timed_call created and frees its device inputs (faked here: no GPU on this machine)."""
+    import ctypes
+
+    from polygraphy import cuda
+
+    from workbench.runtime import get_backend
+    from workbench.runtime.tensorrt import TensorRTEngine
+
+    destroyed, freed, deactivated = [], [], []
+
+    class Lib:
+        def cudaEventDestroy(self, event):
+            destroyed.append(event.value)
+
+    class Wrapper:
+        handle = Lib()
+
+    class Buffer:
+        def free(self):
+            freed.append(1)
+
+    class Runner:
+        def deactivate(self):
+            deactivated.append(1)
+
+    monkeypatch.setattr(cuda, "wrapper", lambda: Wrapper())
+    with TensorRTEngine(None, None, "fake") as engine:
+        engine._runner, engine._events = Runner(), [ctypes.c_void_p(7), ctypes.c_void_p(8)]
+        engine._device_buffers = {"input": Buffer()}
+    assert destroyed == [7, 8] and freed == [1] and deactivated == [1]
+    assert engine._runner is None and engine._events == [] and engine._device_buffers == {}
+    with get_backend().build(mnist.path) as cpu:
+        assert cpu.session is not None
+    assert cpu.session is None

@@ -127,27 +127,32 @@ def sweep(
     context: dict = {}
     jobs = [(r, b) for r in recipes for b in batches]
     bar = tqdm(jobs, desc="benchmarking", unit="config", disable=not progress, leave=False)
-    engines = {}
-    for recipe, batch in bar:
-        if recipe not in engines:
-            transformed = apply(model, recipe, calib, progress=False)
-            engines[recipe] = backend.build(transformed.path)
-        engine = engines[recipe]
-        context = engine.describe()
-        feed = batch_feed(data, batch)
-        backend.check_profile(feed)
-        m = measure(engine, feed, iterations, warmup, duration_s, warmup_ms)
-        host = summarize(m.host_ms, batch)
-        row = {"recipe": recipe.label, "precision": recipe.precision, "batch": batch,
-               "shapes": json.dumps({k: list(v.shape) for k, v in feed.items()}), **host,
-               "unstable": host["cv"] > HIGH_CV}
-        if m.device_ms:
-            row.update({f"device_{k}": v for k, v in summarize(m.device_ms, batch).items() if k != "iterations"})
-        rows.append(row)
-        samples[(recipe.label, batch)] = m.host_ms
-        if row["unstable"]:
-            warnings.warn(f"{recipe.label} batch {batch}: latency varies a lot (CV {host['cv']:.0%}); close other "
-                          "programs or raise --iterations", UserWarning, stacklevel=3)
+    engines: dict = {}
+    try:
+        for recipe, batch in bar:
+            if recipe not in engines:
+                transformed = apply(model, recipe, calib, progress=False)
+                engines[recipe] = backend.build(transformed.path)
+            engine = engines[recipe]
+            context = engine.describe()
+            feed = batch_feed(data, batch)
+            backend.check_profile(feed)
+            m = measure(engine, feed, iterations, warmup, duration_s, warmup_ms)
+            host = summarize(m.host_ms, batch)
+            row = {"recipe": recipe.label, "precision": recipe.precision, "batch": batch,
+                   "shapes": json.dumps({k: list(v.shape) for k, v in feed.items()}), **host,
+                   "unstable": host["cv"] > HIGH_CV}
+            if m.device_ms:
+                device = summarize(m.device_ms, batch)
+                row.update({f"device_{k}": v for k, v in device.items() if k != "iterations"})
+            rows.append(row)
+            samples[(recipe.label, batch)] = m.host_ms
+            if row["unstable"]:
+                warnings.warn(f"{recipe.label} batch {batch}: latency varies a lot (CV {host['cv']:.0%}); close "
+                              "other programs or raise --iterations", UserWarning, stacklevel=3)
+    finally:
+        for engine in engines.values():
+            engine.close()
     return LatencyReport(pd.DataFrame(rows), context, samples)
 
 

@@ -46,17 +46,17 @@ def reference_run(backend, model, data: Dataset, batch_size: int = 32) -> Output
 
     from workbench.core import cache
 
-    engine = backend.build(model.path)
-    size = data.batch_size(min(batch_size, _profile_max_batch(engine, data)))
-    key = cache.digest("reference-outputs", 1, model.sha256, data.fingerprint(), engine.describe(), size)
-    path = cache.artifact_path("reference", key, ".npz")
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as stored:
-                return {name: stored[name] for name in stored.files}
-        except (OSError, ValueError):
-            path.unlink(missing_ok=True)
-    outputs = run(engine, data, batch_size)
+    with backend.build(model.path) as engine:
+        size = data.batch_size(min(batch_size, _profile_max_batch(engine, data)))
+        key = cache.digest("reference-outputs", 1, model.sha256, data.fingerprint(), engine.describe(), size)
+        path = cache.artifact_path("reference", key, ".npz")
+        if path.exists():
+            try:
+                with np.load(path, allow_pickle=False) as stored:
+                    return {name: stored[name] for name in stored.files}
+            except (OSError, ValueError):
+                path.unlink(missing_ok=True)
+        outputs = run(engine, data, batch_size)
     buffer = io.BytesIO()
     np.savez(buffer, **outputs)
     cache.atomic_write(path, buffer.getvalue())
@@ -83,7 +83,8 @@ class Evaluator:
         return transformed, self.run(transformed)
 
     def run(self, transformed) -> Outputs:
-        return run(self.backend.build(transformed.path), self.data, self.batch_size)
+        with self.backend.build(transformed.path) as engine:
+            return run(engine, self.data, self.batch_size)
 
     def score(self, recipe, scorer: Callable[[Outputs, Outputs], dict] | None = None) -> dict:
         """`scorer(outputs, reference)` (default `output_scores`: worst output cosine and SQNR) of the recipe's

@@ -36,18 +36,16 @@ def output_shifts(fp32: onnx.ModelProto, qdq: onnx.ModelProto, nodes: list[str],
                   batch_size: int = 16) -> dict[str, tuple[np.ndarray, float]]:
     """node → (mean of FP32 output − quantized output per output channel (axis 1), FP32 output RMS)."""
     from workbench.graph.sensitivity import local_branches
-    from workbench.runtime import get_backend
+    from workbench.runtime import marked_outputs
 
     combined, pairs = local_branches(fp32, qdq, nodes)
     if not pairs:
         return {}
     tensors = sorted({t for pair in pairs.values() for t in pair})
-    engine = get_backend().build_marked(combined, tensors, name="bias correction")
     sums: dict[str, np.ndarray] = {}
     squares: dict[str, float] = {}
     counts: dict[str, int] = {}
-    for batch in data.batches(batch_size):
-        out = engine.infer(batch)
+    for out in marked_outputs(combined, tensors, data, batch_size, "bias correction"):
         for node, (reference, clone) in pairs.items():
             ref = np.asarray(out[reference], dtype=np.float64)
             if ref.ndim < 2:

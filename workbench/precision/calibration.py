@@ -160,8 +160,8 @@ def _activation_bytes(model: ModelHandle, feed: dict[str, np.ndarray]) -> int:
     from workbench.graph.topology import markable_outputs
     from workbench.runtime import get_backend
 
-    engine = get_backend().build_marked(model.path, markable_outputs(model.proto.graph), name="activation bytes")
-    return sum(np.asarray(v).nbytes for v in engine.infer(feed).values())
+    with get_backend().build_marked(model.path, markable_outputs(model.proto.graph), name="activation bytes") as engine:
+        return sum(np.asarray(v).nbytes for v in engine.infer(feed).values())
 
 
 def one_shot_ranges(model: ModelHandle, data: Dataset, method: str, percentile: float = 99.99,
@@ -233,10 +233,10 @@ def merged_ranges(base: CalibrationResult, overrides: dict[str, CalibrationResul
 def histogram(model: ModelHandle, data: Dataset, tensor: str, bins: int = 256, batch_size: int = 32
               ) -> tuple[np.ndarray, np.ndarray, float]:
     """Histogram of one FP32 activation over `data` (for the clipping-range plot): counts, edges, max |value|."""
-    from workbench.runtime import get_backend
+    from workbench.runtime import marked_outputs
 
-    engine = get_backend().build_marked(model.path, [tensor], name=f"histogram:{tensor}")
-    values = np.concatenate([engine.infer(feed)[tensor].ravel() for feed in data.batches(batch_size)])
+    values = np.concatenate([out[tensor].ravel() for out in marked_outputs(model.path, [tensor], data, batch_size,
+                                                                            f"histogram:{tensor}")])
     amax = float(np.abs(values).max()) if values.size else 0.0
     counts, edges = np.histogram(values, bins=bins, range=(-amax, amax) if amax else None)
     return counts, edges, amax

@@ -185,14 +185,12 @@ def equalizable(model: onnx.ModelProto) -> int:
 def channel_statistics(model_path, tensors: list[str], data: Dataset, batch_size: int = 16,
                        axes: dict[str, int] | None = None) -> dict:
     """Per channel (axis 1, or the tensor's entry in `axes`) max |x| and mean x², streamed over `data`."""
-    from workbench.runtime import get_backend
+    from workbench.runtime import marked_outputs
 
-    engine = get_backend().build_marked(str(model_path), tensors, name="equalization statistics")
     amax: dict[str, np.ndarray] = {}
     square: dict[str, np.ndarray] = {}
     count: dict[str, int] = {}
-    for batch in data.batches(batch_size):
-        out = engine.infer(batch)
+    for out in marked_outputs(str(model_path), tensors, data, batch_size, "channel statistics"):
         for name in tensors:
             x = np.asarray(out[name], dtype=np.float64)
             axis = (axes or {}).get(name, 1)

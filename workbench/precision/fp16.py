@@ -76,15 +76,14 @@ def activation_amax(model: "ModelHandle", data: "Dataset") -> dict[str, float]:
     if path.exists():
         return json.loads(path.read_text())
     from workbench.core.log import quiet_polygraphy
-    from workbench.runtime import get_backend
+    from workbench.runtime import marked_outputs
 
     proto = model.proto
-    engine = get_backend().build_marked(model.path, markable_outputs(proto.graph), name="fp16-ranges")
     amax: dict[str, float] = {}
     subset = data.take(min(len(data), RANGE_SAMPLES))
     with quiet_polygraphy():
-        for feed in subset.batches(4):
-            for name, value in engine.infer(feed).items():
+        for out in marked_outputs(model.path, markable_outputs(proto.graph), subset, 4, "fp16-ranges"):
+            for name, value in out.items():
                 value = np.asarray(value)
                 if value.size and np.issubdtype(value.dtype, np.floating):
                     finite = np.abs(value[np.isfinite(value)])

@@ -2,12 +2,12 @@
 Backends import their runtime lazily; TensorRT is never imported unless chosen."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 from workbench.core.errors import WorkbenchError
 from workbench.runtime.base import Backend, Engine
 
-__all__ = ["Backend", "Engine", "get_backend", "backend_names", "availability"]
+__all__ = ["Backend", "Engine", "get_backend", "backend_names", "availability", "marked_outputs"]
 
 
 def _registry() -> dict[str, type[Backend]]:
@@ -34,3 +34,12 @@ def get_backend(name: str = "onnxruntime-cpu", **options: Any) -> Backend:
     if not ok:
         raise WorkbenchError(f"backend {name} is not available: {reason}")
     return registry[name](**options)
+
+
+def marked_outputs(model: Any, tensors: list[str], data: Any, batch_size: int, name: str,
+                   backend: Backend | None = None) -> Iterator[dict]:
+    """Each batch's values of `tensors` (the graph's own outputs too) from an engine that marks them, closed when
+    the loop ends: what calibration statistics, equalization, smoothing, bias correction and FP16 ranges stream."""
+    with (backend or get_backend()).build_marked(model, tensors, name=name) as engine:
+        for batch in data.batches(batch_size):
+            yield engine.infer(batch)

@@ -9,9 +9,19 @@ import numpy as np
 
 
 class Engine(ABC):
-    """A built model on one backend."""
+    """A built model on one backend. Use it as a context manager (or call `close`): a TensorRT engine holds an
+    activated Polygraphy runner, CUDA events and device buffers until it is closed."""
 
     backend: "Backend"
+
+    def close(self) -> None:
+        """Release what the engine holds (runners, device memory); it cannot infer afterwards."""
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     @abstractmethod
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -53,6 +53,9 @@ class OnnxRuntimeCpuEngine(Engine):
         self.output_names = [o.name for o in session.get_outputs()]
         self.input_names = [i.name for i in session.get_inputs()]
 
+    def close(self) -> None:
+        self.session = None  # the session's arena goes with its last reference
+
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.backend.check_profile(feed)
         try:

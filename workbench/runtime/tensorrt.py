@@ -73,6 +73,24 @@ class TensorRTEngine(Engine):
         self.engine = engine
         self.name = name
         self._runner: Any = None
+        self._events: list[ctypes.c_void_p] = []  # CUDA events timed_call created
+        self._device_buffers: dict[str, Any] = {}  # its GPU inputs, alive as long as its step is used
+
+    def close(self) -> None:
+        """Destroy the CUDA events and free the device inputs timed_call made, then deactivate the runner."""
+        if self._events:
+            from polygraphy import cuda
+
+            lib = cuda.wrapper().handle
+            for event in self._events:
+                lib.cudaEventDestroy(event)
+            self._events = []
+        for buffer in self._device_buffers.values():
+            buffer.free()
+        self._device_buffers = {}
+        if self._runner is not None:
+            self._runner.deactivate()
+            self._runner = None
 
     def runner(self) -> Any:
         from polygraphy.backend.trt import TrtRunner
@@ -107,6 +125,7 @@ class TensorRTEngine(Engine):
         start, end = ctypes.c_void_p(), ctypes.c_void_p()
         for event in (start, end):
             cuda.wrapper().check(lib.cudaEventCreate(ctypes.byref(event)))
+            self._events.append(event)
         elapsed = ctypes.c_float()
         stream_ptr = ctypes.c_void_p(stream.ptr)
 
@@ -118,7 +137,9 @@ class TensorRTEngine(Engine):
             lib.cudaEventElapsedTime(ctypes.byref(elapsed), start, end)
             return float(elapsed.value)
 
-        self._device_buffers = device_feed  # keep the GPU inputs alive as long as the step is used
+        for name in set(device_feed) & set(self._device_buffers):
+            self._device_buffers.pop(name).free()
+        self._device_buffers.update(device_feed)
         return step
 
     def describe(self) -> dict:
