@@ -49,8 +49,8 @@ def diagnose_cost() -> None:
         t = time.perf_counter()
         d = diagnose(model, wb.Recipe("int8"), digits("calib"), digits("eval"), progress=False)
         print(f"diagnose {label}: {d.evaluations} runs (budget {d.budget}, N={d.quantized_nodes}), "
-              f"{time.perf_counter() - t:.2f} s, fallback {d.fallback}, cosine {d.before['cosine']:.3f} -> "
-              f"{d.after['cosine']:.4f}")
+              f"{time.perf_counter() - t:.2f} s, fallback {d.fallback}, cosine {d.before.cosine:.3f} -> "
+              f"{d.after.cosine:.4f}")
     model = wb.load_model("mnist-cnn")
     t = time.perf_counter()
     d = diagnose(model, wb.Recipe("int8", placement="all"), model.zoo.calibration_data(),

@@ -74,9 +74,9 @@ def main() -> None:
             print(regression[-1], file=sys.stderr, flush=True)
         d = results["all"]
         for r in d.remedies:
-            steps.append({"model": name, "step": r["remedy"][:110], "cosine": round(r["cosine"], 4), "met": r["met"],
-                          "nodes_higher": r["nodes_in_higher_precision"]})
-        steps.append({"model": name, "step": f"final: {d.recipe.label}", "cosine": round(d.after["cosine"], 4),
+            steps.append({"model": name, "step": r.remedy[:110], "cosine": round(r.scores.cosine, 4), "met": r.met,
+                          "nodes_higher": r.nodes_in_higher_precision})
+        steps.append({"model": name, "step": f"final: {d.recipe.label}", "cosine": round(d.after.cosine, 4),
                       "met": d.met, "nodes_higher": d.cost["nodes_in_higher_precision"]})
     print("## Steps (all remedies)\n")
     print(markdown_table(steps))

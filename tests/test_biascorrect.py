@@ -33,5 +33,5 @@ def test_diagnose_corrects_bias_before_any_fallback():
     model = P.rounding_bias()
     d = diagnose(model, wb.Recipe("int8"), P.digits("calib"), P.digits("eval"), Target(cosine=None, sqnr_db=30.0),
                  progress=False)
-    assert d.remedies[-1]["remedy"].startswith("bias correction") and d.remedies[-1]["met"]
-    assert d.fallback == [] and d.recipe.bias_correction and d.after["sqnr_db"] >= 30
+    assert d.remedies[-1].remedy.startswith("bias correction") and d.remedies[-1].met
+    assert d.fallback == [] and d.recipe.bias_correction and d.after.sqnr_db >= 30

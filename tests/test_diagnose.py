@@ -22,13 +22,13 @@ def budget(d):
 def test_single_outlier_layer_is_named_first_and_fixed():
     spec, model = planted((1,))
     d = diagnose(model, wb.Recipe("int8"), digits("calib"), digits("eval"), remedies=("fp16",), progress=False)
-    assert d.ranking[0]["node"] == spec.culprits()[0]
+    assert d.ranking[0].node == spec.culprits()[0]
     assert d.fallback == spec.culprits()
-    assert d.before["cosine"] < 0.95 and d.after["cosine"] >= 0.99 and d.met
+    assert d.before.cosine < 0.95 and d.after.cosine >= 0.99 and d.met
     assert d.evaluations <= budget(d)
     assert spec.culprits()[0] in d.explanation and "collapses" in d.explanation
     fp16 = d.remedies[-1]
-    assert fp16["remedy"].startswith("the same 1 node(s) in FP16 instead of FP32") and fp16["met"] and fp16["adopted"]
+    assert fp16.remedy.startswith("the same 1 node(s) in FP16 instead of FP32") and fp16.met and fp16.adopted
     assert d.recipe.fallback_precision == "fp16" and d.cost["higher_precision"] == "fp16"
     assert d.cost["compute_vs_all_int8"] == pytest.approx(1 + d.cost["share_of_macs_in_higher_precision"])
 
@@ -37,7 +37,7 @@ def test_collapse_spread_over_several_layers():
     spec, model = planted((0, 1, 2))
     d = diagnose(model, wb.Recipe("int8"), digits("calib"), digits("eval"), remedies=False, progress=False)
     assert set(d.fallback) == set(spec.culprits())
-    assert d.before["cosine"] < 0.6 and d.after["cosine"] >= 0.99
+    assert d.before.cosine < 0.6 and d.after.cosine >= 0.99
     assert d.evaluations <= budget(d) == d.budget + d.remedies_tried
     assert len(d.cycle_seconds) == d.evaluations and all(t > 0 for t in d.cycle_seconds)
     assert d.to_dict()["cycle_budget"] == d.budget + d.remedies_tried
@@ -54,7 +54,7 @@ def test_task_metric_target():
     spec, model = planted((0, 1, 2))
     target = Target(metric=top1_agreement, metric_name="top1_agreement", max_drop=0.02)
     d = diagnose(model, wb.Recipe("int8"), digits("calib"), digits("eval"), target, progress=False)
-    assert d.before["top1_agreement"] < 0.5 and d.after["top1_agreement"] >= 0.98
+    assert d.before.value("top1_agreement") < 0.5 and d.after.value("top1_agreement") >= 0.98
     assert set(d.fallback) <= set(spec.culprits()) and d.met
 
 
@@ -110,10 +110,12 @@ def test_cli_without_data_warns_about_random_calibration(tmp_path):
 def test_a_broken_output_never_meets_the_target():
     """PP-OCR's detector with its fallback in FP16 scored cosine 0.0 (non-finite outputs) while its per-sample
     lower bound, computed over the finite samples, passed: the point estimate must pass too."""
+    from workbench.analysis.results import Scores
+
     target = Target(cosine=0.99)
-    assert not target.met({"cosine": 0.0, "cosine_lower_bound": 0.995, "sqnr_db": 30.0}, None)
-    assert not target.met({"cosine": float("nan"), "sqnr_db": 30.0}, None)
-    assert target.met({"cosine": 0.996, "cosine_lower_bound": 0.993, "sqnr_db": 30.0}, None)
+    assert not target.met(Scores(0.0, 30.0, cosine_lower_bound=0.995), None)
+    assert not target.met(Scores(float("nan"), 30.0), None)
+    assert target.met(Scores(0.996, 30.0, cosine_lower_bound=0.993), None)
 
 
 def test_every_search_cycle_goes_through_the_evaluator(monkeypatch):
@@ -133,4 +135,20 @@ def test_every_search_cycle_goes_through_the_evaluator(monkeypatch):
     assert len(calls) == d.evaluations == len(d.cycle_seconds)
     again = evaluate.Evaluator(model, P.digits("calib"), data)
     assert len(runs) == d.evaluations + 1, "one FP32 reference run, the second evaluator reads it from the cache"
-    assert again.score(d.recipe)["cosine"] == pytest.approx(d.after["cosine"], abs=1e-12)
+    assert again.score(d.recipe).cosine == pytest.approx(d.after.cosine, abs=1e-12)
+
+
+def test_diagnosis_results_are_typed_with_one_json_form():
+    """Scores, ranking rows, trials and remedies are dataclasses; the diagnosis' JSON is built from their to_dict."""
+    from workbench.analysis.results import RankedNode, RemedyStep, Scores, Trial
+    from workbench.zoo import planted as P
+
+    spec, model = P.planted((1,))
+    d = diagnose(model, wb.Recipe("int8"), P.digits("calib"), P.digits("eval"), remedies=False, progress=False)
+    assert isinstance(d.before, Scores) and isinstance(d.after, Scores) and isinstance(d.ranking[0], RankedNode)
+    assert d.trials and all(isinstance(t, Trial) for t in d.trials)
+    assert all(isinstance(r, RemedyStep) for r in d.remedies) and d.remedies[-1].search
+    js = json.loads(d.to_json())
+    assert js["after"] == d.after.to_dict() and js["ranking"][0] == d.ranking[0].to_dict()
+    assert js["trials"][-1]["fallback"] == d.trials[-1].fallback and js["remedies"][-1]["search"] is True
+    assert {"cosine", "sqnr_db", "cosine_lower_bound", "seconds"} <= set(js["after"])

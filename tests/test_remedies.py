@@ -69,19 +69,19 @@ def test_unfolded_batchnorm_chain_is_fixed_by_folding():
     model = P.batchnorm_chain()
     d = diagnose(model, wb.Recipe("int8", placement="all", cleanup=False), P.digits("calib"),
                  P.digits("eval"), progress=False)
-    assert d.before["cosine"] < 0.95
-    assert d.remedies[1]["remedy"].startswith("clean up the graph") and d.remedies[1]["met"]
-    assert d.fallback == [] and d.after["cosine"] >= 0.99 and d.recipe.cleanup
+    assert d.before.cosine < 0.95
+    assert d.remedies[1].remedy.startswith("clean up the graph") and d.remedies[1].met
+    assert d.fallback == [] and d.after.cosine >= 0.99 and d.recipe.cleanup
 
 
 def test_glitchy_calibration_data_is_fixed_by_calibration_overrides():
     spec, model = P.planted(())
     calib, data = P.with_glitches(P.digits("calib")), P.digits("eval")
     d = diagnose(model, wb.Recipe("int8", "minmax"), calib, data, progress=False)
-    assert d.before["cosine"] < 0.95
+    assert d.before.cosine < 0.95
     chosen = d.remedies[1]
-    assert chosen["remedy"].startswith("calibration override") and "image=entropy" in chosen["remedy"]
-    assert chosen["met"] and d.fallback == [] and d.after["cosine"] >= 0.99 and not d.recipe.equalize
+    assert chosen.remedy.startswith("calibration override") and "image=entropy" in chosen.remedy
+    assert chosen.met and d.fallback == [] and d.after.cosine >= 0.99 and not d.recipe.equalize
     assert d.remedies_tried == 1 and d.evaluations == 2 <= d.budget + d.remedies_tried
     assert cosine(model, d.recipe, calib, data) >= 0.99, "the recipe the diagnosis returns reproduces the fix"
     counts, edges, amax = histogram(model, calib, "image")
@@ -99,8 +99,8 @@ def test_masked_attention_is_fixed_only_by_the_placement():
     for other in (naive.with_(calibration="percentile"), naive.with_(calibration="entropy")):
         assert cosine(model, other, calib, data) < 0.99, "calibration cannot rescue a mask inside INT8"
     d = diagnose(model, naive, calib, data, progress=False)
-    assert d.remedies[1]["remedy"].startswith("Q/DQ placement 'tensorrt'") and d.remedies[1]["met"]
-    assert d.fallback == [] and d.recipe.placement == "tensorrt" and d.after["cosine"] >= 0.99
+    assert d.remedies[1].remedy.startswith("Q/DQ placement 'tensorrt'") and d.remedies[1].met
+    assert d.fallback == [] and d.recipe.placement == "tensorrt" and d.after.cosine >= 0.99
 
 
 def test_cli_override_and_remedies_in_json(tmp_path):
@@ -123,8 +123,8 @@ def test_fp16_as_the_fallback_precision():
     spec, model = P.planted((1,))
     d = diagnose(model, wb.Recipe("int8", fallback_precision="fp16"), P.digits("calib"), P.digits("eval"),
                  remedies=False, progress=False)
-    assert d.fallback == spec.culprits() and d.after["cosine"] >= 0.99
-    assert d.remedies[-1]["remedy"].startswith("keep 1 node(s) in FP16: ")
+    assert d.fallback == spec.culprits() and d.after.cosine >= 0.99
+    assert d.remedies[-1].remedy.startswith("keep 1 node(s) in FP16: ")
     graph = onnx.load(str(wb.apply(model, d.recipe, P.digits("calib"), progress=False).path)).graph
     fp16 = {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
     assert fp16 == {"block2.weight", "block2.bias"}, "only the fallback node's weights become FP16"
@@ -134,8 +134,8 @@ def test_fp16_as_the_fallback_precision():
 def test_folded_convs_are_ranked_and_marked():
     model = P.batchnorm_chain()
     d = diagnose(model, wb.Recipe("int8"), P.digits("calib"), P.digits("eval"), remedies=False, progress=False)
-    assert {r["node"] for r in d.ranking} == {"b0.conv", "b1.conv", "b2.conv", "head.fc"}
-    assert all(r["local_sqnr_db"] is not None for r in d.ranking), "folded convs are measured against the BN output"
+    assert {r.node for r in d.ranking} == {"b0.conv", "b1.conv", "b2.conv", "head.fc"}
+    assert all(r.local_sqnr_db is not None for r in d.ranking), "folded convs are measured against the BN output"
     row = d.report.layers.set_index("node").loc["b1.bn"]
     assert row["local_sqnr_db"] == pytest.approx(d.report.local_sqnr["b1.conv"])
     fig = plots.layer_figure(d.report, ["b1.conv"])
@@ -227,6 +227,6 @@ def test_remedies_compose_and_the_adopted_recipe_is_the_one_scored():
     recipe reproduces the reported score."""
     model, calib, data = P.batchnorm_chain(), P.digits("calib"), P.digits("eval")
     d = diagnose(model, wb.Recipe("int8", placement="all", cleanup=False), calib, data, progress=False)
-    adopted = [r["remedy"] for r in d.remedies[1:] if r["met"] or r.get("adopted")]
+    adopted = [r.remedy for r in d.remedies[1:] if r.met or r.adopted]
     assert adopted and adopted[0].startswith("clean up the graph") and d.recipe.cleanup
-    assert cosine(model, d.recipe, calib, data) == pytest.approx(d.after["cosine"], abs=1e-9)
+    assert cosine(model, d.recipe, calib, data) == pytest.approx(d.after.cosine, abs=1e-9)

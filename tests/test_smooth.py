@@ -50,9 +50,9 @@ def test_outlier_features_are_smoothed_exactly_and_int8_recovers():
 def test_diagnose_smooths_before_any_fallback():
     model = P.outlier_features()
     d = diagnose(model, wb.Recipe("int8"), P.digits("calib"), P.digits("eval"), progress=False)
-    chosen = next(r for r in d.remedies if r["remedy"].startswith("smooth activation outliers"))
-    assert chosen["met"] and chosen["rescaled_tensors"] >= 2 and chosen["added_mul_nodes"] >= 1
-    assert not any(r["remedy"].startswith("equalize") for r in d.remedies), "no Conv pair: nothing to equalize"
+    chosen = next(r for r in d.remedies if r.remedy.startswith("smooth activation outliers"))
+    assert chosen.met and chosen.rescaled_tensors >= 2 and chosen.added_mul_nodes >= 1
+    assert not any(r.remedy.startswith("equalize") for r in d.remedies), "no Conv pair: nothing to equalize"
     assert d.fallback == [] and d.recipe.smooth and "--smooth" in d.recipe.to_cli_args()
     assert d.evaluations <= d.budget + d.remedies_tried
 

@@ -40,7 +40,7 @@ def test_mobilenet_recognises_a_real_photo(mobilenet):
 def test_mobilenet_int8_diagnosis_restores_logits(mobilenet):
     calib, data = mobilenet.zoo.calibration_data(), mobilenet.zoo.evaluation_data()
     d = diagnose(mobilenet, wb.Recipe("int8", "percentile"), calib, data, Target(cosine=0.99), progress=False)
-    assert d.before["cosine"] < 0.97 and d.after["cosine"] >= 0.99 and d.met
+    assert d.before.cosine < 0.97 and d.after.cosine >= 0.99 and d.met
     assert len(d.fallback) <= d.quantized_nodes // 3, "most of the network stays INT8"
     assert 1 + len(d.trials) <= d.budget, "the fallback search stays within ⌈log2 N⌉ + 3 evaluations"
     backend = get_backend()
@@ -67,12 +67,12 @@ def test_minilm_naive_int8_collapse_is_found_and_fixed(minilm):
     naive = wb.Recipe("int8", placement="all")  # ONNX Runtime's default placement: every op quantized
     target = Target(metric=mean_cosine, metric_name="embedding_cosine", max_drop=0.02)
     d = diagnose(minilm, naive, calib, data, target, remedies=False, progress=False)
-    assert d.before["embedding_cosine"] < 0.5, "naive INT8 collapses MiniLM"
-    assert d.after["embedding_cosine"] >= 0.98 and d.met
+    assert d.before.value("embedding_cosine") < 0.5, "naive INT8 collapses MiniLM"
+    assert d.after.value("embedding_cosine") >= 0.98 and d.met
     ops = {n.name: n.op_type for n in minilm.proto.graph.node}
     top = d.ranking[:12]
-    assert all(r["module"].endswith("attention.self") for r in top), "the collapse is in the attention blocks"
-    assert Counter(r["op_type"] for r in top) == {"Add": 6, "Softmax": 6}, "mask add and attention probabilities"
+    assert all(r.module.endswith("attention.self") for r in top), "the collapse is in the attention blocks"
+    assert Counter(r.op_type for r in top) == {"Add": 6, "Softmax": 6}, "mask add and attention probabilities"
     assert "additive mask" in d.explanation
     matmuls = [n for n, op in ops.items() if op == "MatMul"]
     kept_fp32 = [n for n in d.fallback if ops[n] == "MatMul"]
@@ -96,9 +96,9 @@ def test_minilm_cheapest_fix_is_the_tensorrt_placement(minilm):
     calib, data = minilm.zoo.calibration_data(), minilm.zoo.evaluation_data()
     target = Target(metric=mean_cosine, metric_name="embedding_cosine", max_drop=0.03)
     d = diagnose(minilm, wb.Recipe("int8", placement="all"), calib, data, target, progress=False)
-    assert d.remedies[1]["remedy"].startswith("Q/DQ placement 'tensorrt'") and d.remedies[1]["met"]
-    assert d.fallback == [] and d.recipe.placement == "tensorrt" and d.after["embedding_cosine"] >= 0.97
-    assert d.initial_ranking[0]["module"].endswith("attention.self") and "additive mask" in d.explanation
+    assert d.remedies[1].remedy.startswith("Q/DQ placement 'tensorrt'") and d.remedies[1].met
+    assert d.fallback == [] and d.recipe.placement == "tensorrt" and d.after.value("embedding_cosine") >= 0.97
+    assert d.initial_ranking[0].module.endswith("attention.self") and "additive mask" in d.explanation
 
 
 def test_minilm_sentences_are_a_fixed_shipped_set():

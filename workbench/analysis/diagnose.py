@@ -17,6 +17,7 @@ import numpy as np
 
 from workbench.analysis.compare import LayerReport, compare
 from workbench.analysis.evaluate import Evaluator, TaskMetric, output_scores
+from workbench.analysis.results import RankedNode, RemedyStep, Scores, Search, Trial
 from workbench.core.errors import WorkbenchError
 from workbench.core.metrics import SQNR_CAP_DB, is_categorical
 from workbench.model.data import Dataset, as_dataset
@@ -67,21 +68,21 @@ class Target:
             parts.append(f"{self.metric_name} drop ≤ {self.max_drop:g}")
         return " and ".join(parts)
 
-    def met(self, scores: dict, reference_metric: float | None) -> bool:
+    def met(self, scores: Scores, reference_metric: float | None) -> bool:
         ok = True
         if self.cosine is not None:  # both the bound and the point estimate: a NaN output must never pass
-            values = (scores["cosine"], scores.get("cosine_lower_bound", scores["cosine"]))
-            ok &= all(math.isfinite(v) and v >= self.cosine for v in values)
+            bound = scores.cosine if scores.cosine_lower_bound is None else scores.cosine_lower_bound
+            ok &= all(math.isfinite(v) and v >= self.cosine for v in (scores.cosine, bound))
         if self.sqnr_db is not None:
-            ok &= math.isfinite(scores["sqnr_db"]) and scores["sqnr_db"] >= self.sqnr_db
+            ok &= math.isfinite(scores.sqnr_db) and scores.sqnr_db >= self.sqnr_db
         if self.metric is not None:
-            ok &= reference_metric - scores[self.metric_name] <= self.max_drop + 1e-12
+            ok &= reference_metric - scores.metrics[self.metric_name] <= self.max_drop + 1e-12
         return bool(ok)
 
-    def better(self, a: dict, b: dict) -> bool:
+    def better(self, a: Scores, b: Scores) -> bool:
         """Is scores `a` closer to the target than `b` (task metric first, then cosine, then SQNR)?"""
         key = self.metric_name if self.metric is not None else ("cosine" if self.cosine is not None else "sqnr_db")
-        return a[key] > b[key]
+        return a.value(key) > b.value(key)
 
     def to_dict(self) -> dict:
         d = {"cosine": self.cosine, "sqnr_db": self.sqnr_db, "confidence": self.confidence,
@@ -93,10 +94,10 @@ class Target:
 
 @dataclass
 class Diagnosis:
-    ranking: list[dict]
+    ranking: list[RankedNode]
     fallback: list[str]
-    before: dict
-    after: dict
+    before: Scores
+    after: Scores
     evaluations: int
     budget: int
     quantized_nodes: int
@@ -105,12 +106,12 @@ class Diagnosis:
     explanation: str
     recipe: Recipe
     report: LayerReport = field(repr=False)
-    trials: list[dict] = field(default_factory=list)
+    trials: list[Trial] = field(default_factory=list)
     cost: dict = field(default_factory=dict)
     ranking_samples: int = 0
     causes: dict[str, str] = field(default_factory=dict)
-    remedies: list[dict] = field(default_factory=list)  # every fix tried, cheapest first, with what it achieved
-    initial_ranking: list[dict] = field(default_factory=list)  # ranking under the recipe as given
+    remedies: list[RemedyStep] = field(default_factory=list)  # every fix tried, cheapest first, with its result
+    initial_ranking: list[RankedNode] = field(default_factory=list)  # ranking under the recipe as given
     heldout: dict | None = None  # the final recipe scored on held-out data by plain ONNX Runtime
     warnings: list[str] = field(default_factory=list)
     collateral: list[str] = field(default_factory=list)  # ops left in float beside the fallback nodes
@@ -120,17 +121,19 @@ class Diagnosis:
     @property
     def remedies_tried(self) -> int:
         """Remedies evaluated before or after the fallback search (not the recipe as given, not the fallback)."""
-        return sum(1 for r in self.remedies[1:] if not r.get("search"))
+        return sum(1 for r in self.remedies[1:] if not r.search)
 
     def to_dict(self) -> dict:
         return {
-            "ranking": self.ranking, "fallback": self.fallback, "before": self.before, "after": self.after,
+            "ranking": [r.to_dict() for r in self.ranking], "fallback": self.fallback,
+            "before": self.before.to_dict(), "after": self.after.to_dict(),
             "evaluations": self.evaluations, "budget": self.budget, "remedies_tried": self.remedies_tried,
             "cycle_budget": self.budget + self.remedies_tried, "quantized_nodes": self.quantized_nodes,
             "target": self.target, "met": self.met, "explanation": self.explanation,
             "recipe": self.recipe.to_dict(), "first_divergence": self.report.first_divergence,
-            "trials": self.trials, "cost": self.cost, "ranking_samples": self.ranking_samples,
-            "causes": self.causes, "remedies": self.remedies, "initial_ranking": self.initial_ranking[:20],
+            "trials": [t.to_dict() for t in self.trials], "cost": self.cost, "ranking_samples": self.ranking_samples,
+            "causes": self.causes, "remedies": [r.to_dict() for r in self.remedies],
+            "initial_ranking": [r.to_dict() for r in self.initial_ranking[:20]],
             "heldout": self.heldout, "warnings": self.warnings, "also_in_higher_precision": self.collateral,
             "deployment": self.deployment, "cycle_seconds": self.cycle_seconds,
             "recipe_cli_args": self.recipe.to_cli_args(), "recipe_python": self.recipe.to_python(),
@@ -141,17 +144,15 @@ class Diagnosis:
 
 
 def _scores(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], data: Dataset,
-            target: Target) -> dict:
+            target: Target) -> Scores:
     """Worst output cosine and SQNR over the graph outputs, plus the task metric if the target has one, and for a
     cosine target with a confidence level the bootstrap lower bound of the cosine."""
-    scores = output_scores(outputs, reference)
+    scores = Scores.of(output_scores(outputs, reference))
     if target.cosine is not None and target.confidence:
         level = target.per_evaluation_confidence or target.confidence
-        bound = cosine_lower_bound(outputs, reference, len(data), level)
-        if bound is not None:
-            scores["cosine_lower_bound"] = bound
+        scores.cosine_lower_bound = cosine_lower_bound(outputs, reference, len(data), level)
     if target.metric is not None:
-        scores[target.metric_name] = float(target.metric(outputs, reference, data))
+        scores.metrics[target.metric_name] = float(target.metric(outputs, reference, data))
     return scores
 
 
@@ -182,7 +183,7 @@ def cosine_lower_bound(outputs: dict[str, np.ndarray], reference: dict[str, np.n
     return worst
 
 
-def rank(report: LayerReport, quantized: list[str]) -> list[dict]:
+def rank(report: LayerReport, quantized: list[str]) -> list[RankedNode]:
     """Quantized nodes, most harmful first: score = relative noise power the node causes on its own (falling back
     to the noise it adds along the graph when no local measurement exists)."""
     table = report.layers
@@ -194,10 +195,9 @@ def rank(report: LayerReport, quantized: list[str]) -> list[dict]:
             continue
         score = 10 ** (-local / 10) if local is not None else float(hits.iloc[0]["added_noise"])
         info = report.node_info.get(node, {})
-        rows.append({"node": node, "score": float(score), "op_type": info.get("op_type"),
-                     "module": info.get("module"), "local_sqnr_db": local,
-                     "sqnr_db": float(hits.iloc[0]["sqnr_db"]) if not hits.empty else None})
-    rows.sort(key=lambda r: -r["score"])
+        rows.append(RankedNode(node, float(score), info.get("op_type"), info.get("module"), local,
+                               float(hits.iloc[0]["sqnr_db"]) if not hits.empty else None))
+    rows.sort(key=lambda r: -r.score)
     return rows
 
 
@@ -260,7 +260,7 @@ def diagnose(
         """One quantize + evaluate cycle of the search."""
         bar.update()
         scores = evaluator.score(r, scorer)
-        cycle_seconds.append(scores["seconds"])
+        cycle_seconds.append(scores.seconds)
         return scores
 
     base = apply(model, recipe, calib, progress=progress)
@@ -269,12 +269,11 @@ def diagnose(
         raise WorkbenchError("no node is quantized by this recipe: nothing to diagnose" + (f" ({why})" if why else ""))
     target = target.for_search(search_budget(len(base.quantized_nodes)))
     before = score(recipe)
-    tried = [{"remedy": f"as given ({recipe.label})", **before, "met": target.met(before, reference_metric),
-              "nodes_in_higher_precision": 0}]
+    tried = [RemedyStep(f"as given ({recipe.label})", before, target.met(before, reference_metric))]
     current, current_scores = recipe, before
     report = compare(base, data.take(ranking_samples), backend, framework=False, progress=False)
     initial_ranking = rank(report, base.quantized_nodes)
-    initial_causes = {r["node"]: cause(r["node"], model, report, base) for r in initial_ranking[:3]}
+    initial_causes = {r.node: cause(r.node, model, report, base) for r in initial_ranking[:3]}
     rescaled = None  # the best rescaling (or bias correction) not adopted: the fallback search also starts there
     if steps and not target.met(current_scores, reference_metric):
         stacked = current  # smoothing and bias correction stack on rescalings that did not meet the target alone
@@ -288,8 +287,8 @@ def diagnose(
                 label += " (on top of " + ", ".join(_RESCALING[k] for k in _RESCALING if getattr(on, k)
                                                     and not getattr(current, k)) + ")"
             scores = score(candidate)
-            tried.append({"remedy": label, **scores, "met": target.met(scores, reference_metric),
-                          "nodes_in_higher_precision": 0, **_rescaling_cost(step, model, candidate, calib)})
+            tried.append(RemedyStep(label, scores, target.met(scores, reference_metric),
+                                    **_rescaling_cost(step, model, candidate, calib)))
             # Equalization and bias correction move the noise of every layer: kept only when they meet the target,
             # because a partial gain spread over the network can need a larger fallback (MobileNetV2: equalized,
             # 25 nodes and 66 % of the MACs instead of 19 and 43 %).
@@ -315,30 +314,29 @@ def diagnose(
     searches = []
     for start, start_scores, start_report, start_base in starts:
         found = _fallback_search(start, start_scores, target, reference_metric, start_report, start_base, score)
-        cost = _cost(start_report, start_base.quantized_nodes, found["fallback"], start.fallback_precision)
+        cost = _cost(start_report, start_base.quantized_nodes, found.fallback, start.fallback_precision)
         searches.append((start, found, start_report, start_base, cost))
-    chosen = min(searches, key=lambda c: (not target.met(c[1]["after"], reference_metric),
-                                          c[4]["share_of_macs_in_higher_precision"], len(c[1]["fallback"])))
+    chosen = min(searches, key=lambda c: (not target.met(c[1].after, reference_metric),
+                                          c[4]["share_of_macs_in_higher_precision"], len(c[1].fallback)))
     for start, found, _, _, cost in searches:
-        if found["fallback"]:
+        if found.fallback:
             extra = [_RESCALING.get(k, "bias correction") for k in ("equalize", "smooth", "bias_correction")
                      if getattr(start, k) and not getattr(recipe, k)]
-            tried.append({"remedy": f"keep {len(found['fallback'])} node(s) in {start.fallback_precision.upper()}"
-                                    + (f" on top of {', '.join(extra)}" if extra else "")
-                                    + f": {cost['share_of_macs_in_higher_precision']:.1%} of the INT8-eligible MACs",
-                          **found["after"], "met": target.met(found["after"], reference_metric),
-                          "nodes_in_higher_precision": len(found["fallback"]), "search": True,
-                          **({"adopted": found is chosen[1]} if len(searches) > 1 else {})})
+            tried.append(RemedyStep(
+                f"keep {len(found.fallback)} node(s) in {start.fallback_precision.upper()}"
+                + (f" on top of {', '.join(extra)}" if extra else "")
+                + f": {cost['share_of_macs_in_higher_precision']:.1%} of the INT8-eligible MACs",
+                found.after, target.met(found.after, reference_metric), len(found.fallback), search=True,
+                adopted=(found is chosen[1]) if len(searches) > 1 else None))
     current, search, report, base, _ = chosen
-    fallback, after = search["fallback"], search["after"]
+    fallback, after = search.fallback, search.after
     if fallback:
         if "fp16" in steps and current.fallback_precision == "fp32" and target.met(after, reference_metric):
             half = current.with_(fallback_precision="fp16")
             scores = score(half.with_exclude(list(half.exclude) + fallback))
             met = target.met(scores, reference_metric)
-            tried.append({"remedy": f"the same {len(fallback)} node(s) in FP16 instead of FP32 (TensorRT runs FP16 "
-                                    "at about twice the FP32/TF32 rate)", **scores, "met": met,
-                          "nodes_in_higher_precision": len(fallback), "adopted": met})
+            tried.append(RemedyStep(f"the same {len(fallback)} node(s) in FP16 instead of FP32 (TensorRT runs FP16 "
+                                    "at about twice the FP32/TF32 rate)", scores, met, len(fallback), adopted=met))
             if met:
                 current, after = half, scores
     deploy = _deployment(evaluator, scorer) if deployment_check else None
@@ -352,18 +350,18 @@ def diagnose(
                 current, after, deployed = current.with_(weight_bits=7), *remedy
     bar.close()
     if target.metric is not None:
-        before[f"reference_{target.metric_name}"] = after[f"reference_{target.metric_name}"] = reference_metric
-    ranking = search["ranking"]
-    causes = {**initial_causes, **{r["node"]: cause(r["node"], model, report, base) for r in ranking[:3] + [
-        r for r in ranking if r["node"] in fallback][:8]}}
+        for scores in (before, after):
+            scores.metrics[f"reference_{target.metric_name}"] = reference_metric
+    ranking = search.ranking
+    causes = {**initial_causes, **{r.node: cause(r.node, model, report, base) for r in ranking[:3] + [
+        r for r in ranking if r.node in fallback][:8]}}
     diagnosis = Diagnosis(
         ranking=ranking, fallback=fallback, before=before, after=after,
-        evaluations=len(tried) - sum(1 for r in tried if r.get("search")) + sum(len(f["trials"]) for _, f, *_ in
-                                                                                 searches),
-        budget=sum(f["budget"] for _, f, *_ in searches),
+        evaluations=len(tried) - sum(1 for r in tried if r.search) + sum(len(f.trials) for _, f, *_ in searches),
+        budget=sum(f.budget for _, f, *_ in searches),
         quantized_nodes=len(base.quantized_nodes), target=target.to_dict(),
         met=target.met(after, reference_metric), explanation="",
-        recipe=current.with_exclude(list(current.exclude) + fallback), report=report, trials=search["trials"],
+        recipe=current.with_exclude(list(current.exclude) + fallback), report=report, trials=search.trials,
         cost={}, ranking_samples=report.samples, causes=causes,
         remedies=tried, initial_ranking=initial_ranking, cycle_seconds=cycle_seconds,
     )
@@ -373,13 +371,13 @@ def diagnose(
                            diagnosis.recipe.fallback_precision)
     diagnosis.warnings = _sample_warnings(data, target, after)
     if deploy is not None:  # verification runs, counted apart from the search's cycles
-        diagnosis.deployment = {**deploy.describe(), **deployed, "met": target.met(deployed, reference_metric),
-                                "runs": deploy.runs}
+        diagnosis.deployment = {**deploy.describe(), **deployed.to_dict(),
+                                "met": target.met(deployed, reference_metric), "runs": deploy.runs}
         if diagnosis.met and not diagnosis.deployment["met"]:
             diagnosis.warnings.append(
                 f"the recipe meets {target.describe()} with simulated Q/DQ (the arithmetic TensorRT runs), but ONNX "
                 f"Runtime on this CPU with full graph optimizations (its integer kernels) reaches output cosine "
-                f"{deployed['cosine']:.4f}, SQNR {deployed['sqnr_db']:.1f} dB: deploy on TensorRT, or keep more "
+                f"{deployed.cosine:.4f}, SQNR {deployed.sqnr_db:.1f} dB: deploy on TensorRT, or keep more "
                 "nodes in higher precision for ONNX Runtime")
     if heldout is not None:
         diagnosis.heldout = score_heldout(model, final, as_dataset(heldout, model.inputs, batch_axes,
@@ -389,15 +387,15 @@ def diagnose(
     return diagnosis
 
 
-def _sample_warnings(data: Dataset, target: Target, after: dict) -> list[str]:
+def _sample_warnings(data: Dataset, target: Target, after: Scores) -> list[str]:
     """Too few samples make an output cosine near the target a coin toss: say so."""
     out = []
     if len(data) < 32:
         out.append(f"the evaluation set has only {len(data)} sample(s): a diagnosis reaching {target.describe()} on "
                    "it may miss on other data; use 32 or more and check the held-out score")
-    bound = after.get("cosine_lower_bound")
-    if target.cosine is not None and bound is not None and bound < target.cosine <= after["cosine"]:
-        out.append(f"output cosine {after['cosine']:.4f} meets {target.cosine:g} on these {len(data)} samples, but "
+    bound = after.cosine_lower_bound
+    if target.cosine is not None and bound is not None and bound < target.cosine <= after.cosine:
+        out.append(f"output cosine {after.cosine:.4f} meets {target.cosine:g} on these {len(data)} samples, but "
                    f"its {target.per_evaluation_confidence or target.confidence or 0.9:.1%} lower bound is "
                    f"{bound:.4f}: more evaluation samples are "
                    "needed to claim the target")
@@ -411,7 +409,7 @@ def score_heldout(model: ModelHandle, final, heldout: Dataset, target: Target, b
     the simulated Q/DQ score (the search's own arithmetic), which tells a data shift from a kernel effect."""
     point = Target(target.cosine, target.sqnr_db, target.metric, target.metric_name, target.max_drop, None)
 
-    def scored(backend: Backend) -> tuple[dict, bool]:
+    def scored(backend: Backend) -> tuple[Scores, bool]:
         evaluator = Evaluator(model, None, heldout, backend, batch_size)
         scores = _scores(evaluator.run(final), evaluator.reference, heldout, point)
         reference = evaluator.reference
@@ -419,9 +417,10 @@ def score_heldout(model: ModelHandle, final, heldout: Dataset, target: Target, b
         return scores, point.met(scores, metric)
 
     scores, met = scored(get_backend("onnxruntime-cpu", optimization="all"))
-    out = {"samples": len(heldout), "graph_optimization": "all", **scores, "met": met}
+    out = {"samples": len(heldout), "graph_optimization": "all", **scores.to_dict(), "met": met}
     if simulated is not None:
-        out["simulated"] = {**scored(simulated)[0], "graph_optimization": getattr(simulated, "optimization", None)}
+        out["simulated"] = {**scored(simulated)[0].to_dict(),
+                            "graph_optimization": getattr(simulated, "optimization", None)}
     return out
 
 
@@ -458,21 +457,22 @@ def _deployment(search: Evaluator, scorer) -> _Deployment | None:
     return _Deployment(Evaluator(search.model, search.calib, search.data, deployed, search.batch_size), scorer)
 
 
-def _kernel_remedy(deploy: _Deployment, recipe: Recipe, simulated: dict, deployed: dict, score, tried: list[dict],
-                   target: Target, reference_metric: float | None) -> tuple[dict, dict] | None:
+def _kernel_remedy(deploy: _Deployment, recipe: Recipe, simulated: Scores, deployed: Scores, score,
+                   tried: list[RemedyStep], target: Target, reference_metric: float | None
+                   ) -> tuple[Scores, Scores] | None:
     """The recipe meets the target in simulation but not as ONNX Runtime CPU runs it: if its fused integer kernels
     lose accuracy the simulated Q/DQ does not, try 7-bit weights (ORT's reduce_range); returns (simulated,
     deployed) scores when both then meet the target."""
-    loss = simulated["sqnr_db"] - deployed["sqnr_db"]
+    loss = simulated.sqnr_db - deployed.sqnr_db
     if recipe.weight_bits != 8 or loss <= KERNEL_LOSS_DB:
         return None
     candidate = recipe.with_(weight_bits=7)
     sim7, dep7 = score(candidate), deploy.score(candidate)
     why = " (this CPU has no VNNI: u8*s8 pair sums saturate in 16 bits)" if deploy.describe()["vnni"] is False else ""
     adopted = target.met(sim7, reference_metric) and target.met(dep7, reference_metric)
-    tried.append({"remedy": f"7-bit weights: ONNX Runtime's CPU integer kernels lose {loss:.1f} dB of output SQNR "
-                            f"against simulated Q/DQ{why}", **sim7, "deployed": dep7,
-                  "met": target.met(sim7, reference_metric), "nodes_in_higher_precision": 0, "adopted": adopted})
+    tried.append(RemedyStep(f"7-bit weights: ONNX Runtime's CPU integer kernels lose {loss:.1f} dB of output SQNR "
+                            f"against simulated Q/DQ{why}", sim7, target.met(sim7, reference_metric),
+                            adopted=adopted, deployed=dep7))
     return (sim7, dep7) if adopted else None
 
 
@@ -481,20 +481,21 @@ def search_budget(nodes: int) -> int:
     return math.ceil(math.log2(max(nodes, 2))) + 3
 
 
-def _fallback_search(recipe, start_scores, target, reference_metric, report, base, score) -> dict:
+def _fallback_search(recipe: Recipe, start_scores: Scores, target: Target, reference_metric: float | None,
+                     report: LayerReport, base, score) -> Search:
     """Shortest prefix of the ranking that meets the target (bisection), then pruning with leftover budget;
     `score` is diagnose's quantize + evaluate cycle."""
     ranking = rank(report, base.quantized_nodes)
-    order = [r["node"] for r in ranking]
+    order = [r.node for r in ranking]
     budget = search_budget(len(order))
-    trials: list[dict] = []
-    results: dict[tuple[str, ...], dict] = {(): start_scores}
+    trials: list[Trial] = []
+    results: dict[tuple[str, ...], Scores] = {(): start_scores}
 
     def evaluate(nodes: list[str]) -> bool:
         key = tuple(nodes)
         if key not in results:
             results[key] = score(recipe.with_exclude(list(recipe.exclude) + nodes))
-            trials.append({"fallback": nodes, **results[key], "met": target.met(results[key], reference_metric)})
+            trials.append(Trial(nodes, results[key], target.met(results[key], reference_metric)))
         return target.met(results[key], reference_metric)
 
     fallback: list[str] = []
@@ -515,8 +516,7 @@ def _fallback_search(recipe, start_scores, target, reference_metric, report, bas
             trial = [x for x in fallback if x != node]
             if evaluate(trial):
                 fallback = trial
-    return {"ranking": ranking, "fallback": fallback, "after": results[tuple(fallback)], "trials": trials,
-            "budget": budget}
+    return Search(ranking, fallback, results[tuple(fallback)], trials, budget)
 
 
 # Remedies in the order diagnose tries them; "fp16" retries a found fallback in FP16 instead of FP32. The FP16
@@ -576,7 +576,7 @@ def calibration_overrides(model: ModelHandle, report: LayerReport, base, recipe:
     trades the tail for resolution (percentile 99.99 when entropy is already the method)."""
     out: dict[str, str] = {}
     for row in rank(report, base.quantized_nodes)[:top]:
-        for tensor, kind, _ in tensor_issues(row["node"], model, report, base):
+        for tensor, kind, _ in tensor_issues(row.node, model, report, base):
             if kind == "clipped" and recipe.calibration != "minmax":
                 out.setdefault(tensor, f"{tensor}=minmax")
             elif kind == "coarse":
@@ -657,52 +657,53 @@ def cause(node_name: str, model: ModelHandle, report: LayerReport, base) -> str:
     return "; ".join(text for _, _, text in tensor_issues(node_name, model, report, base))
 
 
-def _name(row: dict) -> str:
-    module = f", module {row['module']}" if row.get("module") else ""
-    return f"{row['node']} ({row['op_type']}{module})"
+def _name(row: RankedNode) -> str:
+    module = f", module {row.module}" if row.module else ""
+    return f"{row.node} ({row.op_type}{module})"
 
 
 def explain(d: Diagnosis, target: Target) -> str:
     """The diagnosis in plain words: which node, which module, how bad, and what the fix costs."""
     b, a = d.before, d.after
-    metric = f", {target.metric_name} {b[target.metric_name]:.4f}" if target.metric is not None else ""
+    metric = f", {target.metric_name} {b.metrics[target.metric_name]:.4f}" if target.metric is not None else ""
     if not d.fallback and d.met and len(d.remedies) <= 1:
-        return (f"INT8 is healthy on this data: output cosine {b['cosine']:.4f}, SQNR {b['sqnr_db']:.1f} dB"
+        return (f"INT8 is healthy on this data: output cosine {b.cosine:.4f}, SQNR {b.sqnr_db:.1f} dB"
                 f"{metric} meets the target ({target.describe()}). No node needs to stay in higher precision.")
-    culprits = [r for r in d.ranking if r["node"] in d.fallback] or d.initial_ranking[:1] or d.ranking[:1]
+    culprits = [r for r in d.ranking if r.node in d.fallback] or d.initial_ranking[:1] or d.ranking[:1]
     top = culprits[0]
-    local = top["local_sqnr_db"]
+    local = top.local_sqnr_db
     if local is None:
         lines = [f"The most harmful quantized node is {_name(top)}."]
     else:
         verb = "INT8 accuracy collapses at" if local < d.report.threshold_db else "The most harmful quantized node is"
         effect = ("its output is destroyed (Inf/NaN or no signal left)" if local <= -SQNR_CAP_DB + 1 else
-                  f"its output keeps {local:.1f} dB SQNR ({min(1.0, top['score']):.2%} relative noise power)")
+                  f"its output keeps {local:.1f} dB SQNR ({min(1.0, top.score):.2%} relative noise power)")
         lines = [f"{verb} {_name(top)}: quantized on its own, with exact FP32 inputs, {effect}."]
-    if d.causes.get(top["node"]):
-        lines.append(f"Why: {d.causes[top['node']]}.")
+    if d.causes.get(top.node):
+        lines.append(f"Why: {d.causes[top.node]}.")
     if d.report.first_divergence:
         lines.append(f"The first tensor below {d.report.threshold_db:g} dB along the graph is "
                      f"'{d.report.first_divergence}'.")
-    others = [r for r in culprits[1:] if r["local_sqnr_db"] is not None]
+    others = [r for r in culprits[1:] if r.local_sqnr_db is not None]
     if others:
-        lines.append("Also harmful: " + "; ".join(f"{_name(r)} at {max(r['local_sqnr_db'], -SQNR_CAP_DB):.1f} dB"
+        lines.append("Also harmful: " + "; ".join(f"{_name(r)} at {max(r.local_sqnr_db, -SQNR_CAP_DB):.1f} dB"
                                                    for r in others) + ".")
-    after_metric = f", {target.metric_name} {a[target.metric_name]:.4f}" if target.metric is not None else ""
+    after_metric = f", {target.metric_name} {a.metrics[target.metric_name]:.4f}" if target.metric is not None else ""
     verdict = "meets" if d.met else "still misses"
     key = target.metric_name if target.metric is not None else "cosine"
     if len(d.remedies) > 1:
         lines.append("Fixes tried, cheapest first: " + "; ".join(
-            f"{r['remedy']} → {key} {r[key]:.4f}{' (meets the target)' if r['met'] else ''}" for r in d.remedies[1:])
+            f"{r.remedy} → {key} {r.scores.value(key):.4f}{' (meets the target)' if r.met else ''}"
+            for r in d.remedies[1:])
             + ".")
     if not d.fallback:
         lines.append(f"Final recipe: {d.recipe.label}, every quantized node still INT8; {key} "
-                     f"{b[key]:.4f} → {a[key]:.4f}; this {verdict} the target ({target.describe()}).")
+                     f"{b.value(key):.4f} → {a.value(key):.4f}; this {verdict} the target ({target.describe()}).")
         return " ".join(lines)
     lines.append(
         f"Keeping {len(d.fallback)} of {d.quantized_nodes} quantized nodes in higher precision "
-        f"({', '.join(d.fallback)}) takes output cosine from {b['cosine']:.4f} to {a['cosine']:.4f} and SQNR from "
-        f"{b['sqnr_db']:.1f} to {a['sqnr_db']:.1f} dB{after_metric}; this {verdict} the target ({target.describe()})."
+        f"({', '.join(d.fallback)}) takes output cosine from {b.cosine:.4f} to {a.cosine:.4f} and SQNR from "
+        f"{b.sqnr_db:.1f} to {a.sqnr_db:.1f} dB{after_metric}; this {verdict} the target ({target.describe()})."
     )
     share = d.cost.get("share_of_macs_in_higher_precision", 0.0)
     lines.append(f"Cost: {share:.2%} of the INT8-eligible multiply-accumulates run in higher precision; "

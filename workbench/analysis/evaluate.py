@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from workbench.analysis.results import Scores
 from workbench.model.data import Dataset
 
 Outputs = dict[str, np.ndarray]
@@ -86,12 +87,13 @@ class Evaluator:
         with self.backend.build(transformed.path) as engine:
             return run(engine, self.data, self.batch_size)
 
-    def score(self, recipe, scorer: Callable[[Outputs, Outputs], dict] | None = None) -> dict:
-        """`scorer(outputs, reference)` (default `output_scores`: worst output cosine and SQNR) of the recipe's
-        model, with the seconds the whole cycle took."""
+    def score(self, recipe, scorer: Callable[[Outputs, Outputs], Scores] | None = None) -> Scores:
+        """`scorer(outputs, reference)` (default: worst output cosine and SQNR) of the recipe's model, with the
+        seconds the whole cycle took."""
         start = time.perf_counter()
-        scores = (scorer or output_scores)(self.outputs(recipe)[1], self.reference)
-        return {**scores, "seconds": round(time.perf_counter() - start, 3)}
+        outputs = self.outputs(recipe)[1]
+        scores = scorer(outputs, self.reference) if scorer else Scores.of(output_scores(outputs, self.reference))
+        return scores.with_(seconds=round(time.perf_counter() - start, 3))
 
 
 def _profile_max_batch(engine, data: Dataset) -> int:

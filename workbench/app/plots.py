@@ -66,7 +66,7 @@ def diagnosis_figure(d: "Diagnosis") -> "go.Figure":
 
 def ranking_figure(d: "Diagnosis", top: int = 15) -> "go.Figure":
     go = _go()
-    rows = pd.DataFrame(d.ranking[:top])
+    rows = pd.DataFrame([r.to_dict() for r in d.ranking[:top]])
     colors = ["crimson" if n in d.fallback else "steelblue" for n in rows["node"]]
     fig = go.Figure(go.Bar(x=rows["score"], y=rows["node"], orientation="h", marker_color=colors,
                            hovertext=rows["module"]))
