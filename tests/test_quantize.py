@@ -9,6 +9,7 @@ import pytest
 
 import workbench as wb
 from workbench.analysis.evaluate import run
+from workbench.core.log import quiet_onnxruntime
 from workbench.precision import quantize as Q
 from workbench.precision.calibration import ort_method
 from workbench.runtime import get_backend
@@ -18,7 +19,7 @@ def _ort_excluding(fp32, ranges, exclude, placement):
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     op_types, extra = Q.placement_options(placement)
-    with tempfile.TemporaryDirectory() as tmp, Q.quiet():
+    with tempfile.TemporaryDirectory() as tmp, quiet_onnxruntime():
         quantize_static(str(fp32), f"{tmp}/q.onnx", calibration_data_reader=None, calibration_cache_path=str(ranges),
                         calibrate_method=ort_method("minmax"), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),

@@ -30,6 +30,7 @@ from workbench.core.log import quiet_polygraphy
 from workbench.core.metrics import RunningStats
 from workbench.graph.cost import macs_per_sample
 from workbench.graph.sensitivity import local_branches
+from workbench.graph.topology import GraphIndex
 from workbench.model.data import Dataset, as_dataset
 from workbench.precision.transform import TransformedModel
 from workbench.runtime import Backend, get_backend
@@ -82,7 +83,7 @@ class LayerReport:
 
 def _effective_names(candidate: onnx.ModelProto, tensors: list[str]) -> dict[str, tuple[str, str | None]]:
     """FP32 tensor → (name of the value consumers read in the candidate, raw pre-Q name or None)."""
-    producers = {o: n for n in candidate.graph.node for o in n.output}
+    producers = GraphIndex(candidate.graph).producer
     q_of = {n.input[0]: n for n in candidate.graph.node if n.op_type == "QuantizeLinear"}
     dq_of = {n.input[0]: n for n in candidate.graph.node if n.op_type == "DequantizeLinear"}
     present = set(producers) | {i.name for i in candidate.graph.input}
@@ -261,16 +262,8 @@ def _added_noise(row, noise: dict[str, float], raw_noise: dict[str, float], inpu
 
 def _node_inputs(candidate: onnx.ModelProto) -> dict[str, list[str]]:
     """Node name → the FP32 tensor names it reads in the candidate (Q/DQ chains traced back to the float tensor)."""
-    producers = {o: n for n in candidate.graph.node for o in n.output}
-
-    def origin(name: str) -> str:
-        p = producers.get(name)
-        while p is not None and p.op_type in ("QuantizeLinear", "DequantizeLinear"):
-            name = p.input[0]
-            p = producers.get(name)
-        return name
-
-    return {n.name: [origin(i) for i in n.input if i] for n in candidate.graph.node}
+    index = GraphIndex(candidate.graph)
+    return {n.name: [index.float_source(i) for i in n.input if i] for n in candidate.graph.node}
 
 
 def _largest_drop(table: pd.DataFrame) -> dict | None:

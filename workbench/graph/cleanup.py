@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from workbench.graph.topology import toposort, used_names
+from workbench.graph.topology import GraphIndex, toposort, used_names
 
 CONSTANT = "(constant)"
 
@@ -110,11 +110,8 @@ def fold_batchnorm(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, s
     model = onnx.ModelProto.FromString(model.SerializeToString())
     g = model.graph
     inits = {i.name: i for i in g.initializer}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-    producers = {o: n for n in g.node for o in n.output}
+    index = GraphIndex(g)
+    producers, consumers = index.producer, index.consumers
     graph_outputs = {o.name for o in g.output}
     folded: dict[str, str] = {}
     for bn in list(g.node):

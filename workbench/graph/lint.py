@@ -16,6 +16,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from workbench.graph.topology import GraphIndex
+
 # Ops TensorRT runs in INT8 when their inputs (and weights) are quantized; Q/DQ elsewhere only adds reformats.
 INT8_OPS = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
 # Ops TensorRT can fuse a Q/DQ through or into (data movement, pooling, residual add, activations after conv).
@@ -60,11 +62,8 @@ def lint(model: onnx.ModelProto, name: str = "model", target: str = "tensorrt") 
         raise WorkbenchError(f"unknown lint target {target!r}; supported: tensorrt")
     g = model.graph
     inits = {i.name: i for i in g.initializer}
-    producers = {o: n for n in g.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in g.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    index = GraphIndex(g)
+    producers, consumers = index.producer, index.consumers
     findings: list[Finding] = []
 
     def value(name: str) -> np.ndarray | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import onnx
 
+from workbench.graph.topology import GraphIndex
+
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 SUFFIX = "::local::"
 
@@ -18,11 +20,8 @@ def local_branches(fp32: onnx.ModelProto, qdq: onnx.ModelProto, nodes: list[str]
 
     Returns (combined model, node → (FP32 output tensor, clone output tensor)).
     """
-    producers = {o: n for n in qdq.graph.node for o in n.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for n in qdq.graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
+    index = GraphIndex(qdq.graph)
+    producers, consumers = index.producer, index.consumers
     by_name = {n.name: n for n in qdq.graph.node}
     fp32_outputs = {n.name: n.output[0] for n in fp32.graph.node}
     fp32_tensors = {o for n in fp32.graph.node for o in n.output}

@@ -120,3 +120,24 @@ def export_like(graph, model: onnx.ModelProto) -> onnx.ModelProto:
     out.opset_import.extend(model.opset_import)
     out.ir_version = model.ir_version
     return out
+
+
+class GraphIndex:
+    """Who writes and who reads each tensor of one graph (its top level), built once per pass instead of by hand in
+    each: `producer[tensor]` → node, `consumers[tensor]` → nodes in graph order."""
+
+    def __init__(self, graph: onnx.GraphProto) -> None:
+        self.producer: dict[str, onnx.NodeProto] = {o: n for n in graph.node for o in n.output if o}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
+        for node in graph.node:
+            for name in node.input:
+                if name:
+                    self.consumers.setdefault(name, []).append(node)
+
+    def float_source(self, tensor: str) -> str:
+        """The float tensor a value comes from, through any QuantizeLinear/DequantizeLinear chain."""
+        node = self.producer.get(tensor)
+        while node is not None and node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            tensor = node.input[0]
+            node = self.producer.get(tensor)
+        return tensor

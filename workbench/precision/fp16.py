@@ -18,7 +18,15 @@ from onnx import numpy_helper
 
 from workbench.core import cache
 from workbench.core.errors import WorkbenchError, one_line
-from workbench.graph.topology import complete_types, markable_outputs, outer_reads, subgraphs, toposort, used_names
+from workbench.graph.topology import (
+    GraphIndex,
+    complete_types,
+    markable_outputs,
+    outer_reads,
+    subgraphs,
+    toposort,
+    used_names,
+)
 
 if TYPE_CHECKING:
     from workbench.model.data import Dataset
@@ -141,7 +149,7 @@ def to_fp16(model: onnx.ModelProto, excluded: list[str]) -> onnx.ModelProto:
 def _restore_output_types(model: onnx.ModelProto, original: dict[str, int]) -> None:
     """keep_io_types misses graph outputs produced by a blocked node (it casts them to FP16): put the graph's own
     output types back, by retargeting that Cast, or with a Cast where the producer computes in FP16."""
-    producers = {o: n for n in model.graph.node for o in n.output}
+    producers = GraphIndex(model.graph).producer
     for out in model.graph.output:
         want = original.get(out.name)
         if want is None or out.type.tensor_type.elem_type == want:

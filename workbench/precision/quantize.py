@@ -9,7 +9,7 @@ import onnx
 
 from workbench.core.errors import WorkbenchError, one_line
 from workbench.core.log import quiet_onnxruntime
-from workbench.graph.topology import toposort, used_names
+from workbench.graph.topology import GraphIndex, toposort, used_names
 
 # TensorRT's parser rejects a DequantizeLinear on an INT32 bias: biases stay float (docs/DESIGN.md).
 TENSORRT_QDQ_OPTIONS = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
@@ -90,7 +90,7 @@ def keep_in_float(model: onnx.ModelProto, original: onnx.ModelProto, excluded: s
     for node in original.graph.node:
         if node.name in excluded:
             touched.update(t for t in list(node.input) + list(node.output) if t)
-    producers = {o: n for n in model.graph.node for o in n.output}
+    producers = GraphIndex(model.graph).producer
     rename: dict[str, str] = {}
     drop: set[int] = set()
     for node in model.graph.node:
@@ -122,7 +122,7 @@ def unquantize_half(model: onnx.ModelProto, original: onnx.ModelProto) -> list[s
     """Conv/ConvTranspose/Gemm/MatMul whose data input is float but whose weight comes through DequantizeLinear
     (a neighbour was excluded): TensorRT would run them in float anyway, so put their float weights back and drop
     the weight Q/DQ. Returns the ops now in higher precision, so costs count them."""
-    producers = {o: n for n in model.graph.node for o in n.output}
+    producers = GraphIndex(model.graph).producer
 
     def half(node: onnx.NodeProto) -> bool:
         data = producers.get(node.input[0]) if node.input else None
@@ -142,7 +142,7 @@ def restore_float_weights(model: onnx.ModelProto, original: onnx.ModelProto, cho
     originals = {i.name: i for i in original.graph.initializer}
     originals.update({n.output[0]: numpy_helper.from_array(numpy_helper.to_array(a.t), n.output[0])
                       for n in original.graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"})
-    producers = {o: n for n in model.graph.node for o in n.output}
+    producers = GraphIndex(model.graph).producer
     inits = {i.name for i in model.graph.initializer}
     changed: list[str] = []
     drop: dict[int, onnx.NodeProto] = {}  # by identity: one DequantizeLinear may feed several chosen nodes
