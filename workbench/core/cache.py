@@ -61,3 +61,11 @@ def atomic_write(path: Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def store_model(data: bytes) -> Path:
+    """A serialized ONNX model in the cache under its own content digest (written once, atomically)."""
+    path = artifact_path("models", digest(data), ".onnx")
+    if not path.exists():
+        atomic_write(path, data)
+    return path

@@ -146,12 +146,8 @@ def _upgrade_opset(model: onnx.ModelProto, source: Path) -> onnx.ModelProto:
 
 
 def _store(model: onnx.ModelProto) -> tuple[Path, str]:
-    data = model.SerializeToString()
-    key = cache.digest(data)
-    path = cache.artifact_path("models", key, ".onnx")
-    if not path.exists():
-        cache.atomic_write(path, data)
-    return path, key
+    path = cache.store_model(model.SerializeToString())
+    return path, path.stem
 
 
 def from_onnx(path: str | os.PathLike, name: str | None = None, source: str = "onnx") -> ModelHandle:

@@ -207,10 +207,7 @@ def cleaned(model: ModelHandle) -> tuple[ModelHandle, dict[str, str]]:
         if not folded:
             _CLEANED[key] = (model, {})
         else:
-            data = folded_model.SerializeToString()
-            path = cache.artifact_path("models", cache.digest(data), ".onnx")
-            if not path.exists():
-                cache.atomic_write(path, data)
+            path = cache.store_model(folded_model.SerializeToString())
             from workbench.model.loading import from_onnx
 
             handle = from_onnx(path, name=f"{model.name} (cleaned)", source=model.source)

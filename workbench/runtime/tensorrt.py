@@ -260,20 +260,14 @@ class TensorRT(Backend):
         return bytes(data)
 
     def build_from_bytes(self, model: bytes, name: str) -> TensorRTEngine:
-        path = cache.artifact_path("models", cache.digest(model), ".onnx")
-        if not path.exists():
-            cache.atomic_write(path, model)
-        return self.build(path, name=name)
+        return self.build(cache.store_model(model), name=name)
 
     def build_marked(self, model: Any, tensors: list[str], name: str) -> TensorRTEngine:
         """Per-layer values as debug tensors (fusion kept), not as extra outputs (see MARKING_NOTE)."""
         import onnx
 
         data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else Path(model).read_bytes()
-        path = cache.artifact_path("models", cache.digest(data), ".onnx")
-        if not path.exists():
-            cache.atomic_write(path, data)
-        return self.build(path, debug_tensors=list(tensors), name=name)
+        return self.build(cache.store_model(data), debug_tensors=list(tensors), name=name)
 
 
 class TensorRTRtx(TensorRT):

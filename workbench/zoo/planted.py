@@ -73,10 +73,7 @@ class PlantedCnn:
         from workbench.core import cache
 
         model = self.onnx_model()
-        data = model.SerializeToString()
-        path = cache.artifact_path("models", cache.digest(data), ".onnx")
-        if not path.exists():
-            cache.atomic_write(path, data)
+        path = cache.store_model(model.SerializeToString())
         return from_onnx(path, name=f"planted-cnn{list(self.collapse_after)}")
 
 
@@ -254,10 +251,7 @@ def _model(nodes, inits, name) -> ModelHandle:
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 10])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="workbench")
     onnx.checker.check_model(model)
-    data = model.SerializeToString()
-    path = cache.artifact_path("models", cache.digest(data), ".onnx")
-    if not path.exists():
-        cache.atomic_write(path, data)
+    path = cache.store_model(model.SerializeToString())
     return from_onnx(path, name=name)
 
 
