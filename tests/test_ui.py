@@ -54,10 +54,22 @@ def test_profile_editor_validates_as_you_type_and_errors_stay_in_the_panel(app):
 def test_diagnose_and_latency_tabs(app):
     app.run_diagnosis()
     assert "healthy" in app.diagnosis_text.value and app.apply_button.disabled
+    assert "1 quantize + evaluate cycle<" in app.status.value, "not 'done in 1 runs'"
     app.iterations.value = 10
     app.batches.value = "1,2"
     app.run_latency()
     assert "ONNX Runtime CPU" in app.batch_figure.layout.title.text and len(app.distribution_figure.data) == 4
+    colors: dict = {}
+    for figure in (app.batch_figure, app.distribution_figure, app.tradeoff_figure):
+        for trace in figure.data:
+            recipe = (trace.legendgroup or "").split(" · ")[0]
+            if recipe:
+                color = trace.marker.color if trace.type != "scatter" or trace.mode != "lines+markers" else \
+                    trace.line.color
+                assert colors.setdefault(recipe, color) == color, f"{recipe} has two colours"
+    assert len(colors) == 2 and len(set(colors.values())) == 2, "one colour per recipe, across every figure"
+    assert list(app.batch_figure.layout.xaxis.tickvals) == [1, 2], "log batch axis labelled at measured batches only"
+    assert app.tradeoff["pareto"].any() and "Pareto front" in [t.name for t in app.tradeoff_figure.data]
 
 
 def test_copy_as_code_reproduces_the_result(app, tmp_path):

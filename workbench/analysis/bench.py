@@ -166,28 +166,34 @@ def _check_batches(data: Dataset, batches: Sequence[int]) -> None:
 
 
 def tradeoff(model, recipes: Iterable, calib: Dataset | None, data: Dataset, batch: int = 1,
-             backend: Backend | None = None, iterations: int = 100, progress: bool = True) -> pd.DataFrame:
-    """Accuracy (output cosine vs FP32, top-1 when labelled) against p50 latency per recipe, Pareto-flagged.
+             backend: Backend | None = None, iterations: int = 100, progress: bool = True,
+             latency: LatencyReport | None = None) -> pd.DataFrame:
+    """Accuracy (output cosine vs FP32, top-1 when labelled, the zoo's task metrics) against p50 latency per recipe,
+    Pareto-flagged.
 
     Accuracy is measured on the accuracy backend (graph as written); latency on `backend` (default: ONNX
-    Runtime CPU with all optimizations)."""
+    Runtime CPU with all optimizations), or read at `batch` from an existing sweep (`latency`)."""
     from workbench.analysis.evaluate import Evaluator, output_scores, top1_accuracy
 
     recipes = list(recipes)
-    latency_report = sweep(model, recipes, [batch], calib, data, backend, iterations, progress=progress)
+    latency = latency or sweep(model, recipes, [batch], calib, data, backend, iterations, progress=progress)
+    timed = latency.results[latency.results["batch"] == batch].set_index("recipe")
     evaluator = Evaluator(model, calib, data, get_backend())
+    metrics = dict(model.zoo.metrics) if getattr(model, "zoo", None) is not None else {}
     rows = []
-    for recipe, lat in zip(recipes, latency_report.results.itertuples()):
+    for recipe in recipes:
         outputs = evaluator.outputs(recipe)[1]
-        row = {"recipe": recipe.label, "precision": recipe.precision, "p50_ms": lat.p50_ms,
-               "throughput": lat.throughput, **output_scores(outputs, evaluator.reference)}
+        lat = timed.loc[recipe.label]
+        row = {"recipe": recipe.label, "precision": recipe.precision, "p50_ms": float(lat["p50_ms"]),
+               "throughput": float(lat["throughput"]), **output_scores(outputs, evaluator.reference),
+               **{name: float(fn(outputs, evaluator.reference, data)) for name, fn in metrics.items()}}
         if data.labels is not None:
             row["top1"] = top1_accuracy(outputs, data)
         rows.append(row)
     table = pd.DataFrame(rows)
-    quality = "top1" if "top1" in table else "cosine"
+    quality = "top1" if "top1" in table else next(iter(metrics), "cosine")
     table["pareto"] = pareto_front(table["p50_ms"].to_numpy(), table[quality].to_numpy())
-    table.attrs["label"] = latency_report.label
+    table.attrs["label"], table.attrs["quality"] = latency.label, quality
     return table
 
 

@@ -19,6 +19,29 @@ def _go():
     return go
 
 
+# One colour per recipe in every figure: the first recipe of a precision takes its precision's colour, further
+# ones of the same precision the next free colour of the palette, in the order the report lists them.
+PRECISION_COLORS = {"fp32": "#1f77b4", "fp16": "#2ca02c", "bf16": "#9467bd", "int8": "#ff7f0e"}
+PALETTE = ["#d62728", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f", "#393b79", "#637939"]
+
+
+def recipe_colors(labels: Iterable[str]) -> dict[str, str]:
+    """Recipe label (e.g. 'int8 minmax equalized') → colour, stable for the same list of recipes."""
+    out: dict[str, str] = {}
+    spare = iter(PALETTE * 4)
+    for label in dict.fromkeys(labels):
+        base = PRECISION_COLORS.get(label.split(" ", 1)[0])
+        out[label] = base if base is not None and base not in out.values() else next(spare)
+    return out
+
+
+def _log_batches(fig, batches: Iterable[int], **where) -> None:
+    """A log batch axis labelled at the measured batch sizes only (no stray minor labels)."""
+    ticks = sorted({int(b) for b in batches})
+    fig.update_xaxes(title_text="batch", type="log", tickmode="array", tickvals=ticks, ticktext=[str(b) for b in ticks],
+                     **where)
+
+
 def layer_figure(report: "LayerReport", fallback: Iterable[str] = (), title: str | None = None) -> "go.Figure":
     """SQNR along the FP32 graph (topological order) with cosine, local sensitivity, the first divergence and
     the fallback nodes marked. Hover shows tensor, node, module and every metric."""
@@ -78,8 +101,10 @@ def ranking_figure(d: "Diagnosis", top: int = 15) -> "go.Figure":
 def latency_distribution(report: "LatencyReport") -> "go.Figure":
     go = _go()
     fig = go.Figure()
+    colors = recipe_colors(recipe for recipe, _ in report.samples)
     for (recipe, batch), samples in report.samples.items():
-        fig.add_trace(go.Box(y=samples, name=f"{recipe} · batch {batch}", boxpoints="outliers"))
+        fig.add_trace(go.Box(y=samples, name=f"{recipe} · batch {batch}", boxpoints="outliers",
+                             marker_color=colors[recipe], legendgroup=recipe))
     fig.update_layout(title=f"Latency distribution per recipe ({report.label})", yaxis_title="latency (ms)")
     return fig
 
@@ -90,12 +115,14 @@ def batch_figure(report: "LatencyReport") -> "go.Figure":
     from plotly.subplots import make_subplots
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=("throughput (samples/s)", "p50 latency (ms)"))
+    colors = recipe_colors(report.results["recipe"])
     for recipe, rows in report.results.groupby("recipe", sort=False):
+        line = {"color": colors[recipe]}
         fig.add_trace(go.Scatter(x=rows["batch"], y=rows["throughput"], mode="lines+markers", name=recipe,
-                                 legendgroup=recipe), row=1, col=1)
+                                 legendgroup=recipe, line=line, marker=line), row=1, col=1)
         fig.add_trace(go.Scatter(x=rows["batch"], y=rows["p50_ms"], mode="lines+markers", name=recipe,
-                                 legendgroup=recipe, showlegend=False), row=1, col=2)
-    fig.update_xaxes(title_text="batch", type="log")
+                                 legendgroup=recipe, showlegend=False, line=line, marker=line), row=1, col=2)
+    _log_batches(fig, report.results["batch"])
     fig.update_layout(title=f"Throughput and latency versus batch ({report.label})")
     return fig
 
@@ -103,13 +130,18 @@ def batch_figure(report: "LatencyReport") -> "go.Figure":
 def pareto_figure(table: pd.DataFrame, quality: str | None = None, context: str = "") -> "go.Figure":
     """Accuracy (top-1 or output cosine) against p50 latency per recipe, Pareto front highlighted."""
     go = _go()
-    quality = quality or ("top1" if "top1" in table else "cosine")
-    fig = go.Figure(go.Scatter(x=table["p50_ms"], y=table[quality], mode="markers+text", text=table["recipe"],
-                               textposition="top center", name="recipes",
-                               marker={"size": 11, "color": ["crimson" if p else "gray" for p in table["pareto"]]}))
+    quality = quality or table.attrs.get("quality") or ("top1" if "top1" in table else "cosine")
+    colors = recipe_colors(table["recipe"])
+    fig = go.Figure()
+    for row in table.itertuples():
+        fig.add_trace(go.Scatter(
+            x=[row.p50_ms], y=[getattr(row, quality)], mode="markers+text", text=[row.recipe],
+            textposition="top center", name=row.recipe, legendgroup=row.recipe,
+            marker={"size": 13 if row.pareto else 9, "color": colors[row.recipe],
+                    "line": {"width": 2, "color": "black"} if row.pareto else {"width": 0}}))
     front = table[table["pareto"]].sort_values("p50_ms")
     fig.add_trace(go.Scatter(x=front["p50_ms"], y=front[quality], mode="lines", name="Pareto front",
-                             line={"color": "crimson"}))
+                             line={"color": "black", "dash": "dot"}))
     label = context or table.attrs.get("label", "")
     fig.update_layout(title=f"{quality} versus p50 latency" + (f" ({label})" if label else ""),
                       xaxis_title="p50 latency (ms)", yaxis_title=quality)

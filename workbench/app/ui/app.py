@@ -108,6 +108,8 @@ class Workbench:
         self.latency_button.on_click(lambda _: self.run_latency())
         self.batch_figure = go.FigureWidget()
         self.distribution_figure = go.FigureWidget()
+        self.tradeoff_figure = go.FigureWidget()
+        self.tradeoff = None  # the last accuracy-vs-latency table (workbench.analysis.bench.tradeoff)
         self.python_code = w.Textarea(layout=w.Layout(width="100%", height="260px"))
         self.cli_code = w.Textarea(layout=w.Layout(width="100%", height="60px"))
 
@@ -115,7 +117,7 @@ class Workbench:
             w.VBox([self.layer_figure, w.HBox([self.layer_detail, self.toggle_button])]),
             w.VBox([self.diagnose_button, self.diagnosis_text, self.ranking_figure, self.apply_button]),
             w.VBox([w.HBox([self.batches, self.iterations, self.latency_button]), self.batch_figure,
-                    self.distribution_figure]),
+                    self.tradeoff_figure, self.distribution_figure]),
             w.VBox([w.HTML("<b>Python</b>"), self.python_code, w.HTML("<b>CLI</b>"), self.cli_code]),
         ])
         for i, title in enumerate(["Compare", "Diagnose", "Latency", "Code"]):
@@ -288,7 +290,8 @@ class Workbench:
         self.apply_button.disabled = suggested == recipe
         self.apply_button.description = (f"Apply suggested recipe: {suggested.label}" if suggested != recipe
                                           else "Nothing to apply")
-        self._status(f"diagnosis done in {self.diagnosis.evaluations} runs")
+        runs = self.diagnosis.evaluations
+        self._status(f"diagnosis done in {runs} quantize + evaluate cycle{'s' if runs != 1 else ''}")
 
     @_guard
     def apply_fallback(self) -> None:
@@ -309,17 +312,21 @@ class Workbench:
 
     @_guard
     def run_latency(self) -> None:
-        from workbench.analysis.bench import parse_batches, sweep
+        from workbench.analysis.bench import parse_batches, sweep, tradeoff
 
-        recipes = [Recipe("fp32")] + ([self.recipe()] if self.recipe().precision != "fp32" else [])
+        recipes = list(dict.fromkeys([Recipe("fp32"), self.recipe()] + (
+            [self.diagnosis.recipe] if self.diagnosis is not None else [])))
         calib = self._calib() if any(r.precision != "fp32" for r in recipes) else None
         self._status("measuring latency …")
         backend = self._backend() if self.backend.value != "onnxruntime-cpu" else get_backend(optimization="all")
-        report = sweep(self.model, recipes, parse_batches(self.batches.value), calib,
-                       self._eval(64), backend, iterations=self.iterations.value,
+        batches = parse_batches(self.batches.value)
+        data = self._eval(64)
+        report = sweep(self.model, recipes, batches, calib, data, backend, iterations=self.iterations.value,
                        progress=False)
         _show(self.batch_figure, plots.batch_figure(report))
         _show(self.distribution_figure, plots.latency_distribution(report))
+        self.tradeoff = tradeoff(self.model, recipes, calib, data, batch=batches[0], latency=report)
+        _show(self.tradeoff_figure, plots.pareto_figure(self.tradeoff))
         self._status(f"latency measured on {report.label}")
 
     def _update_code(self) -> None:
