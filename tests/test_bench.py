@@ -59,7 +59,9 @@ def test_figures_from_real_reports(latency, mnist, mnist_calib, mnist_eval):
                      mnist_eval.take(200), iterations=20, progress=False)
     assert set(table.columns) >= {"recipe", "p50_ms", "cosine", "top1", "pareto"} and table["pareto"].any()
     pareto = plots.pareto_figure(table)
-    assert pareto.data[1].name == "Pareto front" and len(pareto.data[1].x) == int(table["pareto"].sum())
+    assert [t.name for t in pareto.data] == ["fp32", "fp16", "int8 minmax", "Pareto front"]
+    assert len(pareto.data[-1].x) == int(table["pareto"].sum())
+    assert [t.marker.color for t in pareto.data[:3]] == [plots.PRECISION_COLORS[p] for p in ("fp32", "fp16", "int8")]
     assert "ONNX Runtime CPU" in pareto.layout.title.text
 
 
