@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+import workbench as wb
 from workbench.app.ui import Workbench
 
 
@@ -114,3 +115,15 @@ def test_diagnose_then_apply_restores_a_planted_collapse():
     app.apply_fallback()
     assert app.recipe() == app.diagnosis.recipe and app.equalize.value  # equalization, no fallback needed
     assert app.report.outputs[0]["cosine"] >= 0.99 and "equalize=True" in app.python_code.value
+
+
+def test_every_recipe_field_has_a_widget(app):
+    """The whole recipe is in the widgets: a recipe shown in them reads back unchanged (per-channel weights are the
+    only field left to the CLI and Python)."""
+    recipe = wb.Recipe("int8", "percentile", 99.9, ("node_linear_1",), placement="all", overrides=("relu=entropy",),
+                       cleanup=False, fallback_precision="fp16", weight_bits=7, equalize=True, smooth=True,
+                       bias_correction=True)
+    app.set_recipe(recipe)
+    assert app.recipe() == recipe
+    app.set_recipe(wb.Recipe("int8"))
+    assert app.recipe() == wb.Recipe("int8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import html
+from dataclasses import replace
 from typing import Any, Callable
 
 import ipywidgets as w
@@ -77,7 +78,17 @@ class Workbench:
         self.smooth = w.Checkbox(value=False, description="smooth outliers", indent=False,
                                  tooltip="migrate activation outlier channels into the reading layers' weights "
                                          "(SmoothQuant; FP32 unchanged)")
-        self.recipe_extras: dict = {}  # recipe fields a diagnosis chose that no widget shows (overrides, weight bits)
+        self.bias_correction = w.Checkbox(value=False, description="bias correction", indent=False,
+                                          tooltip="add each quantized Conv/Gemm's measured mean output shift back to "
+                                                  "its bias")
+        self.cleanup = w.Checkbox(value=True, description="clean up first", indent=False,
+                                  tooltip="fold constants and BatchNorm before quantizing, as TensorRT does")
+        self.overrides = w.Text(placeholder="TENSOR=METHOD[:P] …", description="overrides",
+                                tooltip="per-tensor calibration, e.g. relu_1=percentile:99.9 block1.out=entropy",
+                                layout=w.Layout(width="420px"))
+        self.fallback_precision = w.Dropdown(options=["fp32", "fp16"], value="fp32", description="fallback in")
+        self.weight_bits = w.Dropdown(options=[8, 7], value=8, description="weight bits",
+                                      tooltip="7: ONNX Runtime's x86 kernels without VNNI saturate 8-bit weights")
         self.exclusions = w.SelectMultiple(options=[], rows=8, description="keep FP32",
                                            layout=w.Layout(width="420px"))
         self.profile_box = w.VBox()
@@ -85,8 +96,11 @@ class Workbench:
         ok = {name: reason for name, (usable, reason) in availability().items()}
         usable = [name for name, reason in ok.items() if not reason]
         self.backend = w.Dropdown(options=usable, value="onnxruntime-cpu", description="backend")
-        self.backend_note = w.HTML("<br>".join(f"<span style='color:gray'>{html.escape(n)}: {html.escape(r)}</span>"
-                                               for n, r in ok.items() if r))
+        missing = {n: r for n, r in ok.items() if r}
+        self.backend_note = w.HTML(
+            f"<details style='color:gray'><summary>{len(missing)} backend(s) unavailable here</summary>"
+            + "<br>".join(f"{html.escape(n)}: {html.escape(r)}" for n, r in missing.items()) + "</details>"
+            if missing else "")
         self.build_button = w.Button(description="Build & compare", button_style="primary", icon="play")
         self.build_button.on_click(lambda _: self.run())
         self.progress = w.IntProgress(value=0, min=0, max=3, description="", layout=w.Layout(width="200px"))
@@ -100,7 +114,8 @@ class Workbench:
         self.diagnose_button.on_click(lambda _: self.run_diagnosis())
         self.diagnosis_text = w.HTML()
         self.ranking_figure = go.FigureWidget()
-        self.apply_button = w.Button(description="Apply suggested fallback", disabled=True, button_style="success")
+        self.apply_button = w.Button(description="Apply suggested recipe", disabled=True, button_style="success",
+                                     layout=w.Layout(width="auto"))
         self.apply_button.on_click(lambda _: self.apply_fallback())
         self.batches = w.Text(value="1,8", description="batches")
         self.iterations = w.BoundedIntText(value=50, min=5, max=10000, description="iterations")
@@ -124,7 +139,10 @@ class Workbench:
             self.tabs.set_title(i, title)
         controls = w.VBox([
             w.HBox([self.zoo_picker, self.path, self.load_button]), self.model_info, self.precision,
-            w.HBox([self.calibration, self.percentile, self.placement, self.equalize, self.smooth]),
+            w.HBox([self.calibration, self.percentile, self.placement]),
+            w.HBox([self.cleanup, self.equalize, self.smooth, self.bias_correction, self.fallback_precision,
+                    self.weight_bits]),
+            self.overrides,
             w.HBox([self.exclusions, w.VBox([w.HTML("<b>optimization profile</b> (min,opt,max)"), self.profile_box,
                                             self.profile_message])]),
             w.HBox([self.backend, self.backend_note]), w.HBox([self.build_button, self.progress]), self.status,
@@ -189,9 +207,11 @@ class Workbench:
         int8 = self.precision.value == "int8"
         return Recipe(self.precision.value, self.calibration.value, self.percentile.value,
                       tuple(self.exclusions.value) if self.precision.value in ("fp16", "int8") else (),
-                      placement=self.placement.value, equalize=self.equalize.value and int8,
-                      smooth=self.smooth.value and int8,
-                      **(self.recipe_extras if int8 else {}))
+                      placement=self.placement.value, cleanup=self.cleanup.value,
+                      overrides=tuple(self.overrides.value.replace(",", " ").split()) if int8 else (),
+                      fallback_precision=self.fallback_precision.value if int8 else "fp32",
+                      weight_bits=self.weight_bits.value if int8 else 8, equalize=self.equalize.value and int8,
+                      smooth=self.smooth.value and int8, bias_correction=self.bias_correction.value and int8)
 
     def _calib(self):
         from workbench.model.defaults import calibration_data
@@ -278,7 +298,7 @@ class Workbench:
 
         if self.model is None:
             raise WorkbenchError("load a model first")
-        recipe = Recipe("int8", self.calibration.value, self.percentile.value, (), placement=self.placement.value)
+        recipe = replace(self.recipe(), precision="int8", exclude=())  # the widgets' recipe, no fallback yet
         self._status("diagnosing INT8 …")
         self.progress.value, self.progress.bar_style = 1, "info"
         self.diagnosis = diagnose(self.model, recipe, self._calib(), self._eval(), backend=self._backend(),
@@ -295,20 +315,26 @@ class Workbench:
 
     @_guard
     def apply_fallback(self) -> None:
+        """Apply the diagnosed recipe, all of it (placement, clean-up, overrides, rescalings, fallback), and rerun."""
         if not self.diagnosis:
             return
-        suggested = self.diagnosis.recipe
-        hidden = ("overrides", "weight_bits", "fallback_precision", "cleanup", "bias_correction")
-        self.recipe_extras = {k: getattr(suggested, k) for k in hidden if getattr(suggested, k) != getattr(Recipe(), k)}
-        self.calibration.value, self.percentile.value = suggested.calibration, suggested.percentile
-        self.placement.value, self.equalize.value = suggested.placement, suggested.equalize
-        self.smooth.value = suggested.smooth
-        chosen = set(suggested.exclude)
-        self.exclusions.value = tuple(n for _, n in self.exclusions.options if n in chosen)
+        self.set_recipe(self.diagnosis.recipe)
         if self.precision.value != "int8":
             self.precision.value = "int8"  # triggers run()
         else:
             self.run()
+
+    def set_recipe(self, recipe: Recipe) -> None:
+        """Show a recipe in the widgets (no run): every field has one; `recipe()` reads it back."""
+        with self.precision.hold_trait_notifications():
+            self.calibration.value, self.percentile.value = recipe.calibration, recipe.percentile
+            self.placement.value, self.cleanup.value = recipe.placement, recipe.cleanup
+            self.equalize.value, self.smooth.value = recipe.equalize, recipe.smooth
+            self.bias_correction.value, self.weight_bits.value = recipe.bias_correction, recipe.weight_bits
+            self.fallback_precision.value = recipe.fallback_precision
+            self.overrides.value = " ".join(recipe.overrides)
+            chosen = set(recipe.exclude)
+            self.exclusions.value = tuple(n for _, n in self.exclusions.options if n in chosen)
 
     @_guard
     def run_latency(self) -> None:
