@@ -121,3 +121,16 @@ def test_ctrl_c_exits_130_and_an_unknown_profile_input_is_a_key_error(monkeypatc
     profile = build_profile(wb.load_model("mnist-cnn").inputs)
     with pytest.raises(KeyError, match="no input 'nope'"):
         profile["nope"]
+
+
+def test_diagnose_writes_a_self_contained_html_report(tmp_path, capsys):
+    import json
+
+    from workbench.app import cli
+
+    out = tmp_path / "diagnosis.html"
+    assert cli.main(["diagnose", "mnist-cnn", "--limit", "128", "--html", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["html"] == str(out)
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "Remedies tried, cheapest first" in page
+    assert page.count("plotly.js v") == 1 and "<script src=" not in page, "plotly.js inlined once: opens offline"

@@ -3,6 +3,7 @@ import json
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -104,7 +105,7 @@ def test_a_diagnosis_fixed_by_placement_is_applied_whole():
     assert app.report.outputs[0]["cosine"] >= 0.99
 
 
-def test_diagnose_then_apply_restores_a_planted_collapse():
+def test_diagnose_then_apply_restores_a_planted_collapse(tmp_path):
     from workbench.zoo.planted import digits, planted
 
     spec, model = planted((1,))
@@ -115,6 +116,9 @@ def test_diagnose_then_apply_restores_a_planted_collapse():
     app.apply_fallback()
     assert app.recipe() == app.diagnosis.recipe and app.equalize.value  # equalization, no fallback needed
     assert app.report.outputs[0]["cosine"] >= 0.99 and "equalize=True" in app.python_code.value
+    page = Path(app.save_report(str(tmp_path / "report.html"))).read_text()
+    assert "Remedies tried, cheapest first" in page and spec.culprits()[0] in page and "plotly" in page
+    assert "report saved" in app.status.value
 
 
 def test_every_recipe_field_has_a_widget(app):

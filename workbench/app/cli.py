@@ -172,6 +172,10 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
                       batch_axes=inputs.batch_axes, deployment_check=not args.no_deployment_check)
     out = result.to_dict()
     out["reproduce"] = reproduce_command(args, result.recipe)
+    if args.html:
+        from workbench.app.report import write_diagnosis_html
+
+        out["html"] = str(write_diagnosis_html(args.html, result, inputs.model.name))
     _write_json(out, args.json)
     print(result.explanation, file=sys.stderr)
     for warning in result.warnings:
@@ -285,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score simulated Q/DQ only; by default the recipe is also run as ONNX Runtime CPU deploys it "
                         "(fused integer kernels), 7-bit weights are tried where those lose accuracy, and the "
                         "deployed score is reported")
+    p.add_argument("--html", metavar="OUT.html",
+                   help="also write the diagnosis as one self-contained HTML file (ranking, causes, remedies, plots)")
     p.add_argument("--no-remedies", action="store_true",
                    help="skip the cheap fixes (BatchNorm folding, placement, calibration overrides): fallback only")
     p.set_defaults(func=cmd_diagnose)

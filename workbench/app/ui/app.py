@@ -117,6 +117,10 @@ class Workbench:
         self.apply_button = w.Button(description="Apply suggested recipe", disabled=True, button_style="success",
                                      layout=w.Layout(width="auto"))
         self.apply_button.on_click(lambda _: self.apply_fallback())
+        self.report_button = w.Button(description="Save HTML report", icon="download", disabled=True,
+                                      tooltip="the diagnosis (and the last latency run) as one shareable file")
+        self.report_button.on_click(lambda _: self.save_report())
+        self.latency_report = None  # the last latency sweep, for the report
         self.batches = w.Text(value="1,8", description="batches")
         self.iterations = w.BoundedIntText(value=50, min=5, max=10000, description="iterations")
         self.latency_button = w.Button(description="Measure latency", icon="clock-o")
@@ -130,7 +134,8 @@ class Workbench:
 
         self.tabs = w.Tab(children=[
             w.VBox([self.layer_figure, w.HBox([self.layer_detail, self.toggle_button])]),
-            w.VBox([self.diagnose_button, self.diagnosis_text, self.ranking_figure, self.apply_button]),
+            w.VBox([self.diagnose_button, self.diagnosis_text, self.ranking_figure,
+                    w.HBox([self.apply_button, self.report_button])]),
             w.VBox([w.HBox([self.batches, self.iterations, self.latency_button]), self.batch_figure,
                     self.tradeoff_figure, self.distribution_figure]),
             w.VBox([w.HTML("<b>Python</b>"), self.python_code, w.HTML("<b>CLI</b>"), self.cli_code]),
@@ -310,6 +315,7 @@ class Workbench:
         self.apply_button.disabled = suggested == recipe
         self.apply_button.description = (f"Apply suggested recipe: {suggested.label}" if suggested != recipe
                                           else "Nothing to apply")
+        self.report_button.disabled = False
         runs = self.diagnosis.evaluations
         self._status(f"diagnosis done in {runs} quantize + evaluate cycle{'s' if runs != 1 else ''}")
 
@@ -323,6 +329,22 @@ class Workbench:
             self.precision.value = "int8"  # triggers run()
         else:
             self.run()
+
+    @_guard
+    def save_report(self, path: str | None = None) -> str:
+        """Write the diagnosis (with the last latency sweep and trade-off, if any) as one HTML file; returns its
+        path (default: <model>-diagnosis.html in the working directory)."""
+        from pathlib import Path
+
+        from workbench.app.report import write_diagnosis_html
+
+        if self.diagnosis is None:
+            raise WorkbenchError("run a diagnosis first")
+        target = Path(path or f"{self.model.name}-diagnosis.html".replace("/", "_").replace(" ", "_"))
+        write_diagnosis_html(target, self.diagnosis, self.model.name, latency=self.latency_report,
+                             tradeoff=self.tradeoff)
+        self._status(f"report saved to {target.resolve()}")
+        return str(target)
 
     def set_recipe(self, recipe: Recipe) -> None:
         """Show a recipe in the widgets (no run): every field has one; `recipe()` reads it back."""
@@ -351,6 +373,7 @@ class Workbench:
                        progress=False)
         _show(self.batch_figure, plots.batch_figure(report))
         _show(self.distribution_figure, plots.latency_distribution(report))
+        self.latency_report = report
         self.tradeoff = tradeoff(self.model, recipes, calib, data, batch=batches[0], latency=report)
         _show(self.tradeoff_figure, plots.pareto_figure(self.tradeoff))
         self._status(f"latency measured on {report.label}")

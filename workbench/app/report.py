@@ -1,0 +1,77 @@
+"""A diagnosis as one self-contained HTML file for sharing: what was found, why, what was tried at what cost, the
+per-layer plot and the ranking (plotly.js inlined once, so the file opens offline), and latency when measured."""
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from workbench.app import plots
+
+if TYPE_CHECKING:
+    from workbench.analysis.bench import LatencyReport
+    from workbench.analysis.diagnose import Diagnosis
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
+th{background:#f3f3f3}.met{color:#1a7f37;font-weight:600}.miss{color:#b42318;font-weight:600}"""
+
+
+def diagnosis_html(d: "Diagnosis", model_name: str, latency: "LatencyReport | None" = None,
+                   tradeoff: pd.DataFrame | None = None) -> str:
+    """The report as an HTML string (see the module docstring)."""
+    figures = [plots.layer_figure(d.report, d.fallback, title="SQNR along the graph (FP32 order), fallback marked"),
+               plots.ranking_figure(d)]
+    if latency is not None:
+        figures.append(plots.batch_figure(latency))
+    if tradeoff is not None:
+        figures.append(plots.pareto_figure(tradeoff))
+    charts = [figure.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, figure in enumerate(figures)]
+    verdict = "<span class='met'>meets</span>" if d.met else "<span class='miss'>misses</span>"
+    remedies = pd.DataFrame([{"step": r.remedy, "output cosine": round(r.scores.cosine, 5),
+                              "SQNR (dB)": round(r.scores.sqnr_db, 2), "met": r.met,
+                              "nodes in higher precision": r.nodes_in_higher_precision} for r in d.remedies])
+    causes = pd.DataFrame([{"node": node, "why": why} for node, why in d.causes.items() if why])
+    cost = pd.DataFrame([{k: v for k, v in d.cost.items()}])
+    heldout = pd.DataFrame([{k: v for k, v in d.heldout.items() if not isinstance(v, dict)}]) if d.heldout else None
+    sections = [
+        f"<h1>INT8 diagnosis: {html.escape(model_name)}</h1>",
+        f"<p>Target {html.escape(_target(d))}: the final recipe <code>{html.escape(d.recipe.label)}</code> "
+        f"{verdict} it (output cosine {d.before.cosine:.5f} → {d.after.cosine:.5f}), found with {d.evaluations} "
+        f"quantize + evaluate cycles.</p>",
+        f"<p>{html.escape(d.explanation)}</p>",
+        f"<p>Reproduce: <code>{html.escape(' '.join(['workbench', 'build', model_name, *d.recipe.to_cli_args()]))}"
+        "</code></p>",
+        "<h2>Remedies tried, cheapest first</h2>", remedies.to_html(index=False, escape=True),
+        "<h2>Cost of the final recipe</h2>", cost.to_html(index=False),
+    ]
+    if heldout is not None:
+        sections += ["<h2>Held-out data</h2>", heldout.to_html(index=False)]
+    if not causes.empty:
+        sections += ["<h2>Causes</h2>", causes.to_html(index=False, escape=True)]
+    if d.warnings:
+        sections += ["<h2>Warnings</h2><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in d.warnings) + "</ul>"]
+    if latency is not None:
+        sections += ["<h2>Latency</h2>", latency.results.to_html(index=False)]
+    sections += ["<h2>Plots</h2>", *charts]
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>workbench diagnosis: "
+            f"{html.escape(model_name)}</title><style>{STYLE}</style></head><body>{''.join(sections)}</body></html>")
+
+
+def write_diagnosis_html(path: str | Path, d: "Diagnosis", model_name: str, **kwargs) -> Path:
+    path = Path(path)
+    path.write_text(diagnosis_html(d, model_name, **kwargs), encoding="utf-8")
+    return path
+
+
+def _target(d: "Diagnosis") -> str:
+    parts = []
+    if d.target.get("cosine") is not None:
+        parts.append(f"output cosine ≥ {d.target['cosine']:g}")
+    if d.target.get("sqnr_db") is not None:
+        parts.append(f"output SQNR ≥ {d.target['sqnr_db']:g} dB")
+    if d.target.get("metric"):
+        parts.append(f"{d.target['metric']} drop ≤ {d.target['max_drop']:g}")
+    return " and ".join(parts)
