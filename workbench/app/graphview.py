@@ -1,0 +1,101 @@
+"""The graph view: the FP32 model as a dataflow graph, every node coloured by where INT8 error appears.
+
+Python decides everything a reader sees (which nodes, their colour on a diverging scale around the report's
+threshold, which edges carry a Q/DQ pair, what is in higher precision, where the first divergence is); the
+browser only lays the graph out with dagre (MIT, bundled in `ui/static`, the layered layout Netron and TensorBoard
+use) and draws it as SVG with zoom and pan. Clicking a node sets `GraphView.selected`.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+import anywidget
+import traitlets
+
+if TYPE_CHECKING:
+    from workbench.analysis.compare import LayerReport
+
+STATIC = Path(__file__).parent / "ui" / "static"
+SPAN_DB = 15.0  # the colour scale runs from threshold - SPAN_DB (red) to threshold + SPAN_DB (blue)
+RED, WHITE, BLUE, GREY = (178, 24, 43), (247, 247, 247), (33, 102, 172), "#e6e6e6"
+
+
+def sqnr_color(sqnr_db: float | None, threshold_db: float) -> str:
+    """Diverging colour: red below the threshold, white at it, blue above; grey when the node was not measured."""
+    if sqnr_db is None or (isinstance(sqnr_db, float) and math.isnan(sqnr_db)):
+        return GREY
+    t = max(-1.0, min(1.0, (sqnr_db - threshold_db) / SPAN_DB))
+    end = RED if t < 0 else BLUE
+    rgb = [round(w + (e - w) * abs(t)) for w, e in zip(WHITE, end)]
+    return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+def graph_payload(report: "LayerReport", graph, quantized: Iterable[str], higher: dict[str, str],
+                  shape_logic: bool = False) -> dict:
+    """Nodes and edges of `graph` (the FP32 model the report compares against, an onnx.GraphProto) for the view.
+
+    quantized: nodes running in INT8; higher: node → precision ("fp32"/"fp16") of the nodes kept out of INT8.
+    A node's colour is its local SQNR (quantized alone on exact FP32 inputs), else the SQNR of its output. Nodes
+    that compute no float activation (shape arithmetic, masks' index logic: no SQNR to show) are left out unless
+    `shape_logic`, which keeps a transformer's graph small enough to lay out quickly (MiniLM: 300 → 227 nodes).
+    """
+    layers = report.layers.drop_duplicates("node").set_index("node")
+    by_tensor = report.layers.drop_duplicates("tensor").set_index("tensor")
+    quantized_tensor = dict(zip(report.layers["tensor"], report.layers["quantized"]))
+    quantized, threshold = set(quantized), report.threshold_db
+    producer = {o: n.name for n in graph.node for o in n.output if o}
+    divergence = None
+    if report.first_divergence in by_tensor.index:
+        divergence = by_tensor.loc[report.first_divergence, "node"]
+    nodes, edges = [], []
+    for tensor in graph.input:
+        if tensor.name in by_tensor.index:
+            nodes.append({"id": f"input:{tensor.name}", "op": "Input", "label": tensor.name, "color": GREY,
+                          "precision": None, "sqnr_db": None, "local_sqnr_db": None, "divergence": False})
+            producer.setdefault(tensor.name, f"input:{tensor.name}")
+    hidden = 0
+    for node in graph.node:
+        local = report.local_sqnr.get(node.name)
+        out = layers["sqnr_db"].get(node.name) if node.name in layers.index else None
+        out = None if out is None or math.isnan(out) else float(out)
+        if out is None and local is None and not shape_logic and node.name not in quantized:
+            hidden += 1
+            for tensor in node.output:
+                producer.pop(tensor, None)
+            continue
+        precision = "int8" if node.name in quantized else higher.get(node.name)
+        nodes.append({"id": node.name, "op": node.op_type, "label": node.name,
+                      "color": sqnr_color(local if local is not None else out, threshold),
+                      "precision": precision, "sqnr_db": out,
+                      "local_sqnr_db": None if local is None else float(local), "divergence": node.name == divergence,
+                      "module": report.node_info.get(node.name, {}).get("module")})
+        for tensor in node.input:
+            if tensor in producer:
+                edges.append({"source": producer[tensor], "target": node.name, "tensor": tensor,
+                              "qdq": bool(quantized_tensor.get(tensor)) and precision == "int8"})
+    return {"nodes": nodes, "edges": edges, "threshold_db": threshold, "hidden_nodes": hidden,
+            "structure": f"{len(nodes)}:{len(edges)}:{graph.name}"}
+
+
+class GraphView(anywidget.AnyWidget):
+    """The graph as an anywidget: `graph` is a `graph_payload`; `selected` is the clicked node's id; the browser
+    reports how long its last layout and draw took in `render_ms` (the timing benchmark reads it)."""
+
+    _esm = traitlets.Unicode().tag(sync=True)
+    graph = traitlets.Dict().tag(sync=True)
+    selected = traitlets.Unicode("").tag(sync=True)
+    render_ms = traitlets.Float(0.0).tag(sync=True)
+    height = traitlets.Int(560).tag(sync=True)
+
+    def __init__(self, **kwargs) -> None:
+        kwargs.setdefault("_esm", esm())
+        super().__init__(**kwargs)
+
+
+def esm() -> str:
+    """The widget's ES module: dagre (UMD, given a local module object to export into) and the view."""
+    return ("const module = {exports: {}}; const exports = module.exports;\n"
+            + (STATIC / "dagre.min.js").read_text(encoding="utf-8")
+            + "\nconst dagre = module.exports;\n" + (STATIC / "graphview.js").read_text(encoding="utf-8"))
