@@ -131,3 +131,30 @@ def test_every_recipe_field_has_a_widget(app):
     assert app.recipe() == recipe
     app.set_recipe(wb.Recipe("int8"))
     assert app.recipe() == wb.Recipe("int8")
+
+
+def test_graph_view_colours_by_local_sqnr_and_its_toggle_requantizes():
+    """The graph view on the planted collapse: the culprit is the reddest node, the first divergence is marked,
+    Q/DQ edges carry a badge; toggling the culprit to FP16 recolours the graph and runs it in FP16."""
+    from workbench.app.graphview import sqnr_color
+    from workbench.zoo.planted import digits, planted
+
+    spec, model = planted((1,))
+    app = Workbench(model, calib_data=digits("calib"), eval_data=digits("eval"), eval_limit=128)
+    graph = app.graph_view.graph
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    culprit = spec.culprits()[0]
+    assert nodes[culprit]["color"] == sqnr_color(nodes[culprit]["local_sqnr_db"], graph["threshold_db"])
+    assert nodes[culprit]["local_sqnr_db"] < graph["threshold_db"] < nodes["block0.conv"]["local_sqnr_db"]
+    assert any(n["divergence"] for n in graph["nodes"]) and any(e["qdq"] for e in graph["edges"])
+    assert {e["source"] for e in graph["edges"]} | {e["target"] for e in graph["edges"]} <= set(nodes)
+    app.graph_view.selected = culprit
+    assert culprit in app.graph_node.value and app.node_precision.value == "INT8"
+    app.show_histogram()
+    assert {"minmax", "entropy"} <= {a.text.split(":")[0] for a in app.histogram_figure.layout.annotations}
+    app.node_precision.value = "FP16"
+    after = {n["id"]: n for n in app.graph_view.graph["nodes"]}
+    assert after[culprit]["precision"] == "fp16" and app.recipe().fallback_precision == "fp16"
+    assert culprit in app.recipe().exclude and app.report.outputs[0]["cosine"] >= 0.99
+    assert app.graph_view.graph["structure"] == graph["structure"], "same graph: the browser only recolours"
+    assert app.report.layers["sqnr_db"].notna().sum() > 5, "the FP16 fallback's tensors match the FP32 ones"

@@ -65,7 +65,7 @@ def graph_payload(report: "LayerReport", graph, quantized: Iterable[str], higher
             for tensor in node.output:
                 producer.pop(tensor, None)
             continue
-        precision = "int8" if node.name in quantized else higher.get(node.name)
+        precision = higher.get(node.name) or ("int8" if node.name in quantized else None)
         nodes.append({"id": node.name, "op": node.op_type, "label": node.name,
                       "color": sqnr_color(local if local is not None else out, threshold),
                       "precision": precision, "sqnr_db": out,

@@ -55,13 +55,25 @@ def local_branches(fp32: onnx.ModelProto, qdq: onnx.ModelProto, nodes: list[str]
             clone.name = f"{original.name}{SUFFIX}{name}"
             del clone.metadata_props[:]
             for i, t in enumerate(clone.input):
-                clone.input[i] = rename.get(t, t)
+                clone.input[i] = rename.get(t, t) if t in rename or t in known else _through_casts(t, producers, known)
             for i, t in enumerate(clone.output):
                 clone.output[i] = rename[t]
             combined.graph.node.append(clone)
         last = chain[-1] if q is not None and len(chain) >= 2 and chain[-1].op_type == "DequantizeLinear" else node
         pairs[name] = (counterpart, rename[last.output[0]])
     return combined, pairs
+
+
+def _through_casts(tensor: str, producers: dict[str, onnx.NodeProto], known: set[str]) -> str:
+    """The FP32 graph's tensor behind a candidate tensor that only exists there because of precision casts (an FP16
+    fallback writes `<node>_output_cast_0` between float regions): the clone reads the exact FP32 value instead."""
+    seen = tensor
+    while seen not in known:
+        node = producers.get(seen)
+        if node is None or node.op_type != "Cast":
+            return tensor
+        seen = node.input[0]
+    return seen
 
 
 def _input_chain(node: onnx.NodeProto, producers: dict[str, onnx.NodeProto]) -> list[onnx.NodeProto]:

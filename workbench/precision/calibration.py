@@ -247,7 +247,8 @@ def method_ranges(model: ModelHandle, data: Dataset, tensor: str, op_types: list
     """The symmetric range (amax) each calibration method gives `tensor` (all cached after the first call)."""
     out = {}
     for method in ("minmax", "entropy", "percentile"):
-        ranges = load_ranges(calibrate(model, data, method, percentile, progress=False, op_types=op_types).path)
+        ranges = load_ranges(calibrate(model, data, method, percentile, progress=False, op_types=op_types,
+                                       tensors=None if method == "minmax" else [tensor]).path)
         if tensor in ranges:
             out[method if method != "percentile" else f"percentile {percentile:g}"] = max(map(abs, ranges[tensor]))
     return out

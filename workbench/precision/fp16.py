@@ -143,7 +143,36 @@ def to_fp16(model: onnx.ModelProto, excluded: list[str]) -> onnx.ModelProto:
     del converted.graph.value_info[:]
     converted.graph.value_info.extend(kept_info)
     toposort(converted.graph)
-    return _align_casts(converted)
+    converted = _align_casts(converted)
+    _restore_tensor_names(converted, model)
+    return converted
+
+
+def _restore_tensor_names(converted: onnx.ModelProto, original: onnx.ModelProto) -> None:
+    """onnxconverter-common renames node outputs (`<node>_output_cast_0`) even where no cast follows: give every
+    node its original output names back where nothing else now writes them, so per-layer comparison finds the same
+    tensors in the FP32 model and the converted one (an FP16 fallback's report had no rows to match)."""
+    if any(n.op_type in CONTROL_FLOW for n in original.graph.node):
+        return  # subgraphs read outer tensors by name: leave the converter's names alone there
+    written = {n.name: list(n.output) for n in original.graph.node}
+    produced = {o for n in converted.graph.node for o in n.output} | {i.name for i in converted.graph.input}
+    rename: dict[str, str] = {}
+    for node in converted.graph.node:
+        before = written.get(node.name)
+        if before is None or len(before) != len(node.output):
+            continue
+        for i, (now, was) in enumerate(zip(list(node.output), before)):
+            if now != was and was and was not in produced:
+                rename[now] = was
+                node.output[i] = was
+                produced.add(was)
+    if not rename:
+        return
+    for node in converted.graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = rename.get(name, name)
+    for info in list(converted.graph.output) + list(converted.graph.value_info):
+        info.name = rename.get(info.name, info.name)
 
 
 def _restore_output_types(model: onnx.ModelProto, original: dict[str, int]) -> None:

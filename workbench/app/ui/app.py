@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 
 from workbench import zoo
 from workbench.app import plots
+from workbench.app.graphview import GraphView, graph_payload
 from workbench.app.ui.code import cli_command, python_snippet
 from workbench.core.errors import WorkbenchError, one_line
 from workbench.precision.recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS, Recipe
@@ -52,6 +53,7 @@ class Workbench:
         self.model = None
         self.source = ""
         self.report = None
+        self.transformed = None  # the last built model (precision.transform.TransformedModel)
         self.diagnosis = None
         self.selected_node: str | None = None
         self.eval_limit = eval_limit
@@ -107,6 +109,15 @@ class Workbench:
         self.status = w.HTML()
 
         self.layer_figure = go.FigureWidget()
+        self.graph_view = GraphView(height=620)
+        self.graph_view.observe(lambda change: self.select_graph_node(change["new"]), names="selected")
+        self.graph_node = w.HTML("<i>click a node</i>", layout=w.Layout(width="330px"))
+        self.node_precision = w.ToggleButtons(options=["INT8", "FP16", "FP32"], value=None, disabled=True,
+                                              description="run in", style={"button_width": "60px"})
+        self.node_precision.observe(lambda change: self.set_node_precision(change["new"]), names="value")
+        self.histogram_button = w.Button(description="Activation histogram", disabled=True, icon="bar-chart")
+        self.histogram_button.on_click(lambda _: self.show_histogram())
+        self.histogram_figure = go.FigureWidget(layout={"height": 300, "width": 420})
         self.layer_detail = w.HTML()
         self.toggle_button = w.Button(description="Keep this node in FP32", disabled=True)
         self.toggle_button.on_click(lambda _: self.toggle_selected())
@@ -134,13 +145,15 @@ class Workbench:
 
         self.tabs = w.Tab(children=[
             w.VBox([self.layer_figure, w.HBox([self.layer_detail, self.toggle_button])]),
+            w.HBox([w.Box([self.graph_view], layout=w.Layout(width="62%", border="1px solid #ddd")),
+                    w.VBox([self.graph_node, self.node_precision, self.histogram_button, self.histogram_figure])]),
             w.VBox([self.diagnose_button, self.diagnosis_text, self.ranking_figure,
                     w.HBox([self.apply_button, self.report_button])]),
             w.VBox([w.HBox([self.batches, self.iterations, self.latency_button]), self.batch_figure,
                     self.tradeoff_figure, self.distribution_figure]),
             w.VBox([w.HTML("<b>Python</b>"), self.python_code, w.HTML("<b>CLI</b>"), self.cli_code]),
         ])
-        for i, title in enumerate(["Compare", "Diagnose", "Latency", "Code"]):
+        for i, title in enumerate(["Compare", "Graph", "Diagnose", "Latency", "Code"]):
             self.tabs.set_title(i, title)
         controls = w.VBox([
             w.HBox([self.zoo_picker, self.path, self.load_button]), self.model_info, self.precision,
@@ -264,6 +277,7 @@ class Workbench:
             trace.on_click(self._on_layer_click)
         out = self.report.outputs[0]
         where = f"; first divergence at {self.report.first_divergence}" if self.report.first_divergence else ""
+        self._update_graph(transformed)
         self._status(f"{recipe.label}: output cosine {out['cosine']:.5f}, SQNR {out['sqnr_db']:.1f} dB "
                      f"({transformed.seconds:.2f} s to build){where}")
         self._update_code()
@@ -288,6 +302,76 @@ class Workbench:
         kept = node in self.exclusions.value
         self.toggle_button.description = "Quantize this node again" if kept else "Keep this node in FP32"
         self.toggle_button.disabled = self.precision.value not in ("int8", "fp16")
+
+    def _update_graph(self, transformed) -> None:
+        """Recolour the graph view from the latest comparison (a new layout only when the graph changed)."""
+        higher = {n: transformed.recipe.fallback_precision for n in transformed.excluded_nodes}
+        higher.update({n: "fp32" for n in transformed.kept_in_fp32 if n not in higher})
+        self.transformed = transformed
+        self.graph_view.graph = graph_payload(self.report, transformed.fp32.proto.graph, transformed.quantized_nodes,
+                                              higher)
+
+    def select_graph_node(self, node: str) -> None:
+        """A click in the graph view: the node's numbers and the precision it runs in."""
+        found = next((n for n in self.graph_view.graph.get("nodes", []) if n["id"] == node), None)
+        if found is None:
+            return
+        self.selected_node = node
+
+        def db(value: float | None) -> str:
+            return "—" if value is None else f"{value:.1f} dB"
+
+        module = f"<br>module {html.escape(found['module'])}" if found.get("module") else ""
+        self.graph_node.value = (f"<b>{html.escape(node)}</b> ({html.escape(found['op'])}){module}<br>"
+                                 f"local SQNR (quantized alone): {db(found['local_sqnr_db'])}<br>"
+                                 f"output SQNR: {db(found['sqnr_db'])}<br>runs in: {found['precision'] or 'float'}"
+                                 + ("<br><b style='color:#b2182b'>first divergence</b>" if found["divergence"] else ""))
+        toggle = self.precision.value == "int8" and found["precision"] is not None
+        with self.node_precision.hold_trait_notifications():
+            self.node_precision.disabled = not toggle
+            self.node_precision.value = (found["precision"] or "fp32").upper() if toggle else None
+        self.histogram_button.disabled = self._input_tensor(node) is None
+
+    def _input_tensor(self, node: str) -> str | None:
+        """The quantized activation a node reads (its first data input that the recipe quantizes)."""
+        rows = self.report.layers
+        quantized = set(rows.loc[rows["quantized"].astype(bool), "tensor"])
+        proto = next((n for n in self.transformed.fp32.proto.graph.node if n.name == node), None)
+        return next((t for t in (proto.input if proto is not None else []) if t in quantized), None)
+
+    @_guard
+    def set_node_precision(self, precision: str | None) -> None:
+        """The graph view's toggle: INT8 quantizes the node again, FP16/FP32 keep it out of INT8 (one fallback
+        precision per recipe: choosing FP16 here runs every kept node in FP16)."""
+        node = self.selected_node
+        if precision is None or node is None or self.node_precision.disabled:
+            return
+        current = next((n["precision"] for n in self.graph_view.graph["nodes"] if n["id"] == node), None)
+        if current == precision.lower():
+            return
+        chosen = set(self.exclusions.value) - {node} if precision == "INT8" else set(self.exclusions.value) | {node}
+        with self.precision.hold_trait_notifications():
+            if precision != "INT8":
+                self.fallback_precision.value = precision.lower()
+            self.exclusions.value = tuple(n for _, n in self.exclusions.options if n in chosen)
+        self.run()
+        self.select_graph_node(node)
+
+    @_guard
+    def show_histogram(self) -> None:
+        """The selected node's input activation over the calibration data, with each calibration method's range."""
+        from workbench.precision.calibration import histogram, method_ranges
+        from workbench.precision.quantize import placement_options
+
+        tensor = self._input_tensor(self.selected_node)
+        if tensor is None:
+            return
+        fp32 = self.transformed.fp32
+        self._status(f"histogram of '{tensor}' …")
+        counts, edges, amax = histogram(fp32, self._calib(), tensor)
+        ranges = method_ranges(fp32, self._calib(), tensor, placement_options(self.placement.value)[0])
+        _show(self.histogram_figure, plots.histogram_figure(tensor, counts, edges, ranges, amax))
+        self._status(f"histogram of '{tensor}' with the minmax, entropy and percentile ranges")
 
     @_guard
     def toggle_selected(self) -> None:
