@@ -254,8 +254,11 @@ class Workbench:
 
     # ---- actions -----------------------------------------------------------------------------------------------
     @_guard
-    def run(self) -> None:
-        """Build the current recipe and compare every layer with FP32 (re-quantizing reuses cached ranges)."""
+    def run(self, reuse_local: bool = False) -> None:
+        """Build the current recipe and compare every layer with FP32 (re-quantizing reuses cached ranges).
+        `reuse_local`: a node's local SQNR (quantized alone on exact FP32 inputs) does not depend on which other
+        nodes are excluded, so a precision toggle keeps the last ones and skips that pass (about a third of the
+        comparison)."""
         from workbench.analysis.compare import compare
         from workbench.precision.transform import apply
 
@@ -269,8 +272,11 @@ class Workbench:
         transformed = apply(self.model, recipe, calib, progress=False)
         self.progress.value = 2
         self._status(f"comparing {recipe.label} with FP32 on {self.eval_limit} samples …")
-        self.report = compare(transformed, self._eval(), self._backend(),
-                              framework=False, progress=False)
+        previous = self.report if reuse_local else None
+        self.report = compare(transformed, self._eval(), self._backend(), framework=False, progress=False,
+                              local_sensitivity=previous is None)
+        if previous is not None:
+            self.report.local_sqnr = {n: v for n, v in previous.local_sqnr.items() if n in transformed.quantized_nodes}
         self.progress.value, self.progress.bar_style = 3, "success"
         _show(self.layer_figure, plots.layer_figure(self.report, recipe.exclude))
         for trace in self.layer_figure.data:
@@ -354,7 +360,7 @@ class Workbench:
             if precision != "INT8":
                 self.fallback_precision.value = precision.lower()
             self.exclusions.value = tuple(n for _, n in self.exclusions.options if n in chosen)
-        self.run()
+        self.run(reuse_local=True)
         self.select_graph_node(node)
 
     @_guard

@@ -1,0 +1,102 @@
+"""Graph view timing: how long the browser takes to lay out and draw each model's graph (dagre + SVG, headless
+Chromium), to recolour it after a precision toggle, and how long the toggle's Python side takes (re-quantize from
+cached ranges, compare on the graph view's samples, rebuild the payload).
+
+    python benchmarks/graph_view.py [--models minilm,ppocr-det] [--samples 32]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("WORKBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="workbench-bench-"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _table import markdown_table  # noqa: E402
+
+PAGE = """<!DOCTYPE html><html><body><div id="root" style="width:1200px"></div><script type="module">
+const model = {values: %s, handlers: {}, get(k) { return this.values[k]; },
+  set(k, v) { this.values[k] = v; }, save_changes() {}, on(e, f) { this.handlers[e] = f; }};
+window.model = model;
+const url = URL.createObjectURL(new Blob([document.getElementById("esm").textContent], {type: "text/javascript"}));
+const widget = (await import(url)).default;
+widget.render({model, el: document.getElementById("root")});
+window.rendered = model.get("render_ms");
+</script><script id="esm" type="text/plain">%s</script></body></html>"""
+
+
+def data_for(name: str):
+    import workbench as wb
+    from workbench.zoo import corpus
+
+    if name in ("minilm", "mobilenet-v2"):
+        model = wb.load_model(name)
+        return model, model.zoo.calibration_data(), model.zoo.evaluation_data()
+    m = corpus.get(name)
+    return wb.load_model(str(m.path())), m.dataset("calib"), m.dataset("eval")
+
+
+def main() -> None:
+    import workbench as wb
+    from workbench.analysis.compare import compare
+    from workbench.app.graphview import esm, graph_payload
+    from workbench.precision.transform import apply
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", default="minilm,ppocr-det")
+    parser.add_argument("--samples", type=int, default=32, help="evaluation samples the graph view compares on")
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    rows = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"])
+        for name in args.models.split(","):
+            model, calib, data = data_for(name)
+            data = data.take(args.samples)
+
+            def cycle(recipe, local: dict | None = None):
+                """The app's run: a toggle keeps the local SQNRs of the last comparison (reuse_local)."""
+                start = time.perf_counter()
+                transformed = apply(model, recipe, calib, progress=False)
+                report = compare(transformed, data, framework=False, progress=False,
+                                 local_sensitivity=local is None)
+                if local is not None:
+                    report.local_sqnr = {n: v for n, v in local.items() if n in transformed.quantized_nodes}
+                higher = {n: recipe.fallback_precision for n in transformed.excluded_nodes}
+                payload = graph_payload(report, transformed.fp32.proto.graph, transformed.quantized_nodes, higher)
+                return payload, time.perf_counter() - start, report
+
+            cycle(wb.Recipe("int8"))  # calibration and the FP32 reference: cached from here on, as in the app
+            payload, first, report = cycle(wb.Recipe("int8"))
+            worst = min((n for n in payload["nodes"] if n["local_sqnr_db"] is not None),
+                        key=lambda n: n["local_sqnr_db"])
+            toggled, toggle_s, _ = cycle(wb.Recipe("int8", exclude=(worst["id"],)), report.local_sqnr)
+            page = browser.new_page(viewport={"width": 1300, "height": 900})
+            values = {"graph": payload, "height": 620, "render_ms": 0, "selected": ""}
+            page.set_content(PAGE % (json.dumps(values), esm().replace("</script>", "<\\/script>")))
+            page.wait_for_function("window.rendered !== undefined", timeout=120_000)
+            render_ms = page.evaluate("window.rendered")
+            recolour_ms = page.evaluate("""(graph) => { model.values.graph = graph;
+                model.handlers['change:graph'](); return model.get('render_ms'); }""", toggled)
+            drawn = page.evaluate("document.querySelectorAll('g.wb-node').length")
+            page.close()
+            rows.append({"model": name, "nodes drawn": drawn, "hidden (shape logic)": payload["hidden_nodes"],
+                         "edges": len(payload["edges"]), "render ms (layout + SVG)": round(render_ms),
+                         "recolour ms": round(recolour_ms, 1), "toggle s (re-quantize + compare + payload)":
+                             round(toggle_s, 2), "full compare s": round(first, 2), "samples": len(data),
+                         "toggled node": worst["id"]})
+            print(rows[-1], file=sys.stderr, flush=True)
+        browser.close()
+    print(markdown_table(rows))
+
+
+if __name__ == "__main__":
+    main()
