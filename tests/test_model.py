@@ -98,3 +98,22 @@ def test_an_exception_without_a_message_is_still_one_line_and_exit_2(tmp_path, m
     assert cli.main(["build", str(path), "-o", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "RuntimeError" in err[0] and "Traceback" not in err[0]
+
+
+def test_torch_module_exports_with_a_dynamic_batch_by_default():
+    """Issue 16: a module exported from a batch-1 example takes any batch (it was fixed to 1)."""
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    from workbench.analysis.evaluate import run
+    from workbench.model.data import Dataset
+    from workbench.runtime import get_backend
+    from workbench.zoo.mnist_cnn import load_module
+
+    handle = wb.load_model(load_module(), torch.zeros(1, 1, 28, 28))
+    assert handle.inputs[0].shape == ("batch", 1, 28, 28) and handle.outputs[0].shape[0] == "batch"
+    x = np.random.default_rng(0).standard_normal((5, 1, 28, 28)).astype(np.float32)
+    with get_backend().build(handle.path) as engine:
+        logits = run(engine, Dataset({handle.inputs[0].name: x}), batch_size=5)[handle.outputs[0].name]
+    expected = load_module()(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)

@@ -21,23 +21,52 @@ def export(
     dynamic_axes: dict[str, dict[int, str]] | None = None,
     opset_version: int | None = None,
 ) -> onnx.ModelProto:
-    """Export with torch.onnx.export(dynamo=True); returns the model with per-node module scopes kept."""
+    """Export with torch.onnx.export(dynamo=True); returns the model with per-node module scopes kept. Without
+    `dynamic_axes`, axis 0 of every tensor input is a dynamic batch ("batch"), so the model takes the batch sizes
+    calibration, comparison and optimization profiles use; a module that cannot export that way is exported with
+    the example's fixed shapes and a warning."""
     import torch
 
     args = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
     module = module.eval()
-    try:
+
+    def run(**dynamic: Any) -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            program = torch.onnx.export(
-                module, args, dynamo=True, input_names=input_names, output_names=output_names,
-                dynamic_axes=dynamic_axes, opset_version=opset_version, verbose=False,
-            )
+            return torch.onnx.export(module, args, dynamo=True, input_names=input_names, output_names=output_names,
+                                     opset_version=opset_version, verbose=False, **dynamic)
+
+    named_batch = False
+    try:
+        if dynamic_axes is not None:
+            program = run(dynamic_axes=dynamic_axes)
+        else:
+            batch = tuple({0: torch.export.Dim.DYNAMIC} if isinstance(a, torch.Tensor) and a.dim() else None
+                          for a in args)
+            try:
+                program = run(dynamic_shapes=batch)
+                named_batch = True
+            except Exception as exc:
+                warnings.warn(f"the module does not export with a dynamic batch ({one_line(exc)[:200]}); exported "
+                              "with the example's fixed shapes", UserWarning, stacklevel=3)
+                program = run()
     except Exception as exc:
         raise WorkbenchError(f"torch.onnx.export (dynamo) failed: {one_line(exc)}") from None
     model = program.model_proto
+    if named_batch:
+        _name_batch(model)
     strip_metadata(model)
     return model
+
+
+def _name_batch(model: onnx.ModelProto) -> None:
+    """The exporter's symbol for the inputs' axis 0 (e.g. "s31") renamed "batch" wherever it appears."""
+    symbols = {i.type.tensor_type.shape.dim[0].dim_param for i in model.graph.input
+               if i.type.tensor_type.shape.dim and i.type.tensor_type.shape.dim[0].dim_param}
+    for info in list(model.graph.input) + list(model.graph.output) + list(model.graph.value_info):
+        for dim in info.type.tensor_type.shape.dim:
+            if dim.dim_param in symbols:
+                dim.dim_param = "batch"
 
 
 def strip_metadata(model: onnx.ModelProto) -> None:
