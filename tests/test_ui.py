@@ -158,3 +158,18 @@ def test_graph_view_colours_by_local_sqnr_and_its_toggle_requantizes():
     assert culprit in app.recipe().exclude and app.report.outputs[0]["cosine"] >= 0.99
     assert app.graph_view.graph["structure"] == graph["structure"], "same graph: the browser only recolours"
     assert app.report.layers["sqnr_db"].notna().sum() > 5, "the FP16 fallback's tensors match the FP32 ones"
+
+
+def test_a_torch_module_s_code_tab_runs_as_printed(tmp_path):
+    """Issue 16: the Code tab of a module loaded from code printed `workbench compare '(module from code)'`."""
+    torch = pytest.importorskip("torch")
+    from workbench.zoo.mnist_cnn import load_module
+
+    app = Workbench(load_module(), torch.zeros(1, 1, 28, 28), eval_limit=64, auto_run=False)
+    app._update_code()
+    cmd = shlex.split(app.cli_code.value)
+    assert cmd[2].endswith(".onnx") and Path(cmd[2]).is_file()
+    namespace: dict = {}
+    with pytest.warns(UserWarning, match="RANDOM"):  # no data of its own: the snippet says so and still runs
+        exec(app.python_code.value, namespace)
+    assert namespace["report"].samples == 64

@@ -18,7 +18,6 @@ from workbench.core.errors import WorkbenchError, one_line
 from workbench.precision.recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS, Recipe
 from workbench.runtime import availability, get_backend
 
-CODE_MODULE = "(module from code)"
 
 
 def _guard(method: Callable) -> Callable:
@@ -186,7 +185,8 @@ class Workbench:
         from workbench.zoo import load_model
 
         self.model = load_model(model, example_inputs, **torch_options)
-        self.source = model if isinstance(model, str) else CODE_MODULE
+        # a torch module or a ModelHandle: the snippets read its exported ONNX file, so they run as printed
+        self.source = model if isinstance(model, str) else str(self.model.path)
         info = self.model.describe()
         shapes = ", ".join(f"{s['name']} {s['dtype']} {list(s['shape'])}" for s in info["inputs"])
         self.model_info.value = (f"<b>{html.escape(info['name'])}</b>: {info['nodes']} nodes, opset {info['opset']}"
