@@ -81,11 +81,13 @@ def test_nothing_to_equalize_leaves_the_graph_alone(mnist):
 def test_fp32_outputs_unchanged_on_real_models(name, groups):
     """Groups rescaled per model (the PP-OCR detector's weights are Constant nodes that clean-up lifts; hard-swish,
     not scale-equivariant, follows most of its Convs)."""
-    if name == "mobilenet-v2":
+    assert _fp32_unchanged(*real_model(name)) == groups
+
+
+def real_model(name: str) -> tuple:
+    """(model, evaluation samples, calibration samples): a few of each, enough to check a rescaling is exact."""
+    if name in ("mobilenet-v2", "minilm"):
         model = wb.load_model(name)
-        calib, data = model.zoo.calibration_data().take(32), model.zoo.evaluation_data().take(16)
-    else:
-        m = corpus.get(name)
-        model = wb.load_model(str(m.path()))
-        calib, data = m.dataset("calib").take(16), m.dataset("heldout").take(8)
-    assert _fp32_unchanged(model, data, calib) == groups
+        return model, model.zoo.evaluation_data().take(16), model.zoo.calibration_data().take(32)
+    m = corpus.get(name)
+    return wb.load_model(str(m.path())), m.dataset("heldout").take(8), m.dataset("calib").take(16)

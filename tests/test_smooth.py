@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import onnx
 import pytest
-from test_equalize import _fp32_unchanged
+from test_equalize import _fp32_unchanged, real_model
 
 import workbench as wb
 from workbench.analysis.diagnose import REMEDY_STEPS, diagnose
@@ -15,7 +15,6 @@ from workbench.graph.lint import lint
 from workbench.precision.smooth import smoothable
 from workbench.precision.transform import smoothed
 from workbench.runtime import get_backend
-from workbench.zoo import corpus
 from workbench.zoo import planted as P
 
 
@@ -75,11 +74,4 @@ def test_remedy_order_tries_smoothing_after_equalization():
 def test_fp32_outputs_unchanged_on_real_models(name, tensors):
     """Tensors smoothed per model: MiniLM's LayerNorm, attention-context and GELU outputs (4 per layer), the PP-OCR
     detector's hard-swish outputs."""
-    if name == "minilm":
-        model = wb.load_model(name)
-        calib, data = model.zoo.calibration_data().take(32), model.zoo.evaluation_data().take(16)
-    else:
-        m = corpus.get(name)
-        model = wb.load_model(str(m.path()))
-        calib, data = m.dataset("calib").take(16), m.dataset("heldout").take(8)
-    assert _fp32_unchanged(model, data, calib, transform=smoothed) == tensors
+    assert _fp32_unchanged(*real_model(name), transform=smoothed) == tensors
