@@ -32,9 +32,9 @@ browser:
 test: install browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-# Refresh docs/screenshot.png (the README's picture of the app) from the browser test.
+# Refresh the README's pictures (docs/screenshot.png, docs/app.png, docs/graph-view.png) from the browser tests.
 docs: install browser
-	WORKBENCH_DOCS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_browser.py
+	WORKBENCH_DOCS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_browser.py tests/test_browser_story.py
 
 bench: install
 	for f in benchmarks/*.py; do case $$f in *tensorrt_device.py|*lint_device.py|*/_*) continue;; esac; $(BIN)/python $$f || exit 1; done

@@ -2,8 +2,10 @@
 quickstart, run it, click a precision toggle, and check that the per-layer plot re-rendered. Takes a screenshot of
 the app; `make docs` (WORKBENCH_DOCS=1) writes it to docs/screenshot.png, which the README shows, and an
 ordinary run leaves the tracked file alone."""
+import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -30,15 +32,22 @@ def free_port() -> int:
 
 @pytest.fixture
 def lab(tmp_path):
+    shutil.copy(ROOT / "notebooks" / "01_quickstart.ipynb", tmp_path)
+    with running_lab(tmp_path, "01_quickstart.ipynb") as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_lab(tmp_path: Path, notebook: str):
+    """JupyterLab serving `tmp_path`, opened on `notebook`; stopped on exit."""
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is not installed: run `make test` (it installs it)")
-    shutil.copy(ROOT / "notebooks" / "01_quickstart.ipynb", tmp_path)
     port, token = free_port(), "workbench-test"
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / ".jupyter"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "rt")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.open_browser=False", "--allow-root",
-         "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--ServerApp.open_browser=False",
+         "--allow-root", "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         stdout=subprocess.DEVNULL, stderr=open(tmp_path / "lab.log", "w"), env=env)
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
@@ -52,9 +61,27 @@ def lab(tmp_path):
     else:
         proc.kill()
         pytest.fail("JupyterLab did not start: " + (tmp_path / "lab.log").read_text()[-500:])
-    yield f"{base}/lab/tree/01_quickstart.ipynb?token={token}"
-    proc.terminate()
-    proc.wait(timeout=30)
+    try:
+        yield f"{base}/lab/tree/{notebook}?token={token}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def run_all(page) -> None:
+    """Open the notebook's kernel and run every cell (a cold kernel can miss the first Run All)."""
+    page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+    page.wait_for_selector("text=Python 3 (ipykernel) | Idle", timeout=120_000)
+    for attempt in range(2):
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        try:
+            page.wait_for_selector(".jp-OutputArea-output", timeout=60_000)
+            break
+        except Exception:
+            if attempt:
+                raise
 
 
 def test_quickstart_in_a_real_browser(lab, tmp_path):
@@ -78,19 +105,8 @@ def test_quickstart_in_a_real_browser(lab, tmp_path):
 
 def _drive(page, lab, app_title, shot: Path):
     page.goto(lab)
-    page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
-    page.wait_for_selector("text=Python 3 (ipykernel) | Idle", timeout=120_000)
-    for attempt in range(2):  # a cold kernel can miss the first Run All; the second click is harmless
-        page.get_by_role("menuitem", name="Run", exact=True).click()
-        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-        try:
-            page.wait_for_selector(".jp-OutputArea-output", timeout=60_000)
-            break
-        except Exception:
-            if attempt:
-                raise
-    toggle = page.locator(".widget-toggle-buttons button", has_text="fp16")
+    run_all(page)
+    toggle = page.locator(".widget-toggle-buttons button", has_text=re.compile("^fp16$"))  # not the graph's FP16
     toggle.wait_for(timeout=300_000)
     page.wait_for_function("document.querySelectorAll('.widget-output, .jp-OutputArea') && "
                            "document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=120_000)

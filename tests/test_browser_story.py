@@ -1,0 +1,77 @@
+"""The debugging story in a real browser (headless Chromium, JupyterLab): MiniLM quantized naively (every op,
+placement 'all') collapses; build → compare → diagnose → Apply → the graph view recolours → the latency tab's
+accuracy-vs-latency trade-off. Screenshots of the app and of the graph view go to docs/ under `make docs`
+(WORKBENCH_DOCS=1), to the test's folder otherwise."""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+from test_browser import CHROMIUM, CHROMIUM_FLAGS, ROOT, run_all, running_lab
+
+pytestmark = pytest.mark.slow
+
+CELLS = [
+    "import workbench as wb\n",
+    "app = wb.Workbench('minilm', eval_limit=16, auto_run=False)\n"
+    "app.placement.value = 'all'\napp.batches.value = '1'\napp.iterations.value = 10\napp\n",
+]
+
+
+def _notebook(path: Path) -> None:
+    cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": c}
+             for c in CELLS]
+    path.write_text(json.dumps({"cells": cells, "metadata": {"kernelspec": {
+        "display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}}, "nbformat": 4,
+        "nbformat_minor": 5}))
+
+
+def _fills(page) -> list[str]:
+    return page.eval_on_selector_all("g.wb-node rect", "rects => rects.map(r => r.getAttribute('fill'))")
+
+
+def test_minilm_debugging_story_in_a_real_browser(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    _notebook(tmp_path / "story.ipynb")
+    docs = ROOT / "docs" if os.environ.get("WORKBENCH_DOCS") else tmp_path
+    with running_lab(tmp_path, "story.ipynb") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS[1:], headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 2200})
+        try:
+            page.goto(url)
+            run_all(page)
+            app = page.locator(".jp-OutputArea-output:has(.widget-toggle-buttons)")
+            app.wait_for(timeout=300_000)
+            page.get_by_role("button", name="Build & compare").click()
+            page.get_by_text("int8 minmax [all]: output cosine").wait_for(timeout=300_000)
+            page.get_by_role("tab", name="Graph").click()
+            page.wait_for_function("document.querySelectorAll('g.wb-node').length > 100", timeout=60_000)
+            naive = _fills(page)
+            page.get_by_role("tab", name="Diagnose").click()
+            page.get_by_role("button", name="Diagnose INT8").click()
+            page.get_by_text("diagnosis done in").wait_for(timeout=540_000)
+            page.get_by_role("button", name="Apply suggested recipe", exact=False).click()
+            page.get_by_text(re.compile(r"^int8 (?!.*\[all\]).*: output cosine")).wait_for(timeout=300_000)
+            page.get_by_role("tab", name="Graph").click()
+            page.wait_for_function("naive => Array.from(document.querySelectorAll('g.wb-node rect'))"
+                                   ".map(r => r.getAttribute('fill')).join() !== naive", arg=",".join(naive),
+                                   timeout=120_000)
+            assert _fills(page) != naive, "the graph view recoloured after Apply"
+            page.locator(".wb-graph").screenshot(path=str(docs / "graph-view.png"))
+            page.get_by_role("tab", name="Latency").click()
+            page.get_by_role("button", name="Measure latency").click()
+            page.get_by_text("latency measured on").wait_for(timeout=300_000)
+            page.get_by_text("Pareto front").first.wait_for(timeout=60_000)
+            app.screenshot(path=str(docs / "app.png"))
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"))
+            print("failure screenshot:", tmp_path / "failure.png", "\nlab log:",
+                  (tmp_path / "lab.log").read_text()[-3000:])
+            raise
+        finally:
+            browser.close()
+    assert (docs / "graph-view.png").stat().st_size > 10_000 and (docs / "app.png").stat().st_size > 10_000
