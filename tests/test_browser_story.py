@@ -62,6 +62,9 @@ def test_minilm_debugging_story_in_a_real_browser(tmp_path):
                                    timeout=120_000)
             assert _fills(page) != naive, "the graph view recoloured after Apply"
             page.locator(".wb-graph").screenshot(path=str(docs / "graph-view.png"))
+            no_news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's news prompt
+            if no_news.count():
+                no_news.first.click()
             page.get_by_role("tab", name="Latency").click()
             page.get_by_role("button", name="Measure latency").click()
             page.get_by_text("latency measured on").wait_for(timeout=300_000)

@@ -117,3 +117,17 @@ def test_torch_module_exports_with_a_dynamic_batch_by_default():
         logits = run(engine, Dataset({handle.inputs[0].name: x}), batch_size=5)[handle.outputs[0].name]
     expected = load_module()(torch.from_numpy(x)).detach().numpy()
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_the_readme_module_example_runs_as_printed():
+    """README's "Your own PyTorch module and data" example (docs/examples/own_module.py), run as a script."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip("efficientnet_lite_pytorch")
+    script = Path(__file__).resolve().parent.parent / "docs" / "examples" / "own_module.py"
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "'cosine': 0.9" in out.stdout and "first divergence:" in out.stdout

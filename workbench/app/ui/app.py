@@ -144,7 +144,7 @@ class Workbench:
 
         self.tabs = w.Tab(children=[
             w.VBox([self.layer_figure, w.HBox([self.layer_detail, self.toggle_button])]),
-            w.HBox([w.Box([self.graph_view], layout=w.Layout(width="62%", border="1px solid #ddd")),
+            w.HBox([w.Box([self.graph_view], layout=w.Layout(width="820px", border="1px solid #ddd")),
                     w.VBox([self.graph_node, self.node_precision, self.histogram_button, self.histogram_figure])]),
             w.VBox([self.diagnose_button, self.diagnosis_text, self.ranking_figure,
                     w.HBox([self.apply_button, self.report_button])]),
@@ -187,6 +187,8 @@ class Workbench:
         self.model = load_model(model, example_inputs, **torch_options)
         # a torch module or a ModelHandle: the snippets read its exported ONNX file, so they run as printed
         self.source = model if isinstance(model, str) else str(self.model.path)
+        if isinstance(model, str) and model in self.zoo_picker.options:
+            self.zoo_picker.value = model  # the picker shows what is loaded
         info = self.model.describe()
         shapes = ", ".join(f"{s['name']} {s['dtype']} {list(s['shape'])}" for s in info["inputs"])
         self.model_info.value = (f"<b>{html.escape(info['name'])}</b>: {info['nodes']} nodes, opset {info['opset']}"

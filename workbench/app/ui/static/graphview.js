@@ -19,7 +19,10 @@ function draw(model, root, state) {
   const nodes = payload.nodes || [];
   const edges = payload.edges || [];
   root.innerHTML = "";
-  const svg = el("svg", {width: "100%", height: model.get("height"), class: "wb-graph"}, root);
+  root.style.display = "block";
+  root.style.width = "100%";
+  const svg = el("svg", {width: "100%", height: model.get("height"), class: "wb-graph",
+                         style: "display:block;min-width:780px"}, root);
   const view = el("g", {}, svg);
   const g = new dagre.graphlib.Graph();
   g.setGraph({rankdir: "TB", nodesep: 18, ranksep: 28, marginx: 10, marginy: 10});
