@@ -19,7 +19,6 @@ from workbench.precision.recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS, Rec
 from workbench.runtime import availability, get_backend
 
 
-
 def _guard(method: Callable) -> Callable:
     """Run a UI action; a bad input becomes one line in the status area, never a dead kernel."""
     @functools.wraps(method)
