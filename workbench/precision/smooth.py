@@ -7,8 +7,9 @@ read by the residual Add), a GELU or hard-swish output. The 1/s goes into the pr
 LayerNormalization read only by the smoothed layers: its scale and bias), else into one explicit per-channel Mul
 in front of the smoothed layers (named `<tensor>/smooth`; TensorRT fuses a pointwise Mul into the Quantize that
 follows it). The strength alpha (s = a^alpha / w^(1 - alpha)) is chosen per tensor from calibration statistics by
-the same expected-noise proxy as equalization (workbench.precision.equalize.choose_scale); a tensor is left alone unless
-its readers' expected output noise falls to EXPLICIT_GAIN of today's, or less when an explicit Mul is needed.
+the same expected-noise proxy as equalization
+(workbench.equalize.choose_scale). A tensor is smoothed when that noise falls by 2 % or more, and through an
+explicit Mul only when it falls to EXPLICIT_GAIN of today's or below.
 """
 from __future__ import annotations
 
