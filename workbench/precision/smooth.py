@@ -1,15 +1,15 @@
 """Activation smoothing (SmoothQuant, Xiao et al., 2023): per input channel, divide an activation by s and multiply
 the reading layer's weights by s, so outlier channels migrate into the per-channel weight scales.
 
-Where equalization (workbench.precision.equalize) needs a weighted producer behind a scale-equivariant activation, smoothing
-takes any activation read by Conv/Gemm/MatMul layers with constant weights: a transformer's LayerNorm output (also
-read by the residual Add), a GELU or hard-swish output. The 1/s goes into the producer when that is exact (a
-LayerNormalization read only by the smoothed layers: its scale and bias), else into one explicit per-channel Mul
-in front of the smoothed layers (named `<tensor>/smooth`; TensorRT fuses a pointwise Mul into the Quantize that
-follows it). The strength alpha (s = a^alpha / w^(1 - alpha)) is chosen per tensor from calibration statistics by
-the same expected-noise proxy as equalization
-(workbench.equalize.choose_scale). A tensor is smoothed when that noise falls by 2 % or more, and through an
-explicit Mul only when it falls to EXPLICIT_GAIN of today's or below.
+Where equalization (workbench.precision.equalize) needs a weighted producer behind a scale-equivariant
+activation, smoothing takes any activation read by Conv/Gemm/MatMul layers with constant weights: a transformer's
+LayerNorm output (also read by the residual Add), a GELU or hard-swish output. The 1/s goes into the producer when
+that is exact (a LayerNormalization read only by the smoothed layers: its scale and bias), else into one explicit
+per-channel Mul in front of the smoothed layers (named `<tensor>/smooth`; TensorRT fuses a pointwise Mul into the
+Quantize that follows it). The strength alpha (s = a^alpha / w^(1 - alpha)) is chosen per tensor from calibration
+statistics by the same expected-noise proxy as equalization (workbench.precision.equalize.choose_scale). A tensor
+is smoothed when that noise falls by 2 % or more, and through an explicit Mul only when it falls to EXPLICIT_GAIN
+of today's or below.
 """
 from __future__ import annotations
 
