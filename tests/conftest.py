@@ -1,10 +1,19 @@
 import os
+import shutil
 import tempfile
 
 import pytest
 
-# Every test session gets its own artifact cache so cache behaviour is tested from empty.
-os.environ.setdefault("WORKBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="workbench-test-cache-"))
+# Every test session gets its own artifact cache so cache behaviour is tested from empty (about 3 GB for the whole
+# suite), removed when the session ends.
+_OWN_CACHE = None if "WORKBENCH_CACHE_DIR" in os.environ else tempfile.mkdtemp(prefix="workbench-test-cache-")
+if _OWN_CACHE:
+    os.environ["WORKBENCH_CACHE_DIR"] = _OWN_CACHE
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _OWN_CACHE:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
