@@ -222,10 +222,11 @@ def diagnose(
     before any node leaves INT8: graph clean-up, the TensorRT Q/DQ placement, per-tensor calibration overrides for
     the tensors the ranking blames (clipped → minmax, coarse or outlier-ridden → entropy/percentile), each kept when
     it improves the score; then activation equalization (workbench.precision.equalize), activation smoothing
-    (workbench.precision.smooth) and bias correction (workbench.precision.biascorrect), kept only when they meet the target, each tried on
-    top of the rescalings before it that did not. The node fallback search then runs on the best
-    recipe so far; with "fp16" a fallback it finds is retried in FP16 and kept there if it still meets the target.
-    The ranking pass (every tensor marked, local sensitivity) uses the first `ranking_samples` samples; every
+    (workbench.precision.smooth) and bias correction (workbench.precision.biascorrect), kept only when they meet the
+    target, each tried on top of the rescalings before it that did not. The node fallback search then runs on the
+    best recipe so far (and from the best rescaling that improved the score without meeting it, keeping the cheaper
+    fallback); with "fp16" a fallback it finds is retried in FP16 and kept there if it still meets the target. The
+    ranking pass (every tensor marked, local sensitivity) uses the first `ranking_samples` samples; every
     evaluation runs on all of `data`.
 
     The search scores simulated Q/DQ (the graph as written: the arithmetic TensorRT runs). With
@@ -312,34 +313,31 @@ def diagnose(
         alt_base = apply(model, rescaled[0], calib, progress=False)
         starts.append((*rescaled, compare(alt_base, data.take(ranking_samples), backend, framework=False,
                                           progress=False), alt_base))
-    searches = []
-    for start, start_scores, start_report, start_base in starts:
-        found = _fallback_search(start, start_scores, target, reference_metric, start_report, start_base, score)
-        cost = _cost(start_report, start_base.quantized_nodes, found.fallback, start.fallback_precision)
-        searches.append((start, found, start_report, start_base, cost))
+    searches = [_fallback_search(start, start_scores, target, reference_metric, start_report, start_base, score)
+                for start, start_scores, start_report, start_base in starts]
     deploy = _deployment(evaluator, scorer) if deployment_check else None
     deploys: dict[int, bool] = {}  # search index → its final recipe also meets the target as deployed
     if deploy is not None and len(searches) > 1:
         # The cheaper start can lose more on ONNX Runtime's CPU integer kernels (EfficientNet-Lite0, equalized:
         # 18.5 dB without VNNI): prefer a fallback that holds as deployed too (verification runs, not cycles).
-        for i, (start, found, *_) in enumerate(searches):
+        for i, found in enumerate(searches):
             if target.met(found.after, reference_metric):
-                final = start.with_exclude(list(start.exclude) + found.fallback)
-                deploys[i] = target.met(deploy.score(final), reference_metric)
-    chosen = searches[min(range(len(searches)), key=lambda i: (
-        not target.met(searches[i][1].after, reference_metric), not deploys.get(i, True),
-        searches[i][4]["share_of_macs_in_higher_precision"], len(searches[i][1].fallback)))]
-    for start, found, _, _, cost in searches:
+                deploys[i] = target.met(deploy.score(found.final_recipe), reference_metric)
+    best = min(range(len(searches)), key=lambda i: (
+        not target.met(searches[i].after, reference_metric), not deploys.get(i, True),
+        searches[i].cost["share_of_macs_in_higher_precision"], len(searches[i].fallback)))
+    for i, found in enumerate(searches):
         if found.fallback:
             extra = [_RESCALING.get(k, "bias correction") for k in ("equalize", "smooth", "bias_correction")
-                     if getattr(start, k) and not getattr(recipe, k)]
+                     if getattr(found.recipe, k) and not getattr(recipe, k)]
             tried.append(RemedyStep(
-                f"keep {len(found.fallback)} node(s) in {start.fallback_precision.upper()}"
+                f"keep {len(found.fallback)} node(s) in {found.recipe.fallback_precision.upper()}"
                 + (f" on top of {', '.join(extra)}" if extra else "")
-                + f": {cost['share_of_macs_in_higher_precision']:.1%} of the INT8-eligible MACs",
+                + f": {found.cost['share_of_macs_in_higher_precision']:.1%} of the INT8-eligible MACs",
                 found.after, target.met(found.after, reference_metric), len(found.fallback), search=True,
-                adopted=(found is chosen[1]) if len(searches) > 1 else None))
-    current, search, report, base, _ = chosen
+                adopted=(i == best) if len(searches) > 1 else None))
+    search = searches[best]
+    current, report, base = search.recipe, search.report, search.base
     fallback, after = search.fallback, search.after
     if fallback:
         if "fp16" in steps and current.fallback_precision == "fp32" and target.met(after, reference_metric):
@@ -367,8 +365,8 @@ def diagnose(
         r for r in ranking if r.node in fallback][:8]}}
     diagnosis = Diagnosis(
         ranking=ranking, fallback=fallback, before=before, after=after,
-        evaluations=len(tried) - sum(1 for r in tried if r.search) + sum(len(f.trials) for _, f, *_ in searches),
-        budget=sum(f.budget for _, f, *_ in searches),
+        evaluations=len(tried) - sum(1 for r in tried if r.search) + sum(len(f.trials) for f in searches),
+        budget=sum(f.budget for f in searches),
         quantized_nodes=len(base.quantized_nodes), target=target.to_dict(),
         met=target.met(after, reference_metric), explanation="",
         recipe=current.with_exclude(list(current.exclude) + fallback), report=report, trials=search.trials,
@@ -526,7 +524,8 @@ def _fallback_search(recipe: Recipe, start_scores: Scores, target: Target, refer
             trial = [x for x in fallback if x != node]
             if evaluate(trial):
                 fallback = trial
-    return Search(ranking, fallback, results[tuple(fallback)], trials, budget)
+    return Search(ranking, fallback, results[tuple(fallback)], trials, budget, recipe, report, base,
+                  _cost(report, base.quantized_nodes, fallback, recipe.fallback_precision))
 
 
 # Remedies in the order diagnose tries them; "fp16" retries a found fallback in FP16 instead of FP32. The FP16
@@ -558,7 +557,8 @@ def _remedy_step(step: str, model: ModelHandle, current: Recipe, report: LayerRe
         return ("clean up the graph as TensorRT would (fold constants; BatchNorm into its Conv/Gemm)",
                 current.with_(cleanup=True, overrides=()))  # overrides name the previous graph's tensors
     if step == "placement" and current.placement != "tensorrt":
-        return "Q/DQ placement 'tensorrt' (inputs of Conv/Gemm/MatMul only)", current.with_(placement="tensorrt", overrides=())
+        return ("Q/DQ placement 'tensorrt' (inputs of Conv/Gemm/MatMul only)",
+                current.with_(placement="tensorrt", overrides=()))
     if step == "overrides":
         overrides = calibration_overrides(model, report, base, current)
         if overrides:

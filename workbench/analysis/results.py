@@ -99,10 +99,20 @@ class RemedyStep:
 @dataclass
 class Search:
     """The fallback search from one starting recipe: the ranking it followed, the nodes it keeps out of INT8, the
-    scores they reach, every trial, and its budget of evaluations."""
+    scores they reach, every trial, its budget of evaluations, and what the fallback costs; with the recipe, the
+    transformed model and the layer report it started from."""
 
     ranking: list[RankedNode]
     fallback: list[str]
     after: Scores
     trials: list[Trial]
     budget: int
+    recipe: Any = field(repr=False)  # workbench.precision.recipe.Recipe
+    report: Any = field(repr=False)  # workbench.analysis.compare.LayerReport
+    base: Any = field(repr=False)  # workbench.precision.transform.TransformedModel
+    cost: dict = field(default_factory=dict)
+
+    @property
+    def final_recipe(self) -> Any:
+        """The starting recipe with the fallback nodes excluded."""
+        return self.recipe.with_exclude(list(self.recipe.exclude) + self.fallback)
