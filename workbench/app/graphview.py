@@ -43,9 +43,8 @@ def graph_payload(report: "LayerReport", graph, quantized: Iterable[str], higher
     """
     layers = report.layers.drop_duplicates("node").set_index("node")
     by_tensor = report.layers.drop_duplicates("tensor").set_index("tensor")
-    quantized_tensor = dict(zip(report.layers["tensor"], report.layers["quantized"]))
     quantized, threshold = set(quantized), report.threshold_db
-    producer = {o: n.name for n in graph.node for o in n.output if o}
+    producer: dict[str, str] = {}  # tensor → the drawn node that writes it (the graph is in topological order)
     divergence = None
     if report.first_divergence in by_tensor.index:
         divergence = by_tensor.loc[report.first_divergence, "node"]
@@ -54,7 +53,7 @@ def graph_payload(report: "LayerReport", graph, quantized: Iterable[str], higher
         if tensor.name in by_tensor.index:
             nodes.append({"id": f"input:{tensor.name}", "op": "Input", "label": tensor.name, "color": GREY,
                           "precision": None, "sqnr_db": None, "local_sqnr_db": None, "divergence": False})
-            producer.setdefault(tensor.name, f"input:{tensor.name}")
+            producer[tensor.name] = f"input:{tensor.name}"
     hidden = 0
     for node in graph.node:
         local = report.local_sqnr.get(node.name)
@@ -62,8 +61,6 @@ def graph_payload(report: "LayerReport", graph, quantized: Iterable[str], higher
         out = None if out is None or math.isnan(out) else float(out)
         if out is None and local is None and not shape_logic and node.name not in quantized:
             hidden += 1
-            for tensor in node.output:
-                producer.pop(tensor, None)
             continue
         precision = higher.get(node.name) or ("int8" if node.name in quantized else None)
         nodes.append({"id": node.name, "op": node.op_type, "label": node.name,
@@ -73,8 +70,10 @@ def graph_payload(report: "LayerReport", graph, quantized: Iterable[str], higher
                       "module": report.node_info.get(node.name, {}).get("module")})
         for tensor in node.input:
             if tensor in producer:
+                quantized_edge = tensor in by_tensor.index and bool(by_tensor.at[tensor, "quantized"])
                 edges.append({"source": producer[tensor], "target": node.name, "tensor": tensor,
-                              "qdq": bool(quantized_tensor.get(tensor)) and precision == "int8"})
+                              "qdq": quantized_edge and precision == "int8"})
+        producer.update({o: node.name for o in node.output if o})
     return {"nodes": nodes, "edges": edges, "threshold_db": threshold, "hidden_nodes": hidden,
             "structure": f"{len(nodes)}:{len(edges)}:{graph.name}"}
 
