@@ -360,7 +360,7 @@ class Workbench:
         with self.precision.hold_trait_notifications():
             if precision != "INT8":
                 self.fallback_precision.value = precision.lower()
-            self.exclusions.value = tuple(n for _, n in self.exclusions.options if n in chosen)
+            self._set_exclusions(chosen)
         self.run(reuse_local=True)
         self.select_graph_node(node)
 
@@ -385,7 +385,7 @@ class Workbench:
         if self.selected_node is None:
             return
         chosen = set(self.exclusions.value) ^ {self.selected_node}
-        self.exclusions.value = tuple(n for _, n in self.exclusions.options if n in chosen)
+        self._set_exclusions(chosen)
         self.run()
 
     @_guard
@@ -437,6 +437,10 @@ class Workbench:
         self._status(f"report saved to {target.resolve()}")
         return str(target)
 
+    def _set_exclusions(self, nodes: set[str]) -> None:
+        """Select these nodes in the exclusion list, in the list's (graph) order."""
+        self.exclusions.value = tuple(n for _, n in self.exclusions.options if n in nodes)
+
     def set_recipe(self, recipe: Recipe) -> None:
         """Show a recipe in the widgets (no run): every field has one; `recipe()` reads it back."""
         with self.precision.hold_trait_notifications():
@@ -447,7 +451,7 @@ class Workbench:
             self.fallback_precision.value = recipe.fallback_precision
             self.overrides.value = " ".join(recipe.overrides)
             chosen = set(recipe.exclude)
-            self.exclusions.value = tuple(n for _, n in self.exclusions.options if n in chosen)
+            self._set_exclusions(chosen)
 
     @_guard
     def run_latency(self) -> None:
