@@ -1,5 +1,6 @@
 """The app's logic without a browser: every control drives the library; errors stay in the panel."""
 import json
+import re
 import shlex
 import subprocess
 import sys
@@ -24,9 +25,11 @@ def test_opens_on_int8_with_a_plot(app):
 
 
 def test_precision_toggle_rebuilds(app):
-    app.precision.value = "fp16"
+    app.precision.value = "fp16"  # the toggle's rebuild runs in the app's worker thread
+    app.wait()
     assert "fp16 vs FP32" in app.layer_figure.layout.title.text
     app.precision.value = "int8"
+    app.wait()
     assert "int8 minmax vs FP32" in app.layer_figure.layout.title.text
 
 
@@ -153,6 +156,7 @@ def test_graph_view_colours_by_local_sqnr_and_its_toggle_requantizes():
     app.show_histogram()
     assert {"minmax", "entropy"} <= {a.text.split(":")[0] for a in app.histogram_figure.layout.annotations}
     app.node_precision.value = "FP16"
+    app.wait()
     after = {n["id"]: n for n in app.graph_view.graph["nodes"]}
     assert after[culprit]["precision"] == "fp16" and app.recipe().fallback_precision == "fp16"
     assert culprit in app.recipe().exclude and app.report.outputs[0]["cosine"] >= 0.99
@@ -173,3 +177,55 @@ def test_a_torch_module_s_code_tab_runs_as_printed(tmp_path):
     with pytest.warns(UserWarning, match="RANDOM"):  # no data of its own: the snippet says so and still runs
         exec(app.python_code.value, namespace)
     assert namespace["report"].samples == 64
+
+
+def test_stop_ends_a_diagnosis_cleanly_and_the_next_run_completes(app):
+    """Issue 16: a Stop button ends long work at its next step; the kernel, the widgets and the cache stay usable."""
+    from workbench.core import cache
+
+    def watch(text: str) -> None:  # press Stop as soon as the diagnosis reports its first step
+        if "diagnosing" in text:
+            app.stop()
+
+    app._show_step = watch
+    app.diagnose_button.click()
+    app.wait(600)
+    assert "stopped" in app.status.value and app.progress.bar_style == "warning"
+    assert app.stop_button.disabled and not app._worker.is_alive()
+    assert not list(cache.cache_root().rglob(".tmp-*")), "no half-written cache entry"
+    del app._show_step
+    app.diagnose_button.click()
+    app.wait(600)
+    assert "diagnosis done in" in app.status.value
+
+
+def test_a_second_action_while_one_runs_is_refused_with_a_message(app):
+    import threading
+
+    release = threading.Event()
+    app._background(release.wait)
+    app.latency_button.click()
+    assert "busy" in app.status.value
+    release.set()
+    app.wait(60)
+    assert not app._worker.is_alive()
+
+
+def test_progress_reports_the_step_the_count_and_time_left():
+    from workbench.analysis.compare import compare
+    from workbench.core.progress import Stopped, Watch, watching
+    from workbench.model.defaults import evaluation_data
+    from workbench.precision.recipe import Recipe
+    from workbench.precision.transform import apply
+
+    model = wb.load_model("mnist-cnn")
+    transformed = apply(model, Recipe("fp16"), progress=False)
+    lines: list[str] = []
+    with watching(Watch(report=lines.append, every_s=0)):
+        compare(transformed, evaluation_data(model).take(64), batch_size=16, framework=False, progress=False)
+    assert lines[0] == "comparing 0/64 sample" and re.fullmatch(r"comparing \d+/64 sample, ~\d+ s left", lines[1])
+    assert lines[-1].startswith("comparing 64/64 sample")
+    stop = Watch(report=lines.append, every_s=0)
+    stop.stop.set()
+    with watching(stop), pytest.raises(Stopped):  # a KeyboardInterrupt: `except Exception` does not swallow it
+        compare(transformed, evaluation_data(model).take(64), framework=False, progress=False)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.core.errors import WorkbenchError
+from workbench.core.progress import check_stop
 from workbench.model.data import Dataset
 from workbench.runtime import Backend, get_backend
 
@@ -66,6 +67,7 @@ def measure(
         host.append((clock() - t0) / 1e6)
         if d is not None:
             device.append(d)
+        check_stop()  # outside the timed call
     return Measurement(host, device or None)
 
 
@@ -114,8 +116,7 @@ def sweep(
 ) -> LatencyReport:
     """Latency of every recipe at every batch size, on one backend (default ONNX Runtime CPU, all graph
     optimizations, 1 thread: what a CPU deployment runs)."""
-    from tqdm.auto import tqdm
-
+    from workbench.core.progress import Steps
     from workbench.model.defaults import evaluation_data
     from workbench.precision.transform import apply
 
@@ -126,10 +127,10 @@ def sweep(
     rows, samples = [], {}
     context: dict = {}
     jobs = [(r, b) for r in recipes for b in batches]
-    bar = tqdm(jobs, desc="benchmarking", unit="config", disable=not progress, leave=False)
+    bar = Steps(len(jobs), "measuring latency", "config", progress)
     engines: dict = {}
     try:
-        for recipe, batch in bar:
+        for recipe, batch in bar.iterate(jobs):
             if recipe not in engines:
                 transformed = apply(model, recipe, calib, progress=False)
                 engines[recipe] = backend.build(transformed.path)
@@ -151,6 +152,7 @@ def sweep(
                 warnings.warn(f"{recipe.label} batch {batch}: latency varies a lot (CV {host['cv']:.0%}); close "
                               "other programs or raise --iterations", UserWarning, stacklevel=3)
     finally:
+        bar.close()
         for engine in engines.values():
             engine.close()
     return LatencyReport(pd.DataFrame(rows), context, samples)

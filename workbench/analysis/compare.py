@@ -132,7 +132,7 @@ def compare(
     Every marked tensor of a batch is held at once, so the batch shrinks below `batch_size` when one sample's
     tensors (measured on the first sample) would exceed `memory_budget_mb` per batch.
     """
-    from tqdm.auto import tqdm
+    from workbench.core.progress import Steps
 
     model = transformed.fp32
     data = as_dataset(data, model.inputs, origin="evaluation data")
@@ -160,7 +160,7 @@ def compare(
     shapes: dict[str, tuple[int, ...]] = {}
     ref_runner, cand_runner = ref_engine.runner(), cand_engine.runner()
     saved = _SavedRun(save_dir, ref_runner.name, cand_runner.name) if save_dir else None
-    bar = tqdm(total=len(data), desc="comparing", unit="sample", disable=not progress, leave=False)
+    bar = Steps(len(data), "comparing", "sample", progress)
     fixed = data.fixed_batch
     start, step = 0, fixed or 1
     with quiet_polygraphy(), ref_runner, cand_runner:

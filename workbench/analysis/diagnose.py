@@ -235,7 +235,7 @@ def diagnose(
     without VNNI saturates u8*s8 pair sums), the found recipe is tried with 7-bit weights, and the final
     recipe's deployed score is reported beside the simulated one.
     """
-    from tqdm.auto import tqdm
+    from workbench.core.progress import Steps
 
     if recipe.precision != "int8":
         raise WorkbenchError("diagnose searches INT8 fallbacks: use --precision int8")
@@ -247,7 +247,7 @@ def diagnose(
     data = as_dataset(data, model.inputs, batch_axes, origin="evaluation data")
     target = target or Target()
     backend = backend or get_backend()
-    bar = tqdm(desc="diagnosing", unit="run", disable=not progress, leave=False)
+    bar = Steps(None, "diagnosing", "cycle", progress)
     evaluator = Evaluator(model, calib, data, backend, batch_size)
     reference = evaluator.reference
     reference_metric = float(target.metric(reference, reference, data)) if target.metric is not None else None
@@ -259,9 +259,9 @@ def diagnose(
 
     def score(r: Recipe) -> dict:
         """One quantize + evaluate cycle of the search."""
-        bar.update()
         scores = evaluator.score(r, scorer)
         cycle_seconds.append(scores.seconds)
+        bar.update()
         return scores
 
     base = apply(model, recipe, calib, progress=progress)

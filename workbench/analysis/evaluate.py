@@ -168,17 +168,20 @@ def recipe_table(model, recipes, calib: Dataset | None, data: Dataset, backend=N
                  progress: bool = True):
     """One row per recipe: the zoo entry's task metrics (or top-1 agreement) and output cosine vs FP32."""
     import pandas as pd
-    from tqdm.auto import tqdm
+
+    from workbench.core.progress import Steps
 
     evaluator = Evaluator(model, calib, data, backend)
     metrics = dict(model.zoo.metrics) if model.zoo is not None else {}
     if not metrics:
         metrics = {"top1": labelled_top1} if data.labels is not None else {"top1_agreement": top1_agreement}
     rows = []
-    for recipe in tqdm(list(recipes), desc="recipes", disable=not progress, leave=False):
-        transformed, outputs = evaluator.outputs(recipe)
-        rows.append({"recipe": recipe.label, "precision": recipe.precision,
-                     **{name: fn(outputs, evaluator.reference, data) for name, fn in metrics.items()},
-                     "mean_cosine": mean_cosine(outputs, evaluator.reference, data),
-                     "quantized_nodes": len(transformed.quantized_nodes)})
+    recipes = list(recipes)
+    with Steps(len(recipes), "recipes", "recipe", progress) as bar:
+        for recipe in bar.iterate(recipes):
+            transformed, outputs = evaluator.outputs(recipe)
+            rows.append({"recipe": recipe.label, "precision": recipe.precision,
+                         **{name: fn(outputs, evaluator.reference, data) for name, fn in metrics.items()},
+                         "mean_cosine": mean_cosine(outputs, evaluator.reference, data),
+                         "quantized_nodes": len(transformed.quantized_nodes)})
     return pd.DataFrame(rows)

@@ -81,16 +81,16 @@ def calibrate(
     if path.exists():
         return CalibrationResult(path, method, True, time.perf_counter() - start, len(data))
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
-    from tqdm.auto import tqdm
 
     from workbench.core.log import quiet_onnxruntime
+    from workbench.core.progress import Steps
 
     # Entropy needs ORT's one-shot histogram (2048 bins over the global range): a histogram that grows batch by
     # batch ends up finer than that and moves the KL threshold by up to 15 % (measured on mnist-cnn). So the
     # global range comes first, from the (cached, cheap) streamed MinMax pass, and seeds the histograms.
     seed = load_ranges(calibrate(model, data, "minmax", percentile, batch_size, progress, op_types,
                                  memory_budget_mb).path) if method == "entropy" else None
-    bar = tqdm(total=len(data), desc=f"calibrating ({method})", unit="sample", disable=not progress, leave=False)
+    bar = Steps(len(data), f"calibrating ({method})", "sample", progress)
     with tempfile.TemporaryDirectory(prefix="workbench-calib-") as tmp, quiet_onnxruntime(), bar:
         try:
             calibrator = create_calibrator(
@@ -109,7 +109,8 @@ def calibrate(
         except Exception as exc:
             raise WorkbenchError(f"calibration ({method}) failed inside ONNX Runtime: "
                                  f"{one_line(exc)}") from None
-    save_tensors_data(ranges, path)
+    with cache.atomic_file(path) as tmp:
+        save_tensors_data(ranges, tmp)
     return CalibrationResult(path, method, False, time.perf_counter() - start, len(data))
 
 
@@ -226,7 +227,8 @@ def merged_ranges(base: CalibrationResult, overrides: dict[str, CalibrationResul
                 raise WorkbenchError(f"calibration override: tensor '{tensor}' is not calibrated (not an input of a "
                                      "quantized op); check the name in the per-layer report")
             merged[tensor] = source.data[tensor]
-        save_tensors_data(TensorsData(data.calibration_method, merged), path)
+        with cache.atomic_file(path) as tmp:
+            save_tensors_data(TensorsData(data.calibration_method, merged), tmp)
     return path
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import html
+import threading
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -15,6 +16,7 @@ from workbench.app import plots
 from workbench.app.graphview import GraphView, graph_payload
 from workbench.app.ui.code import cli_command, python_snippet
 from workbench.core.errors import WorkbenchError, one_line
+from workbench.core.progress import Stopped, Watch, watching
 from workbench.precision.recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS, Recipe
 from workbench.runtime import availability, get_backend
 
@@ -66,10 +68,10 @@ class Workbench:
         self.zoo_picker = w.Dropdown(options=zoo.names(), description="zoo model")
         self.path = w.Text(placeholder="or a path to model.onnx", layout=w.Layout(width="280px"))
         self.load_button = w.Button(description="Load", icon="folder-open")
-        self.load_button.on_click(lambda _: self._load_from_picker())
+        self.load_button.on_click(lambda _: self._background(self._load_from_picker))
         self.model_info = w.HTML()
         self.precision = w.ToggleButtons(options=list(PRECISIONS), value="int8", description="precision")
-        self.precision.observe(lambda _: self._on_precision(), names="value")
+        self.precision.observe(lambda _: self._background(self._on_precision), names="value")
         self.calibration = w.Dropdown(options=list(CALIBRATIONS), value="minmax", description="calibration")
         self.percentile = w.BoundedFloatText(value=99.99, min=50.01, max=100.0, step=0.01, description="percentile")
         self.placement = w.Dropdown(options=list(PLACEMENTS), value="tensorrt", description="Q/DQ placement")
@@ -102,8 +104,14 @@ class Workbench:
             + "<br>".join(f"{html.escape(n)}: {html.escape(r)}" for n, r in missing.items()) + "</details>"
             if missing else "")
         self.build_button = w.Button(description="Build & compare", button_style="primary", icon="play")
-        self.build_button.on_click(lambda _: self.run())
+        self.build_button.on_click(lambda _: self._background(self.run))
+        self.stop_button = w.Button(description="Stop", icon="stop", disabled=True, button_style="warning",
+                                    tooltip="end the running calibration, comparison, diagnosis or latency sweep")
+        self.stop_button.on_click(lambda _: self.stop())
         self.progress = w.IntProgress(value=0, min=0, max=3, description="", layout=w.Layout(width="200px"))
+        self.step = w.HTML(layout=w.Layout(width="520px"))  # the running step, its count and time left
+        self._worker: threading.Thread | None = None
+        self._watch: Watch | None = None
         self.status = w.HTML()
 
         self.layer_figure = go.FigureWidget()
@@ -112,20 +120,21 @@ class Workbench:
         self.graph_node = w.HTML("<i>click a node</i>", layout=w.Layout(width="330px"))
         self.node_precision = w.ToggleButtons(options=["INT8", "FP16", "FP32"], value=None, disabled=True,
                                               description="run in", style={"button_width": "60px"})
-        self.node_precision.observe(lambda change: self.set_node_precision(change["new"]), names="value")
+        self.node_precision.observe(lambda change: self._background(self.set_node_precision, change["new"]),
+                                    names="value")
         self.histogram_button = w.Button(description="Activation histogram", disabled=True, icon="bar-chart")
-        self.histogram_button.on_click(lambda _: self.show_histogram())
+        self.histogram_button.on_click(lambda _: self._background(self.show_histogram))
         self.histogram_figure = go.FigureWidget(layout={"height": 300, "width": 420})
         self.layer_detail = w.HTML()
         self.toggle_button = w.Button(description="Keep this node in FP32", disabled=True)
-        self.toggle_button.on_click(lambda _: self.toggle_selected())
+        self.toggle_button.on_click(lambda _: self._background(self.toggle_selected))
         self.diagnose_button = w.Button(description="Diagnose INT8", icon="stethoscope")
-        self.diagnose_button.on_click(lambda _: self.run_diagnosis())
+        self.diagnose_button.on_click(lambda _: self._background(self.run_diagnosis))
         self.diagnosis_text = w.HTML()
         self.ranking_figure = go.FigureWidget()
         self.apply_button = w.Button(description="Apply suggested recipe", disabled=True, button_style="success",
                                      layout=w.Layout(width="auto"))
-        self.apply_button.on_click(lambda _: self.apply_fallback())
+        self.apply_button.on_click(lambda _: self._background(self.apply_fallback))
         self.report_button = w.Button(description="Save HTML report", icon="download", disabled=True,
                                       tooltip="the diagnosis (and the last latency run) as one shareable file")
         self.report_button.on_click(lambda _: self.save_report())
@@ -133,7 +142,7 @@ class Workbench:
         self.batches = w.Text(value="1,8", description="batches")
         self.iterations = w.BoundedIntText(value=50, min=5, max=10000, description="iterations")
         self.latency_button = w.Button(description="Measure latency", icon="clock-o")
-        self.latency_button.on_click(lambda _: self.run_latency())
+        self.latency_button.on_click(lambda _: self._background(self.run_latency))
         self.batch_figure = go.FigureWidget()
         self.distribution_figure = go.FigureWidget()
         self.tradeoff_figure = go.FigureWidget()
@@ -161,7 +170,7 @@ class Workbench:
             self.overrides,
             w.HBox([self.exclusions, w.VBox([w.HTML("<b>optimization profile</b> (min,opt,max)"), self.profile_box,
                                             self.profile_message])]),
-            w.HBox([self.backend, self.backend_note]), w.HBox([self.build_button, self.progress]), self.status,
+            w.HBox([self.backend, self.backend_note]), w.HBox([self.build_button, self.stop_button, self.progress, self.step]), self.status,
         ])
         self.widget = w.VBox([w.HTML("<h3>workbench</h3>"), controls, self.tabs])
 
@@ -173,6 +182,48 @@ class Workbench:
     def _status(self, text: str, error: bool = False) -> None:
         color = "crimson" if error else "#333"
         self.status.value = f"<span style='color:{color}'>{html.escape(text)}</span>"
+
+    # ---- background work -----------------------------------------------------------------------------------
+    def _background(self, action: Callable, *args: Any) -> None:
+        """A button's work runs in a thread, so the kernel still hears the Stop button; one action at a time (an
+        action started from inside the running one, e.g. Apply changing the precision, runs inline)."""
+        if self._worker is not None and self._worker.is_alive():
+            if threading.current_thread() is self._worker:
+                action(*args)
+            else:
+                self._status("busy: wait for the running step or press Stop")
+            return
+        self._watch = Watch(report=self._show_step)
+        self.stop_button.disabled = False
+        self._worker = threading.Thread(target=self._watched, args=(action, self._watch, *args), daemon=True,
+                                        name="workbench-app")
+        self._worker.start()
+
+    def _watched(self, action: Callable, watch: Watch, *args: Any) -> None:
+        try:
+            with watching(watch):
+                action(*args)
+        except Stopped:
+            self.progress.bar_style = "warning"
+            self._status("stopped; the cache keeps only finished results (the next run picks them up)")
+        finally:
+            self.stop_button.disabled = True
+            self.step.value = ""
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the running action ends (scripts and tests that click buttons)."""
+        if self._worker is not None:
+            self._worker.join(timeout)
+
+    def stop(self) -> None:
+        """End the running action at its next step (calibration batch, compared batch, diagnosis cycle, timed
+        iteration)."""
+        if self._watch is not None:
+            self._watch.stop.set()
+            self._status("stopping …")
+
+    def _show_step(self, text: str) -> None:
+        self.step.value = f"<span style='color:gray'>{html.escape(text)}</span>"
 
     # ---- model and configuration ------------------------------------------------------------------------------
     @_guard
