@@ -112,50 +112,83 @@ def sweep(
     model, recipes: Iterable, batches: Sequence[int] = (1,), calib: Dataset | None = None,
     data: Dataset | None = None, backend: Backend | None = None, iterations: int | None = 100,
     warmup: int | None = 10, duration_s: float | None = None, progress: bool = True,
-    warmup_ms: float | None = None,
+    warmup_ms: float | None = None, executor: Any = None,
 ) -> LatencyReport:
     """Latency of every recipe at every batch size, on one backend (default ONNX Runtime CPU, all graph
-    optimizations, 1 thread: what a CPU deployment runs)."""
+    optimizations, 1 thread: what a CPU deployment runs).
+
+    One task per recipe (its engine is built once for all batches) on `executor` ("local" or "ray"; see
+    workbench.core.executor). Finished recipes are journaled: a sweep stopped or killed and run again measures
+    only the rest (a completed sweep clears its journal). Tasks running side by side share the machine: on one
+    host, parallel timings are only as clean as its spare cores."""
+    from workbench.core import cache
+    from workbench.core.executor import Task, get_executor
+    from workbench.core.journal import Journal
     from workbench.core.progress import Steps
     from workbench.model.defaults import evaluation_data
-    from workbench.precision.transform import apply
+    from workbench.model.loading import portable
 
-    recipes = list(recipes)
+    recipes = list(dict.fromkeys(recipes))
     backend = backend or get_backend(optimization="all")
     data = data if data is not None else evaluation_data(model)
     _check_batches(data, batches)
-    rows, samples = [], {}
-    context: dict = {}
-    jobs = [(r, b) for r in recipes for b in batches]
-    bar = Steps(len(jobs), "measuring latency", "config", progress)
-    engines: dict = {}
-    try:
-        for recipe, batch in bar.iterate(jobs):
-            if recipe not in engines:
-                transformed = apply(model, recipe, calib, progress=False)
-                engines[recipe] = backend.build(transformed.path)
-            engine = engines[recipe]
-            context = engine.describe()
+    executor = get_executor(executor)
+    settings = {"iterations": iterations, "warmup": warmup, "duration_s": duration_s, "warmup_ms": warmup_ms}
+    journal = Journal("latency", cache.digest(model.sha256, data.fingerprint(), calib.fingerprint() if calib else
+                                              None, backend.key(), list(batches), settings))
+    cells = {r: cache.digest(r.to_dict()) for r in recipes}
+    results = {r: journal.get(cells[r]) for r in recipes}
+    todo = [r for r in recipes if results[r] is None]
+    shared = [executor.share(x) for x in ((portable(model) if executor.name != "local" else model), calib, data)]
+    tasks = [Task(latency_task, (*shared, backend, r, list(batches), settings), **backend.task_resources())
+             for r in todo]
+    with Steps(len(recipes), "measuring latency", "recipe", progress) as bar:
+        bar.update(len(recipes) - len(todo))
+        for i, result in executor.run(tasks):
+            journal.put(cells[todo[i]], result)
+            results[todo[i]] = result
+            bar.update()
+    journal.finish()
+    rows, samples, context = [], {}, {}
+    for recipe in recipes:
+        context = results[recipe]["context"]
+        for row, host_ms in zip(results[recipe]["rows"], results[recipe]["host_ms"]):
+            rows.append(row)
+            samples[(recipe.label, row["batch"])] = host_ms
+            if row["unstable"]:
+                warnings.warn(f"{recipe.label} batch {row['batch']}: latency varies a lot (CV {row['cv']:.0%}); "
+                              "close other programs or raise --iterations", UserWarning, stacklevel=2)
+    return LatencyReport(pd.DataFrame(rows), context, samples)
+
+
+def latency_task(model, calib: Dataset | None, data: Dataset, backend: Backend, recipe, batches: list[int],
+                 settings: dict) -> dict:
+    """One recipe's engine timed at every batch size (runs in this process or on a Ray worker): JSON-able rows,
+    raw host samples and the engine's context."""
+    from workbench.model.loading import materialize
+    from workbench.precision.transform import apply
+
+    if isinstance(model, tuple):
+        model = materialize(*model)
+    transformed = apply(model, recipe, calib, progress=False)
+    rows, host_samples = [], []
+    with backend.build(transformed.path) as engine:
+        context = engine.describe()
+        for batch in batches:
             feed = batch_feed(data, batch)
             backend.check_profile(feed)
-            m = measure(engine, feed, iterations, warmup, duration_s, warmup_ms)
+            m = measure(engine, feed, settings["iterations"], settings["warmup"], settings["duration_s"],
+                        settings["warmup_ms"])
             host = summarize(m.host_ms, batch)
             row = {"recipe": recipe.label, "precision": recipe.precision, "batch": batch,
                    "shapes": json.dumps({k: list(v.shape) for k, v in feed.items()}), **host,
-                   "unstable": host["cv"] > HIGH_CV}
+                   "unstable": bool(host["cv"] > HIGH_CV)}
             if m.device_ms:
                 device = summarize(m.device_ms, batch)
                 row.update({f"device_{k}": v for k, v in device.items() if k != "iterations"})
             rows.append(row)
-            samples[(recipe.label, batch)] = m.host_ms
-            if row["unstable"]:
-                warnings.warn(f"{recipe.label} batch {batch}: latency varies a lot (CV {host['cv']:.0%}); close "
-                              "other programs or raise --iterations", UserWarning, stacklevel=3)
-    finally:
-        bar.close()
-        for engine in engines.values():
-            engine.close()
-    return LatencyReport(pd.DataFrame(rows), context, samples)
+            host_samples.append(m.host_ms)
+    return {"rows": rows, "host_ms": host_samples, "context": context}
 
 
 def _check_batches(data: Dataset, batches: Sequence[int]) -> None:
@@ -169,7 +202,7 @@ def _check_batches(data: Dataset, batches: Sequence[int]) -> None:
 
 def tradeoff(model, recipes: Iterable, calib: Dataset | None, data: Dataset, batch: int = 1,
              backend: Backend | None = None, iterations: int = 100, progress: bool = True,
-             latency: LatencyReport | None = None) -> pd.DataFrame:
+             latency: LatencyReport | None = None, executor: Any = None) -> pd.DataFrame:
     """Accuracy (output cosine vs FP32, top-1 when labelled, the zoo's task metrics) against p50 latency per recipe,
     Pareto-flagged.
 
@@ -178,13 +211,14 @@ def tradeoff(model, recipes: Iterable, calib: Dataset | None, data: Dataset, bat
     from workbench.analysis.evaluate import Evaluator, output_scores, top1_accuracy
 
     recipes = list(recipes)
-    latency = latency or sweep(model, recipes, [batch], calib, data, backend, iterations, progress=progress)
+    latency = latency or sweep(model, recipes, [batch], calib, data, backend, iterations, progress=progress,
+                               executor=executor)
     timed = latency.results[latency.results["batch"] == batch].set_index("recipe")
-    evaluator = Evaluator(model, calib, data, get_backend())
+    evaluator = Evaluator(model, calib, data, get_backend(), executor=executor)
     metrics = dict(model.zoo.metrics) if getattr(model, "zoo", None) is not None else {}
     rows = []
-    for recipe in recipes:
-        outputs = evaluator.outputs(recipe)[1]
+    for recipe, done in zip(recipes, evaluator.evaluate_all(recipes)):
+        outputs = done.outputs
         lat = timed.loc[recipe.label]
         row = {"recipe": recipe.label, "precision": recipe.precision, "p50_ms": float(lat["p50_ms"]),
                "throughput": float(lat["throughput"]), **output_scores(outputs, evaluator.reference),

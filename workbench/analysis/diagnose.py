@@ -215,6 +215,7 @@ def diagnose(
     heldout: Any = None,
     batch_axes: dict[str, int | None] | None = None,
     deployment_check: bool = True,
+    executor: Any = None,
 ) -> Diagnosis:
     """Why INT8 hurts and the cheapest fix that meets `target` (default output cosine ≥ 0.99).
 
@@ -234,6 +235,11 @@ def diagnose(
     graph optimizations: fused integer kernels): where those lose accuracy the simulation does not show (x86
     without VNNI saturates u8*s8 pair sums), the found recipe is tried with 7-bit weights, and the final
     recipe's deployed score is reported beside the simulated one.
+
+    With an `executor` of several workers ("ray"), the evaluations the search may need next run ahead of it as
+    tasks: the remedy candidates, the bisection's first two probes and the probes of both its next branches, the
+    pruning's next removals. The search itself is unchanged, so the diagnosis is identical with either executor;
+    speculative probes it did not need are cancelled and not counted.
     """
     from workbench.core.progress import Steps
 
@@ -248,7 +254,7 @@ def diagnose(
     target = target or Target()
     backend = backend or get_backend()
     bar = Steps(None, "diagnosing", "cycle", progress)
-    evaluator = Evaluator(model, calib, data, backend, batch_size)
+    evaluator = Evaluator(model, calib, data, backend, batch_size, executor=executor)
     reference = evaluator.reference
     reference_metric = float(target.metric(reference, reference, data)) if target.metric is not None else None
 
@@ -277,6 +283,7 @@ def diagnose(
     initial_causes = {r.node: cause(r.node, model, report, base) for r in initial_ranking[:3]}
     rescaled = None  # the best rescaling (or bias correction) not adopted: the fallback search also starts there
     if steps and not target.met(current_scores, reference_metric):
+        evaluator.submit(_remedy_candidates(steps, model, current, report, base))  # run ahead where workers idle
         stacked = current  # smoothing and bias correction stack on rescalings that did not meet the target alone
         for step in [s for s in REMEDY_STEPS if s in steps and s != "fp16"]:
             on = stacked if step in ("smooth", "bias") else current
@@ -313,7 +320,8 @@ def diagnose(
         alt_base = apply(model, rescaled[0], calib, progress=False)
         starts.append((*rescaled, compare(alt_base, data.take(ranking_samples), backend, framework=False,
                                           progress=False), alt_base))
-    searches = [_fallback_search(start, start_scores, target, reference_metric, start_report, start_base, score)
+    searches = [_fallback_search(start, start_scores, target, reference_metric, start_report, start_base, score,
+                                 evaluator)
                 for start, start_scores, start_report, start_base in starts]
     deploy = _deployment(evaluator, scorer) if deployment_check else None
     deploys: dict[int, bool] = {}  # search index → its final recipe also meets the target as deployed
@@ -357,6 +365,7 @@ def diagnose(
             if remedy is not None:
                 current, after, deployed = current.with_(weight_bits=7), *remedy
     bar.close()
+    evaluator.cancel()  # probes submitted ahead that the search did not need
     if target.metric is not None:
         for scores in (before, after):
             scores.metrics[f"reference_{target.metric_name}"] = reference_metric
@@ -490,14 +499,21 @@ def search_budget(nodes: int) -> int:
 
 
 def _fallback_search(recipe: Recipe, start_scores: Scores, target: Target, reference_metric: float | None,
-                     report: LayerReport, base, score) -> Search:
+                     report: LayerReport, base, score, evaluator: Evaluator | None = None) -> Search:
     """Shortest prefix of the ranking that meets the target (bisection), then pruning with leftover budget;
-    `score` is diagnose's quantize + evaluate cycle."""
+    `score` is diagnose's quantize + evaluate cycle. With a parallel `evaluator`, probes the search may need next
+    are submitted ahead (the search reads them in its own order, so its result does not change)."""
     ranking = rank(report, base.quantized_nodes)
     order = [r.node for r in ranking]
     budget = search_budget(len(order))
     trials: list[Trial] = []
     results: dict[tuple[str, ...], Scores] = {(): start_scores}
+    width = evaluator.executor.workers if evaluator is not None and evaluator.parallel else 0
+
+    def ahead(candidates: list[list[str]]) -> None:
+        if width:
+            evaluator.submit([recipe.with_exclude(list(recipe.exclude) + c) for c in candidates
+                              if tuple(c) not in results][:width])
 
     def evaluate(nodes: list[str]) -> bool:
         key = tuple(nodes)
@@ -508,6 +524,7 @@ def _fallback_search(recipe: Recipe, start_scores: Scores, target: Target, refer
 
     fallback: list[str] = []
     if not target.met(start_scores, reference_metric) and order:
+        ahead([order[:1], order])
         if evaluate(order[:1]):
             fallback = order[:1]
         elif not evaluate(order):
@@ -516,16 +533,44 @@ def _fallback_search(recipe: Recipe, start_scores: Scores, target: Target, refer
             lo, hi = 1, len(order)
             while hi - lo > 1:
                 mid = (lo + hi) // 2
+                ahead([order[:m] for m in _bisection_probes(lo, hi, width)])
                 lo, hi = (lo, mid) if evaluate(order[:mid]) else (mid, hi)
             fallback = order[:hi]
-        for node in reversed(list(fallback)):
+        removals = list(reversed(fallback))
+        for k, node in enumerate(removals):
             if len(trials) + 1 >= budget or len(fallback) <= 1:
                 break
+            ahead([[x for x in fallback if x != n] for n in removals[k:k + width] if n in fallback])
             trial = [x for x in fallback if x != node]
             if evaluate(trial):
                 fallback = trial
     return Search(ranking, fallback, results[tuple(fallback)], trials, budget, recipe, report, base,
                   _cost(report, base.quantized_nodes, fallback, recipe.fallback_precision))
+
+
+def _bisection_probes(lo: int, hi: int, width: int) -> list[int]:
+    """The next `width` prefix lengths a bisection over (lo, hi] may probe, breadth first: its midpoint, then the
+    midpoints of both halves (one of which it will need next), and so on."""
+    probes, queue = [], [(lo, hi)]
+    while queue and len(probes) < width:
+        a, b = queue.pop(0)
+        if b - a > 1:
+            m = (a + b) // 2
+            probes.append(m)
+            queue += [(a, m), (m, b)]
+    return probes
+
+
+def _remedy_candidates(steps: tuple[str, ...], model: ModelHandle, current: Recipe, report: LayerReport,
+                       base) -> list[Recipe]:
+    """The candidates the remedy steps would try if none were kept (what parallel workers can evaluate ahead)."""
+    candidates, stacked = [], current
+    for step in [s for s in REMEDY_STEPS if s in steps and s != "fp16"]:
+        found = _remedy_step(step, model, stacked if step in ("smooth", "bias") else current, report, base)
+        if found is not None:
+            candidates.append(found[1])
+            stacked = found[1] if step in _RESCALING else stacked
+    return candidates
 
 
 # Remedies in the order diagnose tries them; "fp16" retries a found fallback in FP16 instead of FP32. The FP16

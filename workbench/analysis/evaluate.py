@@ -6,6 +6,7 @@ graph outputs over the whole dataset, `reference` the FP32 model's, `data` the i
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -67,17 +68,67 @@ def reference_run(backend, model, data: Dataset, batch_size: int = 32) -> Output
 class Evaluator:
     """The one apply → build → run → score sequence that diagnose, held-out scoring, recipe tables and latency
     trade-offs share: a recipe's model run over `data` by `backend`, scored against the FP32 model's run on the same
-    backend and data (computed once, cached on disk by `reference_run`)."""
+    backend and data (computed once, cached on disk by `reference_run`).
 
-    def __init__(self, model, calib: Dataset | None, data: Dataset, backend=None, batch_size: int = 32) -> None:
+    With an executor of several workers (Ray), `submit` sends recipes ahead of need (a search's next probes): each
+    runs as a task that receives the model's bytes and the data by content, and `score` reads its outputs when the
+    search gets there. The same function computes every evaluation in either executor, so scores are identical."""
+
+    def __init__(self, model, calib: Dataset | None, data: Dataset, backend=None, batch_size: int = 32,
+                 executor=None) -> None:
+        from workbench.core.executor import get_executor
         from workbench.runtime import get_backend
 
         self.model, self.calib, self.data, self.batch_size = model, calib, data, batch_size
         self.backend = backend or get_backend()
+        self.executor = get_executor(executor)
         self.reference = reference_run(self.backend, model, data, batch_size)
+        self._futures: dict = {}  # recipe → Future of evaluate_recipe
+        self._shared: tuple | None = None
+
+    @property
+    def parallel(self) -> bool:
+        return self.executor.workers > 1
+
+    def task(self, recipe):
+        """The Task that evaluates `recipe` (the model travels as bytes to a remote executor)."""
+        from workbench.core.executor import Task
+        from workbench.model.loading import portable
+
+        if self._shared is None:
+            share = self.executor.share
+            model = portable(self.model) if self.executor.name != "local" else self.model
+            self._shared = (share(model), share(self.calib), share(self.data))
+        return Task(evaluate_recipe, (*self._shared, self.backend, self.batch_size, recipe),
+                    **self.backend.task_resources())
+
+    def submit(self, recipes) -> None:
+        """Start evaluating these recipes where workers are free (a no-op in this process: nothing speculative
+        runs there)."""
+        if not self.parallel:
+            return
+        for recipe in recipes:
+            if recipe not in self._futures:
+                self._futures[recipe] = self.executor.submit(self.task(recipe))
+
+    def evaluated(self, recipe) -> Evaluated:
+        future = self._futures.pop(recipe, None) or self.executor.submit(self.task(recipe))
+        return future.result()
+
+    def evaluate_all(self, recipes) -> list[Evaluated]:
+        """Every recipe's evaluation, in order, run in parallel where the executor can."""
+        recipes = list(recipes)
+        self.submit(recipes)
+        return [self.evaluated(r) for r in recipes]
+
+    def cancel(self) -> None:
+        """Drop submitted evaluations nobody read (speculative probes the search did not need)."""
+        for future in self._futures.values():
+            future.cancel()
+        self._futures.clear()
 
     def outputs(self, recipe) -> tuple[Any, Outputs]:
-        """(the transformed model, its outputs over the data)."""
+        """(the transformed model, its outputs over the data), in this process."""
         from workbench.precision.transform import apply
 
         transformed = apply(self.model, recipe, self.calib, progress=False)
@@ -89,11 +140,36 @@ class Evaluator:
 
     def score(self, recipe, scorer: Callable[[Outputs, Outputs], Scores] | None = None) -> Scores:
         """`scorer(outputs, reference)` (default: worst output cosine and SQNR) of the recipe's model, with the
-        seconds the whole cycle took."""
+        seconds the cycle took (apply, build, run wherever it ran, and scoring)."""
+        done = self.evaluated(recipe)
         start = time.perf_counter()
-        outputs = self.outputs(recipe)[1]
-        scores = scorer(outputs, self.reference) if scorer else Scores.of(output_scores(outputs, self.reference))
-        return scores.with_(seconds=round(time.perf_counter() - start, 3))
+        scores = scorer(done.outputs, self.reference) if scorer else Scores.of(output_scores(done.outputs,
+                                                                                             self.reference))
+        return scores.with_(seconds=round(done.seconds + time.perf_counter() - start, 3))
+
+
+@dataclass
+class Evaluated:
+    """One recipe's evaluation as a task returns it: outputs over the data, nodes quantized, seconds it took."""
+
+    outputs: Outputs
+    quantized_nodes: int
+    seconds: float
+
+
+def evaluate_recipe(model, calib: Dataset | None, data: Dataset, backend, batch_size: int, recipe) -> Evaluated:
+    """apply → build → run, wherever it executes: `model` is a ModelHandle, or (description, bytes) from
+    workbench.model.loading.portable when it travelled to another process."""
+    from workbench.model.loading import materialize
+    from workbench.precision.transform import apply
+
+    start = time.perf_counter()
+    if isinstance(model, tuple):
+        model = materialize(*model)
+    transformed = apply(model, recipe, calib, progress=False)
+    with backend.build(transformed.path) as engine:
+        outputs = run(engine, data, batch_size)
+    return Evaluated(outputs, len(transformed.quantized_nodes), time.perf_counter() - start)
 
 
 def _profile_max_batch(engine, data: Dataset) -> int:
@@ -165,23 +241,36 @@ def neighbour_agreement(outputs: Outputs, reference: Outputs, data: Dataset) -> 
 
 
 def recipe_table(model, recipes, calib: Dataset | None, data: Dataset, backend=None,
-                 progress: bool = True):
-    """One row per recipe: the zoo entry's task metrics (or top-1 agreement) and output cosine vs FP32."""
+                 progress: bool = True, executor: Any = None):
+    """One row per recipe: the zoo entry's task metrics (or top-1 agreement) and output cosine vs FP32.
+
+    Recipes are evaluated as tasks on `executor` (local or Ray) and journaled as they finish: a table stopped or
+    killed and run again evaluates only the rest."""
     import pandas as pd
 
+    from workbench.core import cache
+    from workbench.core.journal import Journal
     from workbench.core.progress import Steps
 
-    evaluator = Evaluator(model, calib, data, backend)
+    evaluator = Evaluator(model, calib, data, backend, executor=executor)
     metrics = dict(model.zoo.metrics) if model.zoo is not None else {}
     if not metrics:
         metrics = {"top1": labelled_top1} if data.labels is not None else {"top1_agreement": top1_agreement}
-    rows = []
-    recipes = list(recipes)
+    recipes = list(dict.fromkeys(recipes))
+    journal = Journal("recipe-table", cache.digest(model.sha256, data.fingerprint(), calib.fingerprint() if calib
+                                                   else None, evaluator.backend.key(), sorted(metrics)))
+    cells = {r: cache.digest(r.to_dict()) for r in recipes}
+    rows = {r: journal.get(cells[r]) for r in recipes}
+    todo = [r for r in recipes if rows[r] is None]
     with Steps(len(recipes), "recipes", "recipe", progress) as bar:
-        for recipe in bar.iterate(recipes):
-            transformed, outputs = evaluator.outputs(recipe)
-            rows.append({"recipe": recipe.label, "precision": recipe.precision,
-                         **{name: fn(outputs, evaluator.reference, data) for name, fn in metrics.items()},
-                         "mean_cosine": mean_cosine(outputs, evaluator.reference, data),
-                         "quantized_nodes": len(transformed.quantized_nodes)})
-    return pd.DataFrame(rows)
+        bar.update(len(recipes) - len(todo))
+        for i, done in evaluator.executor.run([evaluator.task(r) for r in todo]):
+            recipe = todo[i]
+            rows[recipe] = {"recipe": recipe.label, "precision": recipe.precision,
+                            **{name: float(fn(done.outputs, evaluator.reference, data)) for name, fn in metrics.items()},
+                            "mean_cosine": float(mean_cosine(done.outputs, evaluator.reference, data)),
+                            "quantized_nodes": done.quantized_nodes}
+            journal.put(cells[recipe], rows[recipe])
+            bar.update()
+    journal.finish()
+    return pd.DataFrame([rows[r] for r in recipes])

@@ -157,6 +157,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_executor_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where evaluations run: this process (default) or Ray tasks, in parallel")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="the Ray cluster to use (default $RAY_ADDRESS, else a local cluster started for this run)")
+    p.add_argument("--workers", type=int, help="CPUs of the local Ray cluster (default: all)")
+
+
+def _executor(args: argparse.Namespace):
+    from workbench.core.executor import get_executor
+
+    return get_executor(args.executor, args.ray_address, args.workers)
+
+
 def cmd_diagnose(args: argparse.Namespace) -> int:
     from workbench.analysis.diagnose import Target, diagnose
     from workbench.app.session import resolve
@@ -167,9 +181,11 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
                     confidence=None if args.confidence == 0 else args.confidence)
     inputs = resolve(args.model, _recipe(args), args.calib_data, args.eval_data, args.limit,
                      batch_axes=_batch_axes(args), shapes=args.shapes)
-    result = diagnose(inputs.model, inputs.recipe, inputs.calib, inputs.eval, target, _backend(args, inputs.model),
-                      batch_size=args.batch_size, remedies=not args.no_remedies, heldout=args.heldout_data,
-                      batch_axes=inputs.batch_axes, deployment_check=not args.no_deployment_check)
+    with _executor(args) as executor:
+        result = diagnose(inputs.model, inputs.recipe, inputs.calib, inputs.eval, target,
+                          _backend(args, inputs.model), batch_size=args.batch_size, remedies=not args.no_remedies,
+                          heldout=args.heldout_data, batch_axes=inputs.batch_axes,
+                          deployment_check=not args.no_deployment_check, executor=executor)
     out = result.to_dict()
     out["reproduce"] = reproduce_command(args, result.recipe)
     if args.html:
@@ -210,9 +226,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     calib = calibration_data(model, args.calib_data, axes, args.shapes) if any(
         r.precision != "fp32" for r in recipes) else None
     data = evaluation_data(model, args.eval_data, batch_axes=axes, shapes=args.shapes)
-    report = sweep(model, recipes, parse_batches(args.batch), calib, data,
-                   _backend(args, model, optimization=args.optimization),
-                   iterations=args.iterations, warmup=args.warmup, duration_s=args.duration, warmup_ms=args.warmup_ms)
+    with _executor(args) as executor:
+        report = sweep(model, recipes, parse_batches(args.batch), calib, data,
+                       _backend(args, model, optimization=args.optimization), iterations=args.iterations,
+                       warmup=args.warmup, duration_s=args.duration, warmup_ms=args.warmup_ms, executor=executor)
     if args.html:
         from workbench.app import plots
 
@@ -293,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the diagnosis as one self-contained HTML file (ranking, causes, remedies, plots)")
     p.add_argument("--no-remedies", action="store_true",
                    help="skip the cheap fixes (BatchNorm folding, placement, calibration overrides): fallback only")
+    _add_executor_args(p)
     p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("bench", help="latency percentiles and throughput, swept over batch sizes and precisions")
@@ -309,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimization", default="all", help="ONNX Runtime graph optimization for timing (default all)")
     p.add_argument("--json", metavar="OUT", help="also write the JSON result to this file")
     p.add_argument("--html", metavar="OUT", help="write the latency plots as standalone HTML")
+    _add_executor_args(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("trtexec", help="print the trtexec command lines that build and time this ONNX on a GPU")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ast
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,22 @@ class ModelHandle:
             "outputs": [s.to_dict() for s in self.outputs],
             "nodes": len(self.proto.graph.node),
         }
+
+
+def portable(handle: ModelHandle) -> tuple[ModelHandle, bytes]:
+    """What a task on another process or machine needs to rebuild the handle: its description (no torch module,
+    zoo entry or parsed proto) and the model file's bytes."""
+    meta = replace(handle, torch_module=None, zoo=None)
+    return meta, Path(handle.path).read_bytes()
+
+
+def materialize(meta: ModelHandle, data: bytes) -> ModelHandle:
+    """The handle on this machine: the bytes written (once, atomically) to this machine's cache under the
+    handle's own digest, so every cache key derived from it matches the sender's."""
+    path = cache.artifact_path("models", meta.sha256, ".onnx")
+    if not path.exists():
+        cache.atomic_write(path, data)
+    return replace(meta, path=path)
 
 
 def onnx_opset(model: onnx.ModelProto) -> int:

@@ -49,6 +49,17 @@ class Backend(ABC):
     def check_profile(self, feed: dict[str, np.ndarray]) -> None:
         """Report (or refuse) inputs outside the optimization profile; backends decide which."""
 
+    def key(self) -> dict:
+        """The backend's name and plain settings (threads, optimization, profile): part of every stored result's
+        key, so results of different settings never mix."""
+        plain = {k: v for k, v in vars(self).items() if isinstance(v, (bool, int, float, str, tuple, type(None)))}
+        profile = getattr(self, "profile", None)
+        return {"name": self.name, **plain, "profile": profile.to_dict() if profile is not None else None}
+
+    def task_resources(self) -> dict[str, float]:
+        """What one evaluation on this backend occupies, for a scheduler (workbench.core.executor.Task)."""
+        return {"cpus": float(getattr(self, "threads", 1)), "gpus": 0.0}
+
     @classmethod
     @abstractmethod
     def availability(cls) -> tuple[bool, str]:

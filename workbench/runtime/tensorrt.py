@@ -157,6 +157,9 @@ class TensorRT(Backend):
     product = "TensorRT"
     module = "tensorrt"
 
+    def task_resources(self) -> dict[str, float]:
+        return {"cpus": 1.0, "gpus": 1.0}  # one build or timing run owns a GPU
+
     def __init__(self, profile: Profile | None = None, legacy_precision_flags: tuple[str, ...] = (),
                  timing_cache: bool = True, builder_optimization_level: int | None = None) -> None:
         unknown = set(legacy_precision_flags) - set(LEGACY_FLAGS)

@@ -1,0 +1,38 @@
+"""Finished cells of an unfinished sweep, so a sweep stopped, killed or interrupted and started again skips them.
+
+A journal lives in the cache under the sweep's own key (recipes, model, data, backend and settings); each cell
+is one JSON file under the cell's key, written atomically (a kill leaves the cell or nothing, and a cell written
+twice replaces itself: no duplicates). A sweep that completes removes its journal, so running it again measures
+again instead of replaying old numbers.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from typing import Any
+
+from workbench.core import cache
+
+
+class Journal:
+    def __init__(self, kind: str, key: str) -> None:
+        self.directory = cache.cache_root() / "journal" / kind / key
+
+    def _path(self, cell: str):
+        return self.directory / f"{cell}.json"
+
+    def get(self, cell: str) -> Any | None:
+        """The cell's recorded result, or None (an unreadable entry counts as not done)."""
+        try:
+            return json.loads(self._path(cell).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def put(self, cell: str, value: Any) -> None:
+        cache.atomic_write(self._path(cell), json.dumps(value).encode())
+
+    def cells(self) -> list[str]:
+        return sorted(p.stem for p in self.directory.glob("*.json")) if self.directory.exists() else []
+
+    def finish(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
