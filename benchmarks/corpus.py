@@ -91,18 +91,29 @@ def model_row(m: corpus.CorpusModel, work: Path) -> dict:
     return row
 
 
+def corpus_row(name: str, work: str) -> dict:
+    """One model's row, as an executor task (the model is found by name wherever the task runs)."""
+    return model_row(corpus.get(name), Path(work))
+
+
 def main() -> None:
     import pandas as pd
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default=",".join(corpus.names()))
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--executor", default="local", choices=["local", "ray"],
+                        help="one task per model; ray: in parallel on a local cluster or $RAY_ADDRESS (timings then "
+                             "share the machine)")
     args = parser.parse_args()
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="workbench-corpus-") as tmp:
-        for name in args.models.split(","):
-            rows.append(model_row(corpus.get(name), Path(tmp) / name))
-            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    from workbench.core.executor import Task, get_executor
+
+    names = args.models.split(",")
+    rows: list = [None] * len(names)
+    with tempfile.TemporaryDirectory(prefix="workbench-corpus-") as tmp, get_executor(args.executor) as executor:
+        for i, row in executor.run([Task(corpus_row, (name, str(Path(tmp) / name))) for name in names]):
+            rows[i] = row
+            print(json.dumps(row), file=sys.stderr, flush=True)
     table = pd.DataFrame(rows, dtype=object).drop(columns=["family"]).fillna("")
     if args.markdown:
         lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]

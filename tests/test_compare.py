@@ -108,3 +108,21 @@ def test_saved_outputs_load_as_polygraphy_run_results(int8_all, mnist_eval, tmp_
         assert sum(len(it["logits"]) for it in iters) == 64
     inputs = load_json(str(tmp_path / "inputs.json"))
     assert sum(len(feed["input"]) for feed in inputs) == 64
+
+
+def test_a_toggle_reuses_the_reference_engine_and_gets_the_same_numbers(int8_all, mnist, mnist_calib, mnist_eval):
+    """The app's precision toggle keeps the FP32 side's marked engine (issue 16: toggle time); numbers unchanged."""
+    from workbench.analysis import compare as module
+
+    data = mnist_eval.take(64)
+    plain = compare(int8_all, data, progress=False, local_sensitivity=False, framework=False)
+    first = compare(int8_all, data, progress=False, local_sensitivity=False, framework=False, reuse_reference=True)
+    kept = list(module._REFERENCE_ENGINE.values())
+    toggled = wb.apply(mnist, wb.Recipe("int8", placement="all", exclude=("node_conv2d_1",)), mnist_calib,
+                       progress=False)
+    again = compare(toggled, data, progress=False, local_sensitivity=False, framework=False, reuse_reference=True)
+    assert len(kept) == 1 and list(module._REFERENCE_ENGINE.values()) == kept, "the same engine served the toggle"
+    assert first.layers.equals(plain.layers) and first.outputs == plain.outputs
+    fresh = compare(toggled, data, progress=False, local_sensitivity=False, framework=False)
+    assert again.layers.equals(fresh.layers) and again.outputs == fresh.outputs
+    assert "node_conv2d_1" in again.excluded_nodes and not again.layers.equals(first.layers)

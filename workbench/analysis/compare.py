@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import numpy as np
 import onnx
 import pandas as pd
 
+from workbench.core import cache
 from workbench.core.log import quiet_polygraphy
 from workbench.core.metrics import RunningStats
 from workbench.graph.cost import macs_per_sample
@@ -36,6 +38,7 @@ from workbench.precision.transform import TransformedModel
 from workbench.runtime import Backend, get_backend
 
 DEFAULT_THRESHOLD_DB = 20.0
+_REFERENCE_ENGINE: dict[str, Any] = {}  # compare(reuse_reference=True): the last FP32 marked engine, by content
 LAYER_COLUMNS = ["tensor", "node", "op_type", "module", "quantized", "sqnr_db", "cosine", "max_abs", "mean_abs",
                  "rms", "sqnr_pre_q_db", "local_sqnr_db", "added_noise"]
 
@@ -124,11 +127,14 @@ def compare(
     save_dir: Path | None = None,
     progress: bool = True,
     local_sensitivity: bool = True,
+    reuse_reference: bool = False,
 ) -> LayerReport:
     """Compare every layer of `transformed` with the FP32 model on `data` (same backend, same inputs).
 
     `local_sensitivity` adds the per-node isolated error (one extra pass over the quantized nodes, about one more
-    model run); the diagnosis ranks by it. Without it the comparison costs about two marked runs.
+    model run); the diagnosis ranks by it. Without it the comparison costs about two marked runs, and
+    `reuse_reference` keeps the FP32 model's marked engine for the next call on the same model (the app's precision
+    toggles: the reference side does not change, so it is built once).
     Every marked tensor of a batch is held at once, so the batch shrinks below `batch_size` when one sample's
     tensors (measured on the first sample) would exceed `memory_budget_mb` per batch.
     """
@@ -144,10 +150,17 @@ def compare(
     names = _effective_names(candidate, [t for t, _, _ in rows])
     ref_marked = [t for t, _, _ in rows if t not in graph_inputs]
     cand_marked = sorted({n for pair in names.values() for n in pair if n and n not in graph_inputs})
-    combined, local_pairs = local_branches(reference, candidate,
-                                           list(transformed.quantized_nodes) if local_sensitivity else [])
-    ref_marked += [clone for _, clone in local_pairs.values()]
-    ref_engine = backend.build_marked(combined, ref_marked, name="fp32-reference")
+    key = cache.digest("reference-engine", model.sha256, ref_marked, backend.key()) if (
+        reuse_reference and not local_sensitivity) else None
+    ref_engine, local_pairs = _REFERENCE_ENGINE.get(key) if key else None, {}
+    if ref_engine is None:
+        combined, local_pairs = local_branches(reference, candidate,
+                                               list(transformed.quantized_nodes) if local_sensitivity else [])
+        ref_marked += [clone for _, clone in local_pairs.values()]
+        ref_engine = backend.build_marked(combined, ref_marked, name="fp32-reference")
+        if key:
+            _REFERENCE_ENGINE.clear()  # one kept at a time: it holds the whole model
+            _REFERENCE_ENGINE[key] = ref_engine
     cand_engine = backend.build_marked(transformed.path, cand_marked, name=transformed.recipe.label)
 
     stats = {t: RunningStats() for t in names}
@@ -163,12 +176,15 @@ def compare(
     bar = Steps(len(data), "comparing", "sample", progress)
     fixed = data.fixed_batch
     start, step = 0, fixed or 1
-    with quiet_polygraphy(), ref_runner, cand_runner:
+    # The two runs of a batch go side by side (the runtimes release the GIL): on a 2-core machine the comparison
+    # takes the time of about one run instead of two; each engine keeps its own threads, so values do not change.
+    with quiet_polygraphy(), ref_runner, cand_runner, ThreadPoolExecutor(1, "workbench-compare") as pool:
         while start < len(data):
             n = min(step, len(data) - start)
             feed = data.feed(start, n)
+            cand_future = pool.submit(cand_runner.infer, feed)
             ref_values = {**feed, **ref_runner.infer(feed)}
-            cand_values = {**feed, **cand_runner.infer(feed)}
+            cand_values = {**feed, **cand_future.result()}
             if start == 0 and not fixed:
                 per_sample = sum(v.nbytes for v in ref_values.values()) + sum(v.nbytes for v in cand_values.values())
                 step = int(max(1, min(batch_size, memory_budget_mb * 2**20 // max(per_sample, 1))))

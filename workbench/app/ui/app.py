@@ -326,7 +326,7 @@ class Workbench:
         self._status(f"comparing {recipe.label} with FP32 on {self.eval_limit} samples …")
         previous = self.report if reuse_local else None
         self.report = compare(transformed, self._eval(), self._backend(), framework=False, progress=False,
-                              local_sensitivity=previous is None)
+                              local_sensitivity=previous is None, reuse_reference=previous is not None)
         if previous is not None:
             self.report.local_sqnr = {n: v for n, v in previous.local_sqnr.items() if n in transformed.quantized_nodes}
         self.progress.value, self.progress.bar_style = 3, "success"
