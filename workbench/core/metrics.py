@@ -75,7 +75,8 @@ class RunningStats:
         self.x_sq += sums[1]
         self.err_sq += sums[2]
         np.abs(d, out=d)
-        bad = int(d.size - np.count_nonzero(np.isfinite(d)))
+        # finite sums mean every difference is finite: the element-wise check only runs when one is not
+        bad = 0 if all(map(math.isfinite, sums)) else int(d.size - np.count_nonzero(np.isfinite(d)))
         self.nonfinite += bad
         if bad:
             d = d[np.isfinite(d)]
