@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from workbench.runtime import Backend, get_backend
 
 DEFAULT_THRESHOLD_DB = 20.0
 _REFERENCE_ENGINE: dict[str, Any] = {}  # compare(reuse_reference=True): the last FP32 marked engine, by content
+_REFERENCE_LOCK = threading.Lock()
 LAYER_COLUMNS = ["tensor", "node", "op_type", "module", "quantized", "sqnr_db", "cosine", "max_abs", "mean_abs",
                  "rms", "sqnr_pre_q_db", "local_sqnr_db", "added_noise"]
 
@@ -116,6 +118,30 @@ def _layer_rows(reference: onnx.ModelProto) -> list[tuple[str, str, str]]:
     return rows
 
 
+def _reference_engine(transformed: TransformedModel, candidate: onnx.ModelProto, backend: Backend) -> Any:
+    """The FP32 model with every layer marked, as compare builds it without local branches; the last one is kept
+    (by model, marks, opset and backend), so a precision toggle does not rebuild it. Thread-safe: the app builds it
+    ahead in the background (prepare_reference) while the user looks at the graph."""
+    model = transformed.fp32
+    graph_inputs = {i.name for i in model.inputs}
+    marked = [t for t, _, _ in _layer_rows(model.proto) if t not in graph_inputs]
+    opsets = sorted((o.domain, o.version) for o in candidate.opset_import)
+    key = cache.digest("reference-engine", model.sha256, marked, opsets, backend.key())
+    with _REFERENCE_LOCK:
+        if key not in _REFERENCE_ENGINE:
+            combined, _ = local_branches(model.proto, candidate, [])
+            engine = backend.build_marked(combined, marked, name="fp32-reference")
+            _REFERENCE_ENGINE.clear()  # one kept at a time: it holds the whole model
+            _REFERENCE_ENGINE[key] = engine
+        return _REFERENCE_ENGINE[key]
+
+
+def prepare_reference(transformed: TransformedModel, backend: Backend | None = None) -> None:
+    """Build the engine compare(reuse_reference=True) will use, ahead of the first toggle."""
+    candidate = onnx.load(str(transformed.path), load_external_data=False)
+    _reference_engine(transformed, candidate, backend or get_backend())
+
+
 def compare(
     transformed: TransformedModel,
     data: Dataset,
@@ -148,19 +174,14 @@ def compare(
     rows = _layer_rows(reference)
     graph_inputs = {i.name for i in model.inputs}
     names = _effective_names(candidate, [t for t, _, _ in rows])
-    ref_marked = [t for t, _, _ in rows if t not in graph_inputs]
     cand_marked = sorted({n for pair in names.values() for n in pair if n and n not in graph_inputs})
-    key = cache.digest("reference-engine", model.sha256, ref_marked, backend.key()) if (
-        reuse_reference and not local_sensitivity) else None
-    ref_engine, local_pairs = _REFERENCE_ENGINE.get(key) if key else None, {}
-    if ref_engine is None:
+    if reuse_reference and not local_sensitivity:
+        ref_engine, local_pairs = _reference_engine(transformed, candidate, backend), {}
+    else:
         combined, local_pairs = local_branches(reference, candidate,
                                                list(transformed.quantized_nodes) if local_sensitivity else [])
-        ref_marked += [clone for _, clone in local_pairs.values()]
+        ref_marked = [t for t, _, _ in rows if t not in graph_inputs] + [c for _, c in local_pairs.values()]
         ref_engine = backend.build_marked(combined, ref_marked, name="fp32-reference")
-        if key:
-            _REFERENCE_ENGINE.clear()  # one kept at a time: it holds the whole model
-            _REFERENCE_ENGINE[key] = ref_engine
     cand_engine = backend.build_marked(transformed.path, cand_marked, name=transformed.recipe.label)
 
     stats = {t: RunningStats() for t in names}

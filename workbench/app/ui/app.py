@@ -16,6 +16,7 @@ from workbench.app import plots
 from workbench.app.graphview import GraphView, graph_payload
 from workbench.app.ui.code import cli_command, python_snippet
 from workbench.core.errors import WorkbenchError, one_line
+from workbench.core.log import LOGGER
 from workbench.core.progress import Stopped, Watch, watching
 from workbench.precision.recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS, Recipe
 from workbench.runtime import availability, get_backend
@@ -336,9 +337,23 @@ class Workbench:
         out = self.report.outputs[0]
         where = f"; first divergence at {self.report.first_divergence}" if self.report.first_divergence else ""
         self._update_graph(transformed)
+        if previous is None and recipe.precision == "int8":  # the graph view's toggles reuse the FP32 side
+            threading.Thread(target=self._prepare_reference, args=(transformed, self._backend()), daemon=True,
+                             name="workbench-reference").start()
         self._status(f"{recipe.label}: output cosine {out['cosine']:.5f}, SQNR {out['sqnr_db']:.1f} dB "
                      f"({transformed.seconds:.2f} s to build){where}")
         self._update_code()
+
+    @staticmethod
+    def _prepare_reference(transformed, backend) -> None:
+        """Build the FP32 marked engine the next precision toggle compares against, while the user reads the
+        graph (an optimisation: if it fails, the toggle builds it and reports what went wrong)."""
+        from workbench.analysis.compare import prepare_reference
+
+        try:
+            prepare_reference(transformed, backend)
+        except Exception as exc:
+            LOGGER.debug("reference engine not prepared ahead: %s", one_line(exc))
 
     def _on_layer_click(self, trace: Any, points: Any, selector: Any) -> None:
         if points.point_inds:
