@@ -136,19 +136,11 @@ def sweep(
     settings = {"iterations": iterations, "warmup": warmup, "duration_s": duration_s, "warmup_ms": warmup_ms}
     journal = Journal("latency", cache.digest(model.sha256, data.fingerprint(), calib.fingerprint() if calib else
                                               None, backend.key(), list(batches), settings))
-    cells = {r: cache.digest(r.to_dict()) for r in recipes}
-    results = {r: journal.get(cells[r]) for r in recipes}
-    todo = [r for r in recipes if results[r] is None]
     shared = [executor.share(x) for x in ((portable(model) if executor.name != "local" else model), calib, data)]
-    tasks = [Task(latency_task, (*shared, backend, r, list(batches), settings), **backend.task_resources())
-             for r in todo]
-    with Steps(len(recipes), "measuring latency", "recipe", progress) as bar:
-        bar.update(len(recipes) - len(todo))
-        for i, result in executor.run(tasks):
-            journal.put(cells[todo[i]], result)
-            results[todo[i]] = result
-            bar.update()
-    journal.finish()
+    tasks = {r: Task(latency_task, (*shared, backend, r, list(batches), settings), **backend.task_resources())
+             for r in recipes}
+    results = journal.run(executor, tasks, lambda recipe, result: result,
+                          Steps(len(recipes), "measuring latency", "recipe", progress))
     rows, samples, context = [], {}, {}
     for recipe in recipes:
         context = results[recipe]["context"]

@@ -127,13 +127,6 @@ class Evaluator:
             future.cancel()
         self._futures.clear()
 
-    def outputs(self, recipe) -> tuple[Any, Outputs]:
-        """(the transformed model, its outputs over the data), in this process."""
-        from workbench.precision.transform import apply
-
-        transformed = apply(self.model, recipe, self.calib, progress=False)
-        return transformed, self.run(transformed)
-
     def run(self, transformed) -> Outputs:
         with self.backend.build(transformed.path) as engine:
             return run(engine, self.data, self.batch_size)
@@ -259,18 +252,13 @@ def recipe_table(model, recipes, calib: Dataset | None, data: Dataset, backend=N
     recipes = list(dict.fromkeys(recipes))
     journal = Journal("recipe-table", cache.digest(model.sha256, data.fingerprint(), calib.fingerprint() if calib
                                                    else None, evaluator.backend.key(), sorted(metrics)))
-    cells = {r: cache.digest(r.to_dict()) for r in recipes}
-    rows = {r: journal.get(cells[r]) for r in recipes}
-    todo = [r for r in recipes if rows[r] is None]
-    with Steps(len(recipes), "recipes", "recipe", progress) as bar:
-        bar.update(len(recipes) - len(todo))
-        for i, done in evaluator.executor.run([evaluator.task(r) for r in todo]):
-            recipe = todo[i]
-            rows[recipe] = {"recipe": recipe.label, "precision": recipe.precision,
-                            **{name: float(fn(done.outputs, evaluator.reference, data)) for name, fn in metrics.items()},
-                            "mean_cosine": float(mean_cosine(done.outputs, evaluator.reference, data)),
-                            "quantized_nodes": done.quantized_nodes}
-            journal.put(cells[recipe], rows[recipe])
-            bar.update()
-    journal.finish()
+
+    def row(recipe, done: Evaluated) -> dict:
+        return {"recipe": recipe.label, "precision": recipe.precision,
+                **{name: float(fn(done.outputs, evaluator.reference, data)) for name, fn in metrics.items()},
+                "mean_cosine": float(mean_cosine(done.outputs, evaluator.reference, data)),
+                "quantized_nodes": done.quantized_nodes}
+
+    rows = journal.run(evaluator.executor, {r: evaluator.task(r) for r in recipes}, row,
+                       Steps(len(recipes), "recipes", "recipe", progress))
     return pd.DataFrame([rows[r] for r in recipes])

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import shutil
-from typing import Any
+from typing import Any, Callable, Hashable
 
 from workbench.core import cache
+from workbench.core.progress import Steps
 
 
 class Journal:
@@ -36,3 +37,21 @@ class Journal:
 
     def finish(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def run(self, executor: Any, tasks: dict[Hashable, Any], record: Callable[[Hashable, Any], Any],
+            steps: Steps) -> dict[Hashable, Any]:
+        """Every cell's record: journaled cells read back, the others run as tasks on `executor` and recorded
+        (`record(cell, result)`, JSON-able) as each finishes; the journal is cleared once all are done. Cells are
+        keyed by their content (`cache.digest(cell.to_dict())`)."""
+        keys = {cell: cache.digest(cell.to_dict()) for cell in tasks}
+        records = {cell: self.get(keys[cell]) for cell in tasks}
+        todo = [cell for cell in tasks if records[cell] is None]
+        with steps:
+            steps.update(len(tasks) - len(todo))
+            for i, result in executor.run([tasks[cell] for cell in todo]):
+                cell = todo[i]
+                records[cell] = record(cell, result)
+                self.put(keys[cell], records[cell])
+                steps.update()
+        self.finish()
+        return records
