@@ -122,3 +122,20 @@ def test_a_stopped_sweep_resumes_with_the_cells_it_had_not_finished(monkeypatch,
     assert calls == RECIPES[1:], "the finished recipe came from the journal"
     assert table.equals(recipe_table(mnist, RECIPES, calib, data, progress=False))
     assert not Journal("recipe-table", "x").cells() and not _leftovers(), "a completed table clears its journal"
+
+
+def test_a_model_with_external_weights_travels_whole(tmp_path, monkeypatch, mnist):
+    """EfficientNet-Lite0 in the corpus keeps its weights in a side file: a worker gets them inline."""
+    import onnx
+
+    from workbench.model.loading import from_onnx, materialize, portable
+
+    path = tmp_path / "ext.onnx"
+    onnx.save(mnist.proto, str(path), save_as_external_data=True, location="ext.onnx.data", size_threshold=0)
+    handle = from_onnx(path)
+    meta, data = portable(handle)
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "worker-cache"))  # another machine's cache
+    there = materialize(meta, data)
+    assert there.sha256 == handle.sha256 and there.path != handle.path
+    out = wb.get_backend().build(there.path).infer(mnist.zoo.evaluation_data().feed(0, 2))
+    assert next(iter(out.values())).shape[0] == 2

@@ -60,6 +60,9 @@ def portable(handle: ModelHandle) -> tuple[ModelHandle, bytes]:
     """What a task on another process or machine needs to rebuild the handle: its description (no torch module,
     zoo entry or parsed proto) and the model file's bytes."""
     meta = replace(handle, torch_module=None, zoo=None)
+    header = onnx.load(str(handle.path), load_external_data=False)
+    if any(t.data_location == onnx.TensorProto.EXTERNAL for t in header.graph.initializer):
+        return meta, handle.proto.SerializeToString()  # weights in a side file: send them inline
     return meta, Path(handle.path).read_bytes()
 
 
