@@ -139,3 +139,20 @@ def test_a_model_with_external_weights_travels_whole(tmp_path, monkeypatch, mnis
     assert there.sha256 == handle.sha256 and there.path != handle.path
     out = wb.get_backend().build(there.path).infer(mnist.zoo.evaluation_data().feed(0, 2))
     assert next(iter(out.values())).shape[0] == 2
+
+
+def test_the_cli_runs_a_sweep_on_the_ray_cluster(ray_executor, tmp_path):
+    """`workbench bench --executor ray` joins the running cluster (as with RAY_ADDRESS) and leaves it running."""
+    import json
+
+    from workbench.app import cli
+
+    out = tmp_path / "bench.json"
+    assert cli.main(["bench", "mnist-cnn", "--precision", "fp32,int8", "--batch", "1,4", "--iterations", "5",
+                     "--executor", "ray", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["recipe"], r["batch"]) for r in rows] == [("fp32", 1), ("fp32", 4), ("int8 minmax", 1),
+                                                          ("int8 minmax", 4)]
+    import ray
+
+    assert ray.is_initialized(), "a cluster the CLI did not start is not shut down by it"
