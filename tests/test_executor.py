@@ -131,7 +131,9 @@ def test_a_model_with_external_weights_travels_whole(tmp_path, monkeypatch, mnis
     from workbench.model.loading import from_onnx, materialize, portable
 
     path = tmp_path / "ext.onnx"
-    onnx.save(mnist.proto, str(path), save_as_external_data=True, location="ext.onnx.data", size_threshold=0)
+    copy = onnx.ModelProto()
+    copy.CopyFrom(mnist.proto)  # onnx.save moves the weights out of the proto it is given
+    onnx.save(copy, str(path), save_as_external_data=True, location="ext.onnx.data", size_threshold=0)
     handle = from_onnx(path)
     meta, data = portable(handle)
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "worker-cache"))  # another machine's cache
