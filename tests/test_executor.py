@@ -158,3 +158,20 @@ def test_the_cli_runs_a_sweep_on_the_ray_cluster(ray_executor, tmp_path):
     import ray
 
     assert ray.is_initialized(), "a cluster the CLI did not start is not shut down by it"
+
+
+def test_an_unreachable_ray_address_is_one_line_in_seconds(monkeypatch, capsys):
+    """ray.init retries an unreachable head for minutes and then exits the process; the CLI says so at once."""
+    pytest.importorskip("ray")
+    import ray
+
+    from workbench.app import cli
+
+    if ray.is_initialized():
+        ray.shutdown()
+    start = time.time()
+    assert cli.main(["bench", "mnist-cnn", "--precision", "fp32", "--executor", "ray",
+                     "--ray-address", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert time.time() - start < 30 and err.startswith("workbench: error: cannot reach the Ray cluster at 127.0.0.1:1")
+    assert len(err.splitlines()) == 1

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
-from workbench.core.errors import WorkbenchError
+from workbench.core.errors import WorkbenchError, one_line
 from workbench.core.progress import check_stop
 
 EXECUTORS = ("local", "ray")
@@ -107,6 +107,8 @@ class RayExecutor(Executor):
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         self.started_here = not ray.is_initialized()
         if self.started_here:
+            if address:
+                _check_reachable(address)
             try:
                 ray.init(address=address, num_cpus=None if address else (workers or os.cpu_count()),
                          include_dashboard=False, log_to_driver=False, configure_logging=False,
@@ -114,7 +116,7 @@ class RayExecutor(Executor):
             except ConnectionError as exc:
                 raise WorkbenchError(f"cannot reach the Ray cluster at {address}: {exc}; start one with "
                                      "`ray start --head` or leave RAY_ADDRESS unset for a local cluster") from None
-        self.address = address or "local cluster"
+        self.address = address or ("local cluster" if self.started_here else "the running cluster")
         self.workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._remote = ray.remote(_call)
 
@@ -156,9 +158,24 @@ class RayExecutor(Executor):
             self.ray.shutdown()
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds with one line when the head is not listening (ray.init retries for minutes, then exits)."""
+    import socket
+
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as exc:
+        raise WorkbenchError(f"cannot reach the Ray cluster at {address} ({one_line(exc)}); start one with "
+                             "`ray start --head` there, or leave --ray-address and RAY_ADDRESS unset for a local "
+                             "cluster") from None
+
+
 class _RayFuture(Future):
     def __init__(self, executor: RayExecutor, ref: Any) -> None:
-        self.executor, self.ref, self._done = executor, ref, False
+        self.executor, self.ref = executor, ref
 
     def result(self) -> Any:
         ray = self.executor.ray
