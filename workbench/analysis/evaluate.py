@@ -113,7 +113,11 @@ class Evaluator:
 
     def evaluated(self, recipe) -> Evaluated:
         future = self._futures.pop(recipe, None) or self.executor.submit(self.task(recipe))
-        return future.result()
+        try:
+            return future.result()
+        except BaseException:  # stopped, interrupted or failed: what ran ahead is not needed any more
+            self.cancel()
+            raise
 
     def evaluate_all(self, recipes) -> list[Evaluated]:
         """Every recipe's evaluation, in order, run in parallel where the executor can."""
