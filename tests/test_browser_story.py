@@ -34,7 +34,7 @@ def _fills(page) -> list[str]:
 
 
 def test_minilm_debugging_story_in_a_real_browser(tmp_path):
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     _notebook(tmp_path / "story.ipynb")
     docs = ROOT / "docs" if os.environ.get("WORKBENCH_DOCS") else tmp_path
@@ -69,6 +69,7 @@ def test_minilm_debugging_story_in_a_real_browser(tmp_path):
             page.get_by_role("button", name="Measure latency").click()
             page.get_by_text("latency measured on").wait_for(timeout=300_000)
             page.get_by_text("Pareto front").first.wait_for(timeout=60_000)
+            expect(page.get_by_role("button", name="Stop")).to_be_disabled(timeout=60_000)  # idle again
             app.screenshot(path=str(docs / "app.png"))
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"))

@@ -104,13 +104,14 @@ class Workbench:
             f"<details style='color:gray'><summary>{len(missing)} backend(s) unavailable here</summary>"
             + "<br>".join(f"{html.escape(n)}: {html.escape(r)}" for n, r in missing.items()) + "</details>"
             if missing else "")
-        self.build_button = w.Button(description="Build & compare", button_style="primary", icon="play")
+        self.build_button = w.Button(description="Build & compare", button_style="primary", icon="play",
+                                     layout=w.Layout(min_width="165px"))
         self.build_button.on_click(lambda _: self._background(self.run))
         self.stop_button = w.Button(description="Stop", icon="stop", disabled=True, button_style="warning",
                                     tooltip="end the running calibration, comparison, diagnosis or latency sweep")
         self.stop_button.on_click(lambda _: self.stop())
         self.progress = w.IntProgress(value=0, min=0, max=3, description="", layout=w.Layout(width="200px"))
-        self.step = w.HTML(layout=w.Layout(width="520px"))  # the running step, its count and time left
+        self.step = w.HTML(layout=w.Layout(flex="1 1 auto"))  # the running step, its count and time left
         self._worker: threading.Thread | None = None
         self._watch: Watch | None = None
         self.status = w.HTML()
