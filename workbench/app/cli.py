@@ -158,7 +158,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _add_executor_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--executor", choices=["local", "ray"], default="local",
+    from workbench.core.executor import EXECUTORS
+
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
                    help="where evaluations run: this process (default) or Ray tasks, in parallel")
     p.add_argument("--ray-address", metavar="ADDR",
                    help="the Ray cluster to use (default $RAY_ADDRESS, else a local cluster started for this run)")

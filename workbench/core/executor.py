@@ -67,13 +67,6 @@ class Executor:
             check_stop()
             yield i, task.fn(*task.args)
 
-    def map(self, tasks: Sequence[Task]) -> list[Any]:
-        """Every task's result, in task order."""
-        results: list[Any] = [None] * len(tasks)
-        for i, value in self.run(tasks):
-            results[i] = value
-        return results
-
     def describe(self) -> str:
         return "in this process"
 

@@ -32,9 +32,6 @@ class Journal:
     def put(self, cell: str, value: Any) -> None:
         cache.atomic_write(self._path(cell), json.dumps(value).encode())
 
-    def cells(self) -> list[str]:
-        return sorted(p.stem for p in self.directory.glob("*.json")) if self.directory.exists() else []
-
     def finish(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -81,7 +81,7 @@ class Steps:
     def text(self) -> str:
         count = f"{self.done}/{self.total} {self.unit}" if self.total else f"{self.unit} {self.done + 1}"
         left = self.remaining_s()
-        return f"{self.desc} {count}" + (f", ~{left:.0f} s left" if left is not None and self.done else "")
+        return f"{self.desc} {count}" + (f", ~{left:.0f} s left" if left is not None else "")
 
     def update(self, n: int = 1) -> None:
         self.bar.update(n)
