@@ -126,7 +126,7 @@ def sweep(
     from workbench.core.journal import Journal
     from workbench.core.progress import Steps
     from workbench.model.defaults import evaluation_data
-    from workbench.model.loading import portable
+    from workbench.model.loading import ship
 
     recipes = list(dict.fromkeys(recipes))
     backend = backend or get_backend(optimization="all")
@@ -136,7 +136,7 @@ def sweep(
     settings = {"iterations": iterations, "warmup": warmup, "duration_s": duration_s, "warmup_ms": warmup_ms}
     journal = Journal("latency", cache.digest(model.sha256, data.fingerprint(), calib.fingerprint() if calib else
                                               None, backend.key(), list(batches), settings))
-    shared = [executor.share(x) for x in ((portable(model) if executor.name != "local" else model), calib, data)]
+    shared = [ship(model, executor), executor.share(calib), executor.share(data)]
     tasks = {r: Task(latency_task, (*shared, backend, r, list(batches), settings), **backend.task_resources())
              for r in recipes}
     results = journal.run(executor, tasks, lambda recipe, result: result,
@@ -156,13 +156,11 @@ def sweep(
 def latency_task(model, calib: Dataset | None, data: Dataset, backend: Backend, recipe, batches: list[int],
                  settings: dict) -> dict:
     """One recipe's engine timed at every batch size (runs in this process or on a Ray worker): JSON-able rows,
-    raw host samples and the engine's context."""
-    from workbench.model.loading import materialize
+    raw host samples and the engine's context. `model` as workbench.model.loading.ship sent it."""
+    from workbench.model.loading import receive
     from workbench.precision.transform import apply
 
-    if isinstance(model, tuple):
-        model = materialize(*model)
-    transformed = apply(model, recipe, calib, progress=False)
+    transformed = apply(receive(model), recipe, calib, progress=False)
     rows, host_samples = [], []
     with backend.build(transformed.path) as engine:
         context = engine.describe()

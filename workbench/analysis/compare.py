@@ -118,13 +118,16 @@ def _layer_rows(reference: onnx.ModelProto) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _reference_engine(transformed: TransformedModel, candidate: onnx.ModelProto, backend: Backend) -> Any:
-    """The FP32 model with every layer marked, as compare builds it without local branches; the last one is kept
+def _reference_marks(model, rows: list[tuple[str, str, str]]) -> list[str]:
+    """The FP32 tensors compare marks as outputs of the reference: every row's tensor but the graph inputs."""
+    graph_inputs = {i.name for i in model.inputs}
+    return [t for t, _, _ in rows if t not in graph_inputs]
+
+
+def _reference_engine(model, marked: list[str], candidate: onnx.ModelProto, backend: Backend) -> Any:
+    """The FP32 model with `marked` as outputs, as compare builds it without local branches; the last one is kept
     (by model, marks, opset and backend), so a precision toggle does not rebuild it. Thread-safe: the app builds it
     ahead in the background (prepare_reference) while the user looks at the graph."""
-    model = transformed.fp32
-    graph_inputs = {i.name for i in model.inputs}
-    marked = [t for t, _, _ in _layer_rows(model.proto) if t not in graph_inputs]
     opsets = sorted((o.domain, o.version) for o in candidate.opset_import)
     key = cache.digest("reference-engine", model.sha256, marked, opsets, backend.key())
     with _REFERENCE_LOCK:
@@ -138,8 +141,9 @@ def _reference_engine(transformed: TransformedModel, candidate: onnx.ModelProto,
 
 def prepare_reference(transformed: TransformedModel, backend: Backend | None = None) -> None:
     """Build the engine compare(reuse_reference=True) will use, ahead of the first toggle."""
+    model = transformed.fp32
     candidate = onnx.load(str(transformed.path), load_external_data=False)
-    _reference_engine(transformed, candidate, backend or get_backend())
+    _reference_engine(model, _reference_marks(model, _layer_rows(model.proto)), candidate, backend or get_backend())
 
 
 def compare(
@@ -174,14 +178,15 @@ def compare(
     rows = _layer_rows(reference)
     graph_inputs = {i.name for i in model.inputs}
     names = _effective_names(candidate, [t for t, _, _ in rows])
+    ref_marked = _reference_marks(model, rows)
     cand_marked = sorted({n for pair in names.values() for n in pair if n and n not in graph_inputs})
     if reuse_reference and not local_sensitivity:
-        ref_engine, local_pairs = _reference_engine(transformed, candidate, backend), {}
+        ref_engine, local_pairs = _reference_engine(model, ref_marked, candidate, backend), {}
     else:
         combined, local_pairs = local_branches(reference, candidate,
                                                list(transformed.quantized_nodes) if local_sensitivity else [])
-        ref_marked = [t for t, _, _ in rows if t not in graph_inputs] + [c for _, c in local_pairs.values()]
-        ref_engine = backend.build_marked(combined, ref_marked, name="fp32-reference")
+        ref_engine = backend.build_marked(combined, ref_marked + [c for _, c in local_pairs.values()],
+                                          name="fp32-reference")
     cand_engine = backend.build_marked(transformed.path, cand_marked, name=transformed.recipe.label)
 
     stats = {t: RunningStats() for t in names}

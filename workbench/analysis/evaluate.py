@@ -93,12 +93,11 @@ class Evaluator:
     def task(self, recipe):
         """The Task that evaluates `recipe` (the model travels as bytes to a remote executor)."""
         from workbench.core.executor import Task
-        from workbench.model.loading import portable
+        from workbench.model.loading import ship
 
         if self._shared is None:
             share = self.executor.share
-            model = portable(self.model) if self.executor.name != "local" else self.model
-            self._shared = (share(model), share(self.calib), share(self.data))
+            self._shared = (ship(self.model, self.executor), share(self.calib), share(self.data))
         return Task(evaluate_recipe, (*self._shared, self.backend, self.batch_size, recipe),
                     **self.backend.task_resources())
 
@@ -155,15 +154,12 @@ class Evaluated:
 
 
 def evaluate_recipe(model, calib: Dataset | None, data: Dataset, backend, batch_size: int, recipe) -> Evaluated:
-    """apply → build → run, wherever it executes: `model` is a ModelHandle, or (description, bytes) from
-    workbench.model.loading.portable when it travelled to another process."""
-    from workbench.model.loading import materialize
+    """apply → build → run, wherever it executes (`model` as workbench.model.loading.ship sent it)."""
+    from workbench.model.loading import receive
     from workbench.precision.transform import apply
 
     start = time.perf_counter()
-    if isinstance(model, tuple):
-        model = materialize(*model)
-    transformed = apply(model, recipe, calib, progress=False)
+    transformed = apply(receive(model), recipe, calib, progress=False)
     with backend.build(transformed.path) as engine:
         outputs = run(engine, data, batch_size)
     return Evaluated(outputs, len(transformed.quantized_nodes), time.perf_counter() - start)

@@ -75,6 +75,17 @@ def materialize(meta: ModelHandle, data: bytes) -> ModelHandle:
     return replace(meta, path=path)
 
 
+def ship(handle: ModelHandle, executor: Any) -> Any:
+    """The handle as tasks on `executor` (workbench.core.executor) take it: itself in this process, its
+    description and bytes (portable) in the object store of a remote one. Tasks call `receive` on it."""
+    return executor.share(handle if executor.name == "local" else portable(handle))
+
+
+def receive(shipped: Any) -> ModelHandle:
+    """The handle a task was given by `ship`, on the machine the task runs on."""
+    return materialize(*shipped) if isinstance(shipped, tuple) else shipped
+
+
 def onnx_opset(model: onnx.ModelProto) -> int:
     return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
 
