@@ -56,23 +56,22 @@ def main() -> None:
         dmodel = wb.load_model(args.diagnose)
         dcalib, deval = dmodel.zoo.calibration_data(), dmodel.zoo.evaluation_data().take(256)
 
-    jobs = {
-        f"latency sweep ({args.model}, {len(recipes)} recipes × batch 1,8, {args.iterations} it)":
-            lambda ex: sweep(model, recipes, [1, 8], calib, data.take(64), iterations=args.iterations,
-                             warmup=5, progress=False, executor=ex),
-        f"recipe table ({args.model}, {len(recipes)} recipes, 256 samples)":
-            lambda ex: recipe_table(model, recipes, calib, data.take(256), progress=False, executor=ex),
-        f"diagnose ({args.diagnose})":
-            lambda ex: diagnose(dmodel, wb.Recipe("int8"), dcalib, deval, progress=False, executor=ex),
+    jobs = {  # key → (what the table calls it, the work with an executor)
+        "latency": (f"latency sweep ({args.model}, {len(recipes)} recipes × batch 1,8, {args.iterations} it)",
+                    lambda ex: sweep(model, recipes, [1, 8], calib, data.take(64), iterations=args.iterations,
+                                     warmup=5, progress=False, executor=ex)),
+        "table": (f"recipe table ({args.model}, {len(recipes)} recipes, 256 samples)",
+                  lambda ex: recipe_table(model, recipes, calib, data.take(256), progress=False, executor=ex)),
+        "diagnose": (f"diagnose ({args.diagnose})",
+                     lambda ex: diagnose(dmodel, wb.Recipe("int8"), dcalib, deval, progress=False, executor=ex)),
     }
-    jobs = {name: job for (name, job), key in zip(jobs.items(), ("latency", "table", "diagnose"))
-            if key in args.jobs.split(",")}
+    jobs = {key: jobs[key] for key in args.jobs.split(",")}
     local = Executor()
     start = time.perf_counter()
     ray = get_executor("ray", workers=args.workers)
     cluster_s = time.perf_counter() - start
-    rows, results = [], {}
-    for name, job in jobs.items():
+    rows, results, seconds = [], {}, {}
+    for key, (name, job) in jobs.items():
         job(local)  # warm the cache: both executors then time the same work
         t = time.perf_counter()
         job(ray)
@@ -80,8 +79,9 @@ def main() -> None:
         timed = {}
         for label, ex in (("local", local), ("ray", ray)):
             t = time.perf_counter()
-            results[(name, label)] = job(ex)
+            results[(key, label)] = job(ex)
             timed[label] = time.perf_counter() - t
+        seconds[key] = timed
         rows.append({"work": name, "in-process s": round(timed["local"], 2), "Ray s": round(timed["ray"], 2),
                      "speed-up": f"{timed['local'] / timed['ray']:.2f}×", "Ray first run s (cold workers)":
                          round(cold, 2)})
@@ -95,20 +95,16 @@ def main() -> None:
     overhead = statistics.median(trips)
     summary = {"Ray cluster start s": round(cluster_s, 1),
                "empty task round trip ms (median of 50)": round(overhead * 1e3, 2)}
-    names = dict(zip(("latency", "table", "diagnose"), [None] * 3))
-    for name in jobs:
-        names[next(k for k in names if name.startswith({"latency": "latency", "table": "recipe",
-                                                          "diagnose": "diagnose"}[k]))] = name
-    if names["latency"]:
-        per_task = next(r for r in rows if r["work"] == names["latency"])["in-process s"] / len(recipes)
-        lat_local = results[(names["latency"], "local")].results.set_index(["recipe", "batch"])["p50_ms"]
-        lat_ray = results[(names["latency"], "ray")].results.set_index(["recipe", "batch"])["p50_ms"]
+    if "latency" in jobs:
+        per_task = seconds["latency"]["local"] / len(recipes)
+        lat_local = results[("latency", "local")].results.set_index(["recipe", "batch"])["p50_ms"]
+        lat_ray = results[("latency", "ray")].results.set_index(["recipe", "batch"])["p50_ms"]
         summary.update({"typical sweep task s": round(per_task, 2), "overhead / task": f"{overhead / per_task:.2%}",
                         "p50 Ray / in-process (median over cells)": f"{(lat_ray / lat_local).median():.2f}"})
-    if names["diagnose"]:
-        d_local, d_ray = results[(names["diagnose"], "local")], results[(names["diagnose"], "ray")]
-        summary.update({"diagnosis identical": d_local.recipe == d_ray.recipe and d_local.after.with_(seconds=None) ==
-                        d_ray.after.with_(seconds=None),
+    if "diagnose" in jobs:
+        d_local, d_ray = results[("diagnose", "local")], results[("diagnose", "ray")]
+        summary.update({"diagnosis identical": d_local.recipe == d_ray.recipe
+                        and d_local.after.with_(seconds=None) == d_ray.after.with_(seconds=None),
                         "cycles local / Ray": f"{d_local.evaluations} / {d_ray.evaluations}"})
     print(markdown_table(rows))
     print()

@@ -172,7 +172,8 @@ class Workbench:
             self.overrides,
             w.HBox([self.exclusions, w.VBox([w.HTML("<b>optimization profile</b> (min,opt,max)"), self.profile_box,
                                             self.profile_message])]),
-            w.HBox([self.backend, self.backend_note]), w.HBox([self.build_button, self.stop_button, self.progress, self.step]), self.status,
+            w.HBox([self.backend, self.backend_note]),
+            w.HBox([self.build_button, self.stop_button, self.progress, self.step]), self.status,
         ])
         self.widget = w.VBox([w.HTML("<h3>workbench</h3>"), controls, self.tabs])
 
@@ -327,7 +328,8 @@ class Workbench:
         self.progress.value = 2
         self._status(f"comparing {recipe.label} with FP32 on {self.eval_limit} samples …")
         previous = self.report if reuse_local else None
-        self.report = compare(transformed, self._eval(), self._backend(), framework=False, progress=False,
+        backend = self._backend()
+        self.report = compare(transformed, self._eval(), backend, framework=False, progress=False,
                               local_sensitivity=previous is None, reuse_reference=previous is not None)
         if previous is not None:
             self.report.local_sqnr = {n: v for n, v in previous.local_sqnr.items() if n in transformed.quantized_nodes}
@@ -339,7 +341,7 @@ class Workbench:
         where = f"; first divergence at {self.report.first_divergence}" if self.report.first_divergence else ""
         self._update_graph(transformed)
         if previous is None and recipe.precision == "int8":  # the graph view's toggles reuse the FP32 side
-            threading.Thread(target=self._prepare_reference, args=(transformed, self._backend()), daemon=True,
+            threading.Thread(target=self._prepare_reference, args=(transformed, backend), daemon=True,
                              name="workbench-reference").start()
         self._status(f"{recipe.label}: output cosine {out['cosine']:.5f}, SQNR {out['sqnr_db']:.1f} dB "
                      f"({transformed.seconds:.2f} s to build){where}")
@@ -517,8 +519,7 @@ class Workbench:
             self.bias_correction.value, self.weight_bits.value = recipe.bias_correction, recipe.weight_bits
             self.fallback_precision.value = recipe.fallback_precision
             self.overrides.value = " ".join(recipe.overrides)
-            chosen = set(recipe.exclude)
-            self._set_exclusions(chosen)
+            self._set_exclusions(set(recipe.exclude))
 
     @_guard
     def run_latency(self) -> None:
