@@ -99,15 +99,15 @@ def corpus_row(name: str, work: str) -> dict:
 def main() -> None:
     import pandas as pd
 
+    from workbench.core.executor import EXECUTORS, Task, get_executor
+
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default=",".join(corpus.names()))
     parser.add_argument("--markdown", action="store_true")
-    parser.add_argument("--executor", default="local", choices=["local", "ray"],
+    parser.add_argument("--executor", default="local", choices=EXECUTORS,
                         help="one task per model; ray: in parallel on a local cluster or $RAY_ADDRESS (timings then "
                              "share the machine)")
     args = parser.parse_args()
-    from workbench.core.executor import Task, get_executor
-
     names = args.models.split(",")
     rows: list = [None] * len(names)
     with tempfile.TemporaryDirectory(prefix="workbench-corpus-") as tmp, get_executor(args.executor) as executor:

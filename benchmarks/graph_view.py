@@ -94,8 +94,10 @@ def main() -> None:
             page.close()
             rows.append({"model": name, "nodes drawn": drawn, "hidden (shape logic)": payload["hidden_nodes"],
                          "edges": len(payload["edges"]), "render ms (layout + SVG)": round(render_ms),
-                         "recolour ms": round(recolour_ms, 1), "toggle s, reference built in it":
-                             round(first_toggle_s, 2), "toggle s, reference ready (as in the app)": round(toggle_s, 2), "full compare s": round(first, 2), "samples": len(data),
+                         "recolour ms": round(recolour_ms, 1),
+                         "toggle s, reference built in it": round(first_toggle_s, 2),
+                         "toggle s, reference ready (as in the app)": round(toggle_s, 2),
+                         "full compare s": round(first, 2), "samples": len(data),
                          "toggled node": worst["id"]})
             print(rows[-1], file=sys.stderr, flush=True)
         browser.close()
