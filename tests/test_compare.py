@@ -47,11 +47,22 @@ def test_metrics_match_an_independent_numpy_computation(report, int8_all, mnist,
     cand_sess, _ = _all_outputs(int8_all.path, ["conv2d_1_DequantizeLinear_Output", "logits"])
     ref = [np.concatenate(x) for x in zip(*[ref_sess.run(None, {"input": data[i:i + 50]}) for i in range(0, 256, 50)])]
     cand = [np.concatenate(x) for x in zip(*[cand_sess.run(None, {"input": data[i:i + 50]}) for i in range(0, 256, 50)])]
-    for (r, c), row in zip(zip(ref, cand), [report.layers.set_index("tensor").loc["conv2d_1"], report.outputs[0]]):
+    layer, output = report.layers.set_index("tensor").loc["conv2d_1"], report.outputs[0]
+    for (r, c), row, prefix in zip(zip(ref, cand), [layer, output], ["", "pooled_"]):
+        rows_r, rows_c = r.reshape(len(r), -1).astype(np.float64), c.reshape(len(c), -1).astype(np.float64)
         r, c = r.astype(np.float64).ravel(), c.astype(np.float64).ravel()
-        assert row["sqnr_db"] == pytest.approx(20 * np.log10(np.linalg.norm(r) / np.linalg.norm(r - c)), abs=1e-3)
-        assert row["cosine"] == pytest.approx(r @ c / np.linalg.norm(r) / np.linalg.norm(c), abs=1e-6)
+        assert row[prefix + "sqnr_db"] == pytest.approx(20 * np.log10(np.linalg.norm(r) / np.linalg.norm(r - c)),
+                                                        abs=1e-3)
+        assert row[prefix + "cosine"] == pytest.approx(r @ c / np.linalg.norm(r) / np.linalg.norm(c), abs=1e-6)
         assert row["max_abs"] == pytest.approx(np.abs(r - c).max(), rel=1e-6)
+    # the output's verdict is per sample: the mean, 5th percentile and worst of the per-sample scores
+    per_cos = (rows_r * rows_c).sum(1) / np.linalg.norm(rows_r, axis=1) / np.linalg.norm(rows_c, axis=1)
+    per_sqnr = 20 * np.log10(np.linalg.norm(rows_r, axis=1) / np.linalg.norm(rows_r - rows_c, axis=1))
+    assert output["cosine"] == pytest.approx(per_cos.mean(), abs=1e-6)
+    assert output["cosine_worst"] == pytest.approx(per_cos.min(), abs=1e-6)
+    assert output["cosine_p5"] == pytest.approx(np.percentile(per_cos, 5), abs=1e-6)
+    assert output["sqnr_db"] == pytest.approx(per_sqnr.mean(), abs=1e-3)
+    assert output["worst_samples"][0]["index"] == int(per_cos.argmin())
 
 
 def test_sqnr_agrees_with_onnxruntime_qdq_loss_debug(report, int8_all, mnist, mnist_eval, tmp_path):

@@ -65,6 +65,9 @@ class LayerReport:
     node_info: dict[str, dict] = field(default_factory=dict)  # node → op_type, module (incl. nodes absent in FP32)
     channel_rms: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # quantized tensors only
     amax: dict[str, float] = field(default_factory=dict, repr=False)  # observed max |value|, quantized tensors
+    verdict: Any = field(default=None, repr=False)  # analysis.results.Scores of the final outputs
+    evaluation: dict = field(default_factory=dict)  # batched, or one sample at a time (batch-coupled model)
+    task: dict | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -79,6 +82,9 @@ class LayerReport:
             "framework": self.framework,
             "excluded_nodes": self.excluded_nodes,
             "folded_nodes": self.folded,
+            "verdict": self.verdict.to_dict(outputs=False) if self.verdict is not None else None,
+            "evaluation": self.evaluation,
+            "task": self.task,
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -158,6 +164,7 @@ def compare(
     progress: bool = True,
     local_sensitivity: bool = True,
     reuse_reference: bool = False,
+    task: Any = "auto",
 ) -> LayerReport:
     """Compare every layer of `transformed` with the FP32 model on `data` (same backend, same inputs).
 
@@ -166,13 +173,20 @@ def compare(
     `reuse_reference` keeps the FP32 model's marked engine for the next call on the same model (the app's precision
     toggles: the reference side does not change, so it is built once).
     Every marked tensor of a batch is held at once, so the batch shrinks below `batch_size` when one sample's
-    tensors (measured on the first sample) would exceed `memory_budget_mb` per batch.
+    tensors (measured on the first sample) would exceed `memory_budget_mb` per batch. A model whose FP32 outputs
+    depend on the batch they are computed in (evaluate.batch_coupling) is compared one sample at a time, as it is
+    deployed. The final outputs are judged per sample, per output and channel group, and by the model's task
+    (`task`: "auto" chooses from the output layout; see evaluate.verdict): `verdict`.
     """
+    from workbench.analysis.evaluate import OutputCollector, batch_coupling, verdict
+    from workbench.analysis.tasks import make_task, output_groups
     from workbench.core.progress import Steps
 
     model = transformed.fp32
     data = as_dataset(data, model.inputs, origin="evaluation data")
     backend = backend or get_backend()
+    coupling = batch_coupling(backend, model, data, batch_size)
+    task = make_task(task, model)
     reference = model.proto
     candidate = onnx.load(str(transformed.path), load_external_data=False)
     rows = _layer_rows(reference)
@@ -194,6 +208,7 @@ def compare(
     local_stats = {node: RunningStats() for node in local_pairs}
     output_names = [o.name for o in model.outputs]
     out_stats = {o: RunningStats() for o in output_names}
+    ref_outputs, cand_outputs = OutputCollector(), OutputCollector()
     torch_check = _FrameworkCheck.create(model) if framework else None
     float_tensors: set[str] | None = None
     shapes: dict[str, tuple[int, ...]] = {}
@@ -212,7 +227,7 @@ def compare(
             cand_future = pool.submit(cand_runner.infer, feed)
             ref_values = {**feed, **ref_runner.infer(feed)}
             cand_values = {**feed, **cand_future.result()}
-            if start == 0 and not fixed:
+            if start == 0 and not fixed and not coupling.coupled:
                 per_sample = sum(v.nbytes for v in ref_values.values()) + sum(v.nbytes for v in cand_values.values())
                 step = int(max(1, min(batch_size, memory_budget_mb * 2**20 // max(per_sample, 1))))
             start += n
@@ -238,6 +253,9 @@ def compare(
             list(pool.map(update_local, local_pairs))
             for o in output_names:
                 out_stats[o].update(ref_values[o], cand_values[names[o][0]])
+            fed = fixed or n
+            ref_outputs.add({o: ref_values[o] for o in output_names}, fed, n)
+            cand_outputs.add({o: cand_values[names[o][0]] for o in output_names}, fed, n)
             if torch_check is not None:
                 torch_check.update(feed, ref_values, output_names)
             if saved is not None:
@@ -251,10 +269,13 @@ def compare(
     local = {pair[0]: local_stats[node].sqnr_db for node, pair in local_pairs.items() if local_stats[node].count}
     table = _table(rows, names, float_tensors, stats, raw_stats, local, model.module_of, candidate)
     first = next((r.tensor for r in table.itertuples() if r.sqnr_db < threshold_db), None)
+    judged = verdict(cand_outputs.result(), ref_outputs.result(), len(data), output_groups(model, task), task, data)
     return LayerReport(
         layers=table,
-        outputs=[{"name": o, **{k: v for k, v in out_stats[o].summary().items() if k != "mean_abs"}}
-                 for o in output_names],
+        outputs=_output_rows(judged, out_stats),
+        verdict=judged,
+        evaluation=coupling.to_dict(),
+        task=task.to_dict() if task is not None else None,
         first_divergence=first,
         largest_drop=_largest_drop(table),
         threshold_db=threshold_db,
@@ -271,6 +292,20 @@ def compare(
         channel_rms={t: s.channel_rms() for t, s in stats.items() if s.channel_sq is not None},
         amax={t: s.ref_amax for t, s in stats.items() if s.ref_amax},
     )
+
+
+def _output_rows(judged, pooled: dict[str, RunningStats]) -> list[dict]:
+    """One row per graph output and channel group: `cosine` and `sqnr_db` are the means of the per-sample scores
+    (the pooled figures beside them), with the worst samples; `max_abs` over all samples."""
+    rows = []
+    for stats in judged.outputs:
+        row = {"name": stats.name, "cosine": stats.cosine, "sqnr_db": stats.sqnr_db, **stats.to_dict()}
+        if stats.name in pooled:
+            summary = pooled[stats.name].summary()
+            row["max_abs"] = summary["max_abs"]
+            row.update({k: summary[k] for k in ("nonfinite", "agreement") if k in summary})
+        rows.append(row)
+    return rows
 
 
 def _table(rows, names, float_tensors, stats, raw_stats, local, module_of, candidate) -> pd.DataFrame:

@@ -29,22 +29,34 @@ from workbench.precision.transform import apply, cleaned
 from workbench.runtime import Backend, get_backend
 
 
+# A target on the mean of per-sample scores also holds every sample to a floor, so a few collapsed inputs among
+# many good ones fail: by default the worst sample's cosine must reach 1 − FLOOR_FACTOR·(1 − target) (0.90 for a
+# 0.99 target) and its SQNR the target minus FLOOR_SQNR_DB.
+FLOOR_FACTOR = 10.0
+FLOOR_SQNR_DB = 10.0
+
+
 @dataclass
 class Target:
-    """What "fixed" means: output cosine, output SQNR, or a task metric (higher is better) within max_drop."""
+    """What "fixed" means, judged per sample on every output (the worst output or channel group decides): the mean
+    of per-sample cosines (or SQNRs) at least `cosine` (`sqnr_db`) and the worst sample at least the floor; or a
+    task metric (higher is better) within `max_drop` of FP32's."""
 
     cosine: float | None = None
     sqnr_db: float | None = None
     metric: TaskMetric | None = None
     metric_name: str = "metric"
     max_drop: float = 0.01
-    # An output-cosine target must hold for the lower bound of this bootstrap confidence interval over the
+    # A cosine target must hold for the lower bound of this bootstrap confidence interval of the mean over the
     # evaluation samples, not just for the point estimate: a search that stops at the first recipe scraping past
     # the target on few samples otherwise misses it on new data. None: the point estimate alone. The level is for
     # the whole search: diagnose tests each of its k evaluations at 1 - (1 - confidence) / k (Bonferroni), since
     # picking the first of k candidates to pass is k chances to be fooled by the evaluation set.
     confidence: float | None = 0.9
     per_evaluation_confidence: float | None = None
+    floor_cosine: float | None = None  # worst sample; default from FLOOR_FACTOR
+    floor_sqnr_db: float | None = None
+    task: Any = None  # the analysis.tasks.Task whose metric is gated, when it is one (for the report)
 
     def for_search(self, evaluations: int) -> "Target":
         """This target with the confidence each of `evaluations` tests must reach (Bonferroni)."""
@@ -57,27 +69,55 @@ class Target:
             self.cosine = 0.99
         if self.cosine is not None and not -1.0 <= self.cosine <= 1.0:
             raise WorkbenchError(f"target cosine must be in [-1, 1], got {self.cosine}")
+        if self.cosine is not None and self.floor_cosine is None:
+            self.floor_cosine = round(max(-1.0, 1.0 - FLOOR_FACTOR * (1.0 - self.cosine)), 12)
+        if self.sqnr_db is not None and self.floor_sqnr_db is None:
+            self.floor_sqnr_db = self.sqnr_db - FLOOR_SQNR_DB
 
     def describe(self) -> str:
         parts = []
         if self.cosine is not None:
-            parts.append(f"output cosine ≥ {self.cosine:g}")
+            parts.append(f"per-sample cosine mean ≥ {self.cosine:g} and worst ≥ {self.floor_cosine:g} on every output")
         if self.sqnr_db is not None:
-            parts.append(f"output SQNR ≥ {self.sqnr_db:g} dB")
+            parts.append(f"per-sample SQNR mean ≥ {self.sqnr_db:g} dB and worst ≥ {self.floor_sqnr_db:g} dB")
         if self.metric is not None:
-            parts.append(f"{self.metric_name} drop ≤ {self.max_drop:g}")
+            if self.task is not None and self.task.kind != "custom":
+                parts.append(f"{self.metric_name} ≥ {1.0 - self.max_drop:g} vs FP32")
+            else:
+                parts.append(f"{self.metric_name} drop ≤ {self.max_drop:g}")
         return " and ".join(parts)
 
-    def met(self, scores: Scores, reference_metric: float | None) -> bool:
-        ok = True
-        if self.cosine is not None:  # both the bound and the point estimate: a NaN output must never pass
+    def misses(self, scores: Scores, reference_metric: float | None) -> list[str]:
+        """What the scores miss, in words (empty when met)."""
+        out = []
+        ok = lambda v, bar: v is not None and math.isfinite(v) and v >= bar  # noqa: E731  NaN never passes
+        where = f" ({scores.deciding})" if scores.deciding else ""
+        if self.cosine is not None:
             bound = scores.cosine if scores.cosine_lower_bound is None else scores.cosine_lower_bound
-            ok &= all(math.isfinite(v) and v >= self.cosine for v in (scores.cosine, bound))
+            if not ok(scores.cosine, self.cosine):
+                out.append(f"per-sample cosine mean {scores.cosine:.4f}{where} < {self.cosine:g}")
+            elif not ok(bound, self.cosine):
+                out.append(f"the lower confidence bound of the mean cosine {bound:.4f} < {self.cosine:g}")
+            worst = scores.cosine if scores.cosine_worst is None else scores.cosine_worst
+            if not ok(worst, self.floor_cosine):
+                sample = scores.worst_samples[0] if scores.worst_samples else None
+                named = f" (sample {sample['index']}, {sample['output']})" if sample else ""
+                out.append(f"worst sample cosine {worst:.4f}{named} < {self.floor_cosine:g}")
         if self.sqnr_db is not None:
-            ok &= math.isfinite(scores.sqnr_db) and scores.sqnr_db >= self.sqnr_db
+            if not ok(scores.sqnr_db, self.sqnr_db):
+                out.append(f"per-sample SQNR mean {scores.sqnr_db:.1f} dB < {self.sqnr_db:g} dB")
+            worst = scores.sqnr_db if scores.sqnr_worst_db is None else scores.sqnr_worst_db
+            if not ok(worst, self.floor_sqnr_db):
+                out.append(f"worst sample SQNR {worst:.1f} dB < {self.floor_sqnr_db:g} dB")
         if self.metric is not None:
-            ok &= reference_metric - scores.metrics[self.metric_name] <= self.max_drop + 1e-12
-        return bool(ok)
+            value = scores.metrics.get(self.metric_name)
+            if value is None or not math.isfinite(value) or reference_metric - value > self.max_drop + 1e-12:
+                out.append(f"{self.metric_name} {value if value is None else round(value, 4)} vs FP32's "
+                           f"{reference_metric:.4f} (allowed drop {self.max_drop:g})")
+        return out
+
+    def met(self, scores: Scores, reference_metric: float | None) -> bool:
+        return not self.misses(scores, reference_metric)
 
     def better(self, a: Scores, b: Scores) -> bool:
         """Is scores `a` closer to the target than `b` (task metric first, then cosine, then SQNR)?"""
@@ -85,10 +125,15 @@ class Target:
         return a.value(key) > b.value(key)
 
     def to_dict(self) -> dict:
-        d = {"cosine": self.cosine, "sqnr_db": self.sqnr_db, "confidence": self.confidence,
-             "per_evaluation_confidence": self.per_evaluation_confidence}
+        d = {"cosine": self.cosine, "floor_cosine": self.floor_cosine, "sqnr_db": self.sqnr_db,
+             "floor_sqnr_db": self.floor_sqnr_db, "confidence": self.confidence,
+             "per_evaluation_confidence": self.per_evaluation_confidence,
+             "statistic": "mean of per-sample scores per output and channel group (worst output decides), every "
+                          "sample at least the floor", "description": self.describe()}
         if self.metric is not None:
             d.update(metric=self.metric_name, max_drop=self.max_drop)
+        if self.task is not None:
+            d["task"] = self.task.to_dict()
         return d
 
 
@@ -117,6 +162,9 @@ class Diagnosis:
     collateral: list[str] = field(default_factory=list)  # ops left in float beside the fallback nodes
     deployment: dict | None = None  # the final recipe on the evaluation data, run as ONNX Runtime CPU deploys it
     cycle_seconds: list[float] = field(default_factory=list)  # wall time of each search cycle (quantize + evaluate)
+    evaluation: dict = field(default_factory=dict)  # batched, or one sample at a time (batch-coupled model)
+    task: dict | None = None  # the task scored (chosen from the output layout, or given)
+    misses: list[str] = field(default_factory=list)  # what the final recipe misses on the evaluation data
 
     @property
     def remedies_tried(self) -> int:
@@ -137,48 +185,40 @@ class Diagnosis:
             "heldout": self.heldout, "warnings": self.warnings, "also_in_higher_precision": self.collateral,
             "deployment": self.deployment, "cycle_seconds": self.cycle_seconds,
             "recipe_cli_args": self.recipe.to_cli_args(), "recipe_python": self.recipe.to_python(),
+            "evaluation": self.evaluation, "task": self.task, "misses": self.misses,
         }
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
 
-def _scores(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], data: Dataset,
+def _scores(evaluator: Evaluator, outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray],
             target: Target) -> Scores:
-    """Worst output cosine and SQNR over the graph outputs, plus the task metric if the target has one, and for a
-    cosine target with a confidence level the bootstrap lower bound of the cosine."""
-    scores = Scores.of(output_scores(outputs, reference))
+    """The verdict of the outputs against `reference` (per sample, per output; the evaluator's task metrics), and
+    for a cosine target with a confidence level the bootstrap lower bound of the mean per-sample cosine."""
+    from workbench.analysis.evaluate import verdict
+
+    scores = verdict(outputs, reference, len(evaluator.data), evaluator.groups, evaluator.judged, evaluator.data)
     if target.cosine is not None and target.confidence:
         level = target.per_evaluation_confidence or target.confidence
-        scores.cosine_lower_bound = cosine_lower_bound(outputs, reference, len(data), level)
-    if target.metric is not None:
-        scores.metrics[target.metric_name] = float(target.metric(outputs, reference, data))
+        scores.cosine_lower_bound = cosine_lower_bound(scores, level)
+    if target.metric is not None and target.metric_name not in scores.metrics:
+        scores.metrics[target.metric_name] = float(target.metric(outputs, reference, evaluator.data))
     return scores
 
 
-def cosine_lower_bound(outputs: dict[str, np.ndarray], reference: dict[str, np.ndarray], samples: int,
-                       confidence: float, resamples: int = 2000) -> float | None:
-    """Lower bound (one-sided, `confidence`) of the worst output cosine under resampling of the samples with
-    replacement (bootstrap), from per-sample sums; None when no output has its samples on axis 0."""
+def cosine_lower_bound(scores: Scores, confidence: float, resamples: int = 2000) -> float | None:
+    """Lower bound (one-sided, `confidence`) of the worst output's mean per-sample cosine under resampling of the
+    samples with replacement (bootstrap); None with fewer than two samples."""
     rng = np.random.default_rng(0)
-    weights = rng.multinomial(samples, np.full(samples, 1.0 / samples), size=resamples).astype(np.float64)
     worst = None
-    for name, ref in reference.items():
-        out = outputs[name]
-        if np.ndim(ref) == 0 or np.shape(ref)[0] != samples or np.shape(out) != np.shape(ref):
+    for stats in scores.outputs:
+        cos = stats.per_sample_cosine
+        if stats.integer or cos is None or len(cos) < 2:
             continue
-        if is_categorical(ref) and not all(map(is_categorical, reference.values())):
-            continue  # labels are scored by agreement, as in output_scores
-        r = np.asarray(ref, np.float64).reshape(samples, -1)
-        x = np.asarray(out, np.float64).reshape(samples, -1)
-        if not (np.isfinite(r).all() and np.isfinite(x).all()):
-            return 0.0
-        rr, xx, ee = weights @ (r * r).sum(1), weights @ (x * x).sum(1), weights @ ((r - x) ** 2).sum(1)
-        norms = np.sqrt(rr * xx)
-        gap = (np.sqrt(rr) - np.sqrt(xx)) ** 2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            cos = np.where(norms > 0, 1.0 - (ee - gap) / (2.0 * norms), 1.0)
-        bound = float(np.quantile(np.clip(cos, -1, 1), 1.0 - confidence))
+        n = len(cos)
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=resamples).astype(np.float64)
+        bound = float(np.quantile(weights @ cos / n, 1.0 - confidence))
         worst = bound if worst is None else min(worst, bound)
     return worst
 
@@ -216,6 +256,9 @@ def diagnose(
     batch_axes: dict[str, int | None] | None = None,
     deployment_check: bool = True,
     executor: Any = None,
+    task: Any = "auto",
+    task_min: float | None = None,
+    max_drop: float | None = None,
 ) -> Diagnosis:
     """Why INT8 hurts and the cheapest fix that meets `target` (default output cosine ≥ 0.99).
 
@@ -251,17 +294,17 @@ def diagnose(
         raise WorkbenchError(f"unknown remedies {unknown}; choose from {', '.join(REMEDY_STEPS)}")
     calib = as_dataset(calib, model.inputs, batch_axes, origin="calibration data")
     data = as_dataset(data, model.inputs, batch_axes, origin="evaluation data")
-    target = target or Target()
     backend = backend or get_backend()
     bar = Steps(None, "diagnosing", "cycle", progress)
-    evaluator = Evaluator(model, calib, data, backend, batch_size, executor=executor)
+    evaluator = Evaluator(model, calib, data, backend, batch_size, executor=executor, task=task)
+    target = task_target(target or Target(), evaluator.judged, task_min, max_drop)
     reference = evaluator.reference
     reference_metric = float(target.metric(reference, reference, data)) if target.metric is not None else None
 
     cycle_seconds: list[float] = []
 
-    def scorer(outputs: dict, ref: dict) -> dict:
-        return _scores(outputs, ref, data, target)  # `target` as the search sets it (Bonferroni level)
+    def scorer(outputs: dict, ref: dict) -> Scores:
+        return _scores(evaluator, outputs, ref, target)  # `target` as the search sets it (Bonferroni level)
 
     def score(r: Recipe) -> dict:
         """One quantize + evaluate cycle of the search."""
@@ -399,7 +442,14 @@ def diagnose(
     if heldout is not None:
         diagnosis.heldout = score_heldout(model, final, as_dataset(heldout, model.inputs, batch_axes,
                                                                    origin="held-out data"), target, batch_size,
-                                          simulated=backend)
+                                          simulated=backend, task=evaluator.judged)
+        if diagnosis.met and not diagnosis.heldout["met"]:  # a recipe that misses on new data is not "met"
+            diagnosis.met = False
+            diagnosis.warnings.append("the recipe meets the target on the evaluation data but not on the held-out "
+                                      "data: " + "; ".join(diagnosis.heldout["misses"]))
+    diagnosis.evaluation = evaluator.coupling.to_dict()
+    diagnosis.task = evaluator.judged.to_dict() if evaluator.judged is not None else None
+    diagnosis.misses = target.misses(after, reference_metric)
     diagnosis.explanation = explain(diagnosis, target)
     return diagnosis
 
@@ -419,24 +469,40 @@ def _sample_warnings(data: Dataset, target: Target, after: Scores) -> list[str]:
     return out
 
 
+def task_target(target: Target, task, task_min: float | None = None, max_drop: float | None = None) -> Target:
+    """The target with the task's primary metric gated too, when the target names no metric of its own: a
+    built-in task's at `task_min` (default its own floor; FP32 against itself scores 1 on every such metric), a
+    user metric within `max_drop` of FP32's."""
+    if task is None or target.metric is not None:
+        return target
+    if task.kind == "custom":
+        return replace(target, metric=task.metric, metric_name=task.primary, task=task,
+                       max_drop=target.max_drop if max_drop is None else max_drop)
+    floor = task.default_min if task_min is None else task_min
+    return replace(target, metric=task.metric, metric_name=task.primary, max_drop=round(1.0 - floor, 12), task=task)
+
+
 def score_heldout(model: ModelHandle, final, heldout: Dataset, target: Target, batch_size: int = 32,
-                  simulated: Backend | None = None) -> dict:
+                  simulated: Backend | None = None, task: Any = "auto") -> dict:
     """The final recipe against FP32 on held-out data with plain ONNX Runtime (its default, full graph
-    optimizations: what a deployment runs), not the unoptimized graph the search used; with `simulated`, also
-    the simulated Q/DQ score (the search's own arithmetic), which tells a data shift from a kernel effect."""
-    point = Target(target.cosine, target.sqnr_db, target.metric, target.metric_name, target.max_drop, None)
+    optimizations: what a deployment runs), not the unoptimized graph the search used, scored with the search's
+    statistics (per sample, per output, the task) and evaluated as deployed (one sample at a time when the model
+    is batch-coupled); with `simulated`, also the simulated Q/DQ score (the search's own arithmetic), which tells a
+    data shift from a kernel effect. `misses` says in words what the held-out data misses."""
+    point = replace(target, confidence=None, per_evaluation_confidence=None)
 
-    def scored(backend: Backend) -> tuple[Scores, bool]:
-        evaluator = Evaluator(model, None, heldout, backend, batch_size)
-        scores = _scores(evaluator.run(final), evaluator.reference, heldout, point)
+    def scored(backend: Backend) -> tuple[Scores, list[str], Evaluator]:
+        evaluator = Evaluator(model, None, heldout, backend, batch_size, task=task)
         reference = evaluator.reference
+        scores = _scores(evaluator, evaluator.run(final), reference, point)
         metric = float(target.metric(reference, reference, heldout)) if target.metric is not None else None
-        return scores, point.met(scores, metric)
+        return scores, point.misses(scores, metric), evaluator
 
-    scores, met = scored(get_backend("onnxruntime-cpu", optimization="all"))
-    out = {"samples": len(heldout), "graph_optimization": "all", **scores.to_dict(), "met": met}
+    scores, misses, evaluator = scored(get_backend("onnxruntime-cpu", optimization="all"))
+    out = {"samples": len(heldout), "graph_optimization": "all", "evaluation": evaluator.coupling.describe(),
+           **scores.to_dict(), "met": not misses, "misses": misses}
     if simulated is not None:
-        out["simulated"] = {**scored(simulated)[0].to_dict(),
+        out["simulated"] = {**scored(simulated)[0].to_dict(outputs=False),
                             "graph_optimization": getattr(simulated, "optimization", None)}
     return out
 
@@ -471,7 +537,8 @@ def _deployment(search: Evaluator, scorer) -> _Deployment | None:
     if getattr(backend, "name", "") != "onnxruntime-cpu" or getattr(backend, "optimization", "all") == "all":
         return None
     deployed = get_backend("onnxruntime-cpu", optimization="all", threads=backend.threads)
-    return _Deployment(Evaluator(search.model, search.calib, search.data, deployed, search.batch_size), scorer)
+    return _Deployment(Evaluator(search.model, search.calib, search.data, deployed, search.batch_size,
+                                 task=search.judged), scorer)
 
 
 def _kernel_remedy(deploy: _Deployment, recipe: Recipe, simulated: Scores, deployed: Scores, score,
@@ -712,6 +779,13 @@ def cause(node_name: str, model: ModelHandle, report: LayerReport, base) -> str:
     return "; ".join(text for _, _, text in tensor_issues(node_name, model, report, base))
 
 
+def _worst(scores: Scores) -> str:
+    if scores.cosine_worst is None:
+        return "n/a"
+    sample = scores.worst_samples[0] if scores.worst_samples else None
+    return f"{scores.cosine_worst:.4f}" + (f", #{sample['index']}" if sample else "")
+
+
 def _name(row: RankedNode) -> str:
     module = f", module {row.module}" if row.module else ""
     return f"{row.node} ({row.op_type}{module})"
@@ -721,9 +795,11 @@ def explain(d: Diagnosis, target: Target) -> str:
     """The diagnosis in plain words: which node, which module, how bad, and what the fix costs."""
     b, a = d.before, d.after
     metric = f", {target.metric_name} {b.metrics[target.metric_name]:.4f}" if target.metric is not None else ""
+    mode = ("Evaluated " + d.evaluation["evaluation"] + ". ") if d.evaluation.get("coupled") else ""
     if not d.fallback and d.met and len(d.remedies) <= 1:
-        return (f"INT8 is healthy on this data: output cosine {b.cosine:.4f}, SQNR {b.sqnr_db:.1f} dB"
-                f"{metric} meets the target ({target.describe()}). No node needs to stay in higher precision.")
+        return (f"{mode}INT8 is healthy on this data: per-sample cosine mean {b.cosine:.4f} (worst sample "
+                f"{_worst(b)}), SQNR {b.sqnr_db:.1f} dB{metric} meets the target ({target.describe()}). No node needs "
+                "to stay in higher precision.")
     culprits = [r for r in d.ranking if r.node in d.fallback] or d.initial_ranking[:1] or d.ranking[:1]
     top = culprits[0]
     local = top.local_sqnr_db
@@ -734,6 +810,11 @@ def explain(d: Diagnosis, target: Target) -> str:
         effect = ("its output is destroyed (Inf/NaN or no signal left)" if local <= -SQNR_CAP_DB + 1 else
                   f"its output keeps {local:.1f} dB SQNR ({min(1.0, top.score):.2%} relative noise power)")
         lines = [f"{verb} {_name(top)}: quantized on its own, with exact FP32 inputs, {effect}."]
+    if mode:
+        lines.insert(0, mode.strip())
+    if b.deciding:
+        lines.append(f"As given, the worst output is '{b.deciding}' (per-sample cosine mean {b.cosine:.4f}, worst "
+                     f"sample {_worst(b)}; pooled over all samples {b.pooled_cosine:.4f}).")
     if d.causes.get(top.node):
         lines.append(f"Why: {d.causes[top.node]}.")
     if d.report.first_divergence:
@@ -757,8 +838,9 @@ def explain(d: Diagnosis, target: Target) -> str:
         return " ".join(lines)
     lines.append(
         f"Keeping {len(d.fallback)} of {d.quantized_nodes} quantized nodes in higher precision "
-        f"({', '.join(d.fallback)}) takes output cosine from {b.cosine:.4f} to {a.cosine:.4f} and SQNR from "
-        f"{b.sqnr_db:.1f} to {a.sqnr_db:.1f} dB{after_metric}; this {verdict} the target ({target.describe()})."
+        f"({', '.join(d.fallback)}) takes the per-sample cosine mean from {b.cosine:.4f} to {a.cosine:.4f} (worst "
+        f"sample {_worst(a)}) and SQNR from {b.sqnr_db:.1f} to {a.sqnr_db:.1f} dB{after_metric}; this {verdict} the "
+        f"target ({target.describe()})" + (f": {'; '.join(d.misses)}." if d.misses else ".")
     )
     share = d.cost.get("share_of_macs_in_higher_precision", 0.0)
     lines.append(f"Cost: {share:.2%} of the INT8-eligible multiply-accumulates run in higher precision; "

@@ -19,25 +19,111 @@ TaskMetric = Callable[[Outputs, Outputs, Dataset], float]
 
 
 def run(engine, data: Dataset, batch_size: int = 32) -> Outputs:
-    """Every graph output for every sample, concatenated on axis 0 (batches follow the model's fixed batch; the
-    padding of a last partial batch is dropped). An output whose batch is not on axis 0 (a recurrent state) is
-    concatenated flat, which is what the flattened output metrics read."""
+    """Every graph output for every sample, indexed by sample on axis 0 (see OutputCollector); batches follow the
+    model's fixed batch, and the padding of a last partial batch is dropped."""
     size = data.batch_size(min(batch_size, _profile_max_batch(engine, data)))
-    chunks: dict[str, list[np.ndarray]] = {}
+    collected = OutputCollector()
     for start in range(0, len(data), size):
         real = min(size, len(data) - start)
-        for name, value in engine.infer(data.feed(start, size)).items():
+        collected.add(engine.infer(data.feed(start, size)), size if data.fixed_batch else real, real)
+    return collected.result()
+
+
+class OutputCollector:
+    """Graph outputs batch by batch, concatenated by sample: an output whose samples are on another axis (a
+    recurrent state [layers, batch, hidden]) has that axis moved to the front, so every output is indexed by sample;
+    one whose sample axis cannot be told is concatenated flat (scored pooled)."""
+
+    def __init__(self) -> None:
+        self.chunks: dict[str, list[np.ndarray]] = {}
+        self.flat: set[str] = set()
+
+    def add(self, outputs: dict[str, np.ndarray], fed: int, real: int) -> None:
+        """One batch's outputs: `fed` samples went in (a fixed batch is padded), the first `real` are data."""
+        from workbench.core.metrics import sample_axis
+
+        for name, value in outputs.items():
             value = np.asarray(value)
-            if real < size and value.ndim and value.shape[0] == size:
+            axis = sample_axis(value.shape, fed)
+            if axis == -1:
+                value = value[None]
+            elif axis is None:
+                self.flat.add(name)
+            elif axis:
+                value = np.moveaxis(value, axis, 0)
+            if real < fed and name not in self.flat:
                 value = value[:real]
-            chunks.setdefault(name, []).append(value)
-    out = {}
-    for name, parts in chunks.items():
-        if all(p.ndim and p.shape[1:] == parts[0].shape[1:] for p in parts):
-            out[name] = np.concatenate(parts)
-        else:
-            out[name] = np.concatenate([p.ravel() for p in parts])
-    return out
+            self.chunks.setdefault(name, []).append(value)
+
+    def result(self) -> Outputs:
+        out = {}
+        for name, parts in self.chunks.items():
+            if name not in self.flat and all(p.ndim and p.shape[1:] == parts[0].shape[1:] for p in parts):
+                out[name] = np.concatenate(parts)
+            else:
+                out[name] = np.concatenate([p.ravel() for p in parts])
+        return out
+
+
+@dataclass
+class Coupling:
+    """Whether the FP32 model's outputs depend on the batch they are computed in: the largest difference between
+    `samples` samples run as one batch and one at a time, relative to the output's RMS."""
+
+    coupled: bool
+    max_relative_diff: float
+    samples: int
+
+    def describe(self) -> str:
+        if not self.coupled:
+            return "batched (outputs do not depend on the batch)"
+        return (f"one sample at a time: the FP32 model's outputs depend on the batch they are computed in (batched "
+                f"vs one at a time differ by {self.max_relative_diff:.3g}x the output RMS on {self.samples} samples)")
+
+    def to_dict(self) -> dict:
+        return {"coupled": self.coupled, "max_relative_diff": self.max_relative_diff, "samples": self.samples,
+                "evaluation": self.describe()}
+
+
+# Batched and one-at-a-time runs of the same samples differ by float reassociation only (about 1e-6 of the RMS);
+# this much more is a model whose outputs depend on the batch (a normalisation over the whole batch).
+COUPLING_TOLERANCE = 1e-3
+
+
+def batch_coupling(backend, model, data: Dataset, batch_size: int = 32, probe: int = 8) -> Coupling:
+    """Run the FP32 model on the first `probe` samples batched and one at a time (cached by model, samples and
+    backend): when the outputs differ, the model is evaluated as deployed, one sample at a time, everywhere."""
+    import json
+
+    from workbench.core import cache
+
+    n = min(probe, len(data), max(1, batch_size))
+    if data.fixed_batch or n < 2:
+        return Coupling(False, 0.0, 0)
+    sub = data.take(n)
+    key = cache.digest("batch-coupling", 1, model.sha256, sub.fingerprint(), backend.key(), n)
+    path = cache.artifact_path("coupling", key, ".json")
+    if path.exists():
+        try:
+            return Coupling(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError):
+            path.unlink(missing_ok=True)
+    with backend.build(model.path) as engine:
+        if _profile_max_batch(engine, sub) < 2:
+            return Coupling(False, 0.0, 0)
+        batched, single = run(engine, sub, n), run(engine, sub, 1)
+    worst = 0.0
+    for name, ref in single.items():
+        ref, value = np.asarray(ref, np.float64), np.asarray(batched[name], np.float64)
+        if ref.shape != value.shape or not np.isfinite(ref).all() or not np.isfinite(value).all():
+            continue
+        rms = float(np.sqrt(np.mean(ref ** 2))) if ref.size else 0.0
+        if rms > 0:
+            worst = max(worst, float(np.abs(ref - value).max()) / rms)
+    result = Coupling(worst > COUPLING_TOLERANCE, worst, n)
+    cache.atomic_write(path, json.dumps({"coupled": result.coupled, "max_relative_diff": worst,
+                                         "samples": n}).encode())
+    return result
 
 
 def reference_run(backend, model, data: Dataset, batch_size: int = 32) -> Outputs:
@@ -50,7 +136,7 @@ def reference_run(backend, model, data: Dataset, batch_size: int = 32) -> Output
 
     with backend.build(model.path) as engine:
         size = data.batch_size(min(batch_size, _profile_max_batch(engine, data)))
-        key = cache.digest("reference-outputs", 1, model.sha256, data.fingerprint(), engine.describe(), size)
+        key = cache.digest("reference-outputs", 2, model.sha256, data.fingerprint(), engine.describe(), size)
         path = cache.artifact_path("reference", key, ".npz")
         if path.exists():
             try:
@@ -75,14 +161,19 @@ class Evaluator:
     search gets there. The same function computes every evaluation in either executor, so scores are identical."""
 
     def __init__(self, model, calib: Dataset | None, data: Dataset, backend=None, batch_size: int = 32,
-                 executor=None) -> None:
+                 executor=None, task: Any = "auto") -> None:
+        from workbench.analysis.tasks import make_task, output_groups
         from workbench.core.executor import get_executor
         from workbench.runtime import get_backend
 
-        self.model, self.calib, self.data, self.batch_size = model, calib, data, batch_size
+        self.model, self.calib, self.data = model, calib, data
         self.backend = backend or get_backend()
         self.executor = get_executor(executor)
-        self.reference = reference_run(self.backend, model, data, batch_size)
+        self.coupling = batch_coupling(self.backend, model, data, batch_size)
+        self.batch_size = 1 if self.coupling.coupled else batch_size  # evaluated as deployed
+        self.judged = make_task(task, model)  # the analysis.tasks.Task its verdicts score, or None
+        self.groups = output_groups(model, self.judged)
+        self.reference = reference_run(self.backend, model, data, self.batch_size)
         self._futures: dict = {}  # recipe → Future of evaluate_recipe
         self._shared: tuple | None = None
 
@@ -139,9 +230,12 @@ class Evaluator:
         seconds the cycle took (apply, build, run wherever it ran, and scoring)."""
         done = self.evaluated(recipe)
         start = time.perf_counter()
-        scores = scorer(done.outputs, self.reference) if scorer else Scores.of(output_scores(done.outputs,
-                                                                                             self.reference))
+        scores = scorer(done.outputs, self.reference) if scorer else self.verdict(done.outputs)
         return scores.with_(seconds=round(done.seconds + time.perf_counter() - start, 3))
+
+    def verdict(self, outputs: Outputs) -> Scores:
+        """Per-sample, per-output scores against the reference, with the task's metrics and its worst samples."""
+        return verdict(outputs, self.reference, len(self.data), self.groups, self.judged, self.data)
 
 
 @dataclass
@@ -174,20 +268,29 @@ def _profile_max_batch(engine, data: Dataset) -> int:
     return min(limits, default=2**31)
 
 
-def output_scores(outputs: Outputs, reference: Outputs) -> dict:
-    """Worst cosine and SQNR over the floating-point graph outputs, against the FP32 reference (docs/DESIGN.md
-    metrics); integer outputs (labels, indices) add their worst `agreement` instead (see RunningStats)."""
-    from workbench.core.metrics import RunningStats
+def verdict(outputs: Outputs, reference: Outputs, samples: int, groups: dict | None = None, task: Any = None,
+            data: Dataset | None = None) -> Scores:
+    """The outputs against the FP32 reference as a user judges them: per sample, per output and channel group
+    (core.metrics.OutputScorer; the worst output decides), plus the task's metrics (analysis.tasks) when there is
+    one."""
+    from workbench.core.metrics import OutputScorer
 
-    stats = {name: RunningStats() for name in reference}
-    for name, s in stats.items():
-        s.update(reference[name], outputs[name])
-    signals = [s for s in stats.values() if not s.integer] or list(stats.values())
-    scores = {"cosine": min(s.cosine for s in signals), "sqnr_db": min(s.sqnr_db for s in signals)}
-    labels = [s for s in stats.values() if s.integer]
-    if labels:
-        scores["agreement"] = min(s.agreement for s in labels)
+    scorer = OutputScorer(list(reference), groups)
+    scorer.update(reference, outputs, samples)
+    scores = Scores.of(scorer.result())
+    if task is not None:
+        result = task.evaluate(outputs, reference, data)
+        scores.metrics.update(result.metrics)
+        scores.task_worst = [{"index": i, "score": v} for i, v in result.worst()]
     return scores
+
+
+def output_scores(outputs: Outputs, reference: Outputs) -> dict:
+    """The verdict's headline numbers (mean per-sample cosine and SQNR of the worst output, the worst sample, the
+    pooled cosine; worst `agreement` for integer outputs), samples on axis 0 of every output (see `run`)."""
+    first = np.asarray(next(iter(reference.values()))) if reference else np.zeros(1)
+    d = verdict(outputs, reference, first.shape[0] if first.ndim else 1).to_dict(outputs=False)
+    return {k: v for k, v in d.items() if isinstance(v, (int, float))}
 
 
 def _first(outputs: Outputs) -> np.ndarray:

@@ -5,23 +5,54 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from workbench.core.metrics import WORST_LISTED, OutputStats
+
 
 @dataclass
 class Scores:
-    """A candidate's graph outputs against the FP32 model's: worst output cosine and SQNR over the float outputs,
-    worst agreement over integer outputs, the bootstrap lower bound of the cosine, task metrics by name."""
+    """A candidate's graph outputs against the FP32 model's, as a user judges them: per sample, per output and per
+    channel group (core.metrics.OutputScorer), the worst output deciding. `cosine` and `sqnr_db` are the mean of the
+    per-sample scores of the worst output (or group), `cosine_worst` / `cosine_p5` the worst sample and the 5th
+    percentile over every output; the pooled figures (all samples flattened) are information only. Integer outputs
+    add their worst `agreement`; task metrics (and reference_<name>) by name; the bootstrap lower bound of the
+    mean cosine when a target asks for one."""
 
     cosine: float
     sqnr_db: float
     agreement: float | None = None
     cosine_lower_bound: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)  # task metrics (and reference_<name>) by name
+    metrics: dict[str, float] = field(default_factory=dict)
     seconds: float | None = None  # the quantize + evaluate cycle that produced them
+    cosine_worst: float | None = None
+    cosine_p5: float | None = None
+    sqnr_worst_db: float | None = None
+    pooled_cosine: float | None = None
+    pooled_sqnr_db: float | None = None
+    deciding: str | None = None  # the output or channel group with the lowest mean cosine
+    worst_samples: list[dict] = field(default_factory=list)  # [{index, output, cosine}], worst first
+    outputs: list[OutputStats] = field(default_factory=list, repr=False)
+    task_worst: list[dict] = field(default_factory=list)  # [{index, score}] by the task's per-sample score
 
     @classmethod
-    def of(cls, scores: dict[str, float]) -> "Scores":
-        """From `output_scores`' dict (cosine, sqnr_db, optionally agreement)."""
-        return cls(scores["cosine"], scores["sqnr_db"], scores.get("agreement"))
+    def of(cls, stats: list[OutputStats]) -> "Scores":
+        """The verdict of per-output statistics: the worst float output (or group) decides."""
+        signals = [s for s in stats if not s.integer] or list(stats)
+        deciding = min(signals, key=lambda s: s.cosine)
+        by_sample: dict[int, dict] = {}
+        for s in signals:
+            for index, cos in s.worst:
+                if index not in by_sample or cos < by_sample[index]["cosine"]:
+                    by_sample[index] = {"index": index, "output": s.name, "cosine": cos}
+        labels = [s for s in stats if s.integer]
+        whole = [s for s in signals if s.group is None] or signals  # pooled figures: whole outputs, as before
+        return cls(
+            cosine=deciding.cosine, sqnr_db=min(s.sqnr_db for s in signals),
+            agreement=min(s.agreement for s in labels) if labels else None,
+            cosine_worst=min(s.cosine_worst for s in signals), cosine_p5=min(s.cosine_p5 for s in signals),
+            sqnr_worst_db=min(s.sqnr_worst_db for s in signals),
+            pooled_cosine=min(s.pooled_cosine for s in whole), pooled_sqnr_db=min(s.pooled_sqnr_db for s in whole),
+            deciding=deciding.name, outputs=list(stats),
+            worst_samples=sorted(by_sample.values(), key=lambda r: r["cosine"])[:WORST_LISTED])
 
     def value(self, name: str) -> float:
         """A score by its JSON name: cosine, sqnr_db, agreement or a task metric."""
@@ -30,12 +61,20 @@ class Scores:
     def with_(self, **changes: Any) -> "Scores":
         return replace(self, **changes)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, outputs: bool = True) -> dict:
+        """JSON form; `outputs=False` leaves out the per-output table (a search's trials)."""
         out: dict[str, Any] = {"cosine": self.cosine, "sqnr_db": self.sqnr_db}
-        for name in ("agreement", "cosine_lower_bound"):
+        for name in ("agreement", "cosine_lower_bound", "cosine_worst", "cosine_p5", "sqnr_worst_db",
+                     "pooled_cosine", "pooled_sqnr_db", "deciding"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
+        if self.worst_samples:
+            out["worst_samples"] = self.worst_samples
         out.update(self.metrics)
+        if self.task_worst:
+            out["task_worst_samples"] = self.task_worst
+        if outputs and self.outputs:
+            out["outputs"] = [s.to_dict() for s in self.outputs]
         if self.seconds is not None:
             out["seconds"] = self.seconds
         return out
@@ -66,7 +105,7 @@ class Trial:
     met: bool
 
     def to_dict(self) -> dict:
-        return {"fallback": self.fallback, **self.scores.to_dict(), "met": self.met}
+        return {"fallback": self.fallback, **self.scores.to_dict(outputs=False), "met": self.met}
 
 
 @dataclass
@@ -84,7 +123,7 @@ class RemedyStep:
     added_mul_nodes: int | None = None  # smoothing: explicit per-channel Mul nodes
 
     def to_dict(self) -> dict:
-        out: dict[str, Any] = {"remedy": self.remedy, **self.scores.to_dict(), "met": self.met,
+        out: dict[str, Any] = {"remedy": self.remedy, **self.scores.to_dict(outputs=False), "met": self.met,
                                "nodes_in_higher_precision": self.nodes_in_higher_precision}
         if self.search:
             out["search"] = True

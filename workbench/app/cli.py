@@ -130,6 +130,11 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
     p.add_argument("--backend", default="onnxruntime-cpu", help="onnxruntime-cpu, tensorrt or tensorrt-rtx")
     p.add_argument("--json", metavar="OUT", help="also write the JSON result to this file")
+    p.add_argument("--task", default="auto", metavar="TASK",
+                   help="how a user of the model judges it, against FP32's own results: auto (chosen from the output "
+                        "layout where it is unambiguous), none, classification, detection, ctc, segmentation[:THRESHOLD], "
+                        "embedding, or a metric of your own as MODULE:FUNCTION or FILE.py:FUNCTION, called as "
+                        "fn(outputs, reference, data) and returning a float or a dict of floats (higher is better)")
 
 
 def _backend(args: argparse.Namespace, model, **cpu_options: Any):
@@ -152,7 +157,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
                      batch_axes=_batch_axes(args), shapes=args.shapes)
     transformed = apply(inputs.model, inputs.recipe, inputs.calib)
     report = compare(transformed, inputs.eval, _backend(args, inputs.model), batch_size=args.batch_size,
-                     threshold_db=args.threshold, framework=not args.no_framework, save_dir=args.save_outputs)
+                     threshold_db=args.threshold, framework=not args.no_framework, save_dir=args.save_outputs,
+                     task=args.task)
     _write_json(report.to_dict(), args.json)
     return EXIT_OK
 
@@ -179,15 +185,21 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
     if args.target_cosine is not None and args.target_sqnr is not None:
         raise WorkbenchError("give one of --target-cosine and --target-sqnr")
+    if args.target_task is not None and not 0.0 <= args.target_task <= 1.0:
+        raise WorkbenchError(f"--target-task is a share between 0 and 1 (e.g. 0.98), got {args.target_task}")
+    if args.target_task is not None and args.task == "none":
+        raise WorkbenchError("--target-task needs a task: drop --task none or name one with --task")
     target = Target(cosine=args.target_cosine, sqnr_db=args.target_sqnr,
-                    confidence=None if args.confidence == 0 else args.confidence)
+                    confidence=None if args.confidence == 0 else args.confidence, floor_cosine=args.floor_cosine,
+                    floor_sqnr_db=args.floor_sqnr)
     inputs = resolve(args.model, _recipe(args), args.calib_data, args.eval_data, args.limit,
                      batch_axes=_batch_axes(args), shapes=args.shapes)
     with _executor(args) as executor:
         result = diagnose(inputs.model, inputs.recipe, inputs.calib, inputs.eval, target,
                           _backend(args, inputs.model), batch_size=args.batch_size, remedies=not args.no_remedies,
                           heldout=args.heldout_data, batch_axes=inputs.batch_axes,
-                          deployment_check=not args.no_deployment_check, executor=executor)
+                          deployment_check=not args.no_deployment_check, executor=executor, task=args.task,
+                          task_min=args.target_task, max_drop=args.max_drop)
     out = result.to_dict()
     out["reproduce"] = reproduce_command(args, result.recipe)
     if args.html:
@@ -199,7 +211,11 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         print(f"workbench: warning: {warning}", file=sys.stderr)
     if not result.met:
-        raise CheckFailed(f"no fallback within {result.budget} runs reaches {target.describe()}")
+        held = result.heldout
+        if held is not None and not held["met"] and not result.misses:
+            raise CheckFailed("the recipe meets the target on the evaluation data but misses it on the held-out "
+                              "data: " + "; ".join(held["misses"]))
+        raise CheckFailed(f"no fallback within {result.budget} runs reaches the target: " + "; ".join(result.misses))
     return EXIT_OK
 
 
@@ -297,8 +313,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("diagnose", help="find where INT8 collapses and a minimal higher-precision fallback")
     _add_recipe_args(p, ("int8",))
     _add_eval_args(p)
-    p.add_argument("--target-cosine", type=float, help="output cosine to reach (default 0.99)")
-    p.add_argument("--target-sqnr", type=float, help="output SQNR to reach, in dB")
+    p.add_argument("--target-cosine", type=float,
+                   help="mean per-sample output cosine to reach, on every output and channel group (default 0.99)")
+    p.add_argument("--target-sqnr", type=float, help="mean per-sample output SQNR to reach, in dB")
+    p.add_argument("--floor-cosine", type=float,
+                   help="every sample's output cosine must reach this too (default 1 - 10 x (1 - target): 0.9 for "
+                        "0.99)")
+    p.add_argument("--floor-sqnr", type=float, help="every sample's SQNR must reach this (default target - 10 dB)")
+    p.add_argument("--target-task", type=float, metavar="SHARE",
+                   help="the task metric to reach vs FP32 (e.g. 0.98: box F1 for a detector, top-1 agreement for a "
+                        "classifier, 1 - CER for CTC text; default: the task's own floor, 0.95-0.98)")
+    p.add_argument("--max-drop", type=float, default=0.01,
+                   help="with --task MODULE:FUNCTION, how far the metric may fall below FP32's (default 0.01)")
     p.add_argument("--confidence", type=float, default=0.9,
                    help="an output-cosine target must hold for this bootstrap lower bound over the evaluation "
                         "samples (default 0.9; 0 = the point estimate alone)")

