@@ -119,9 +119,13 @@ class Target:
     def met(self, scores: Scores, reference_metric: float | None) -> bool:
         return not self.misses(scores, reference_metric)
 
-    def better(self, a: Scores, b: Scores) -> bool:
-        """Is scores `a` closer to the target than `b` (task metric first, then cosine, then SQNR)?"""
-        key = self.metric_name if self.metric is not None else ("cosine" if self.cosine is not None else "sqnr_db")
+    def better(self, a: Scores, b: Scores, reference_metric: float | None = None) -> bool:
+        """Is scores `a` closer to the target than `b`: fewer of its parts missed, then the higher mean cosine (or
+        SQNR, or the task metric when it is the only part)?"""
+        misses_a, misses_b = len(self.misses(a, reference_metric)), len(self.misses(b, reference_metric))
+        if misses_a != misses_b:
+            return misses_a < misses_b
+        key = "cosine" if self.cosine is not None else "sqnr_db" if self.sqnr_db is not None else self.metric_name
         return a.value(key) > b.value(key)
 
     def to_dict(self) -> dict:
@@ -345,9 +349,9 @@ def diagnose(
             # once needed 25 nodes and 66 % of the MACs instead of 19 and 43 %); the best one that improved the
             # score becomes a second start for the fallback search below.
             keep = target.met(scores, reference_metric) if step in _RESCALING.keys() | {"bias"} else target.better(
-                scores, current_scores)
+                scores, current_scores, reference_metric)
             if not keep and step in _RESCALING.keys() | {"bias"} and target.better(
-                    scores, rescaled[1] if rescaled else current_scores):
+                    scores, rescaled[1] if rescaled else current_scores, reference_metric):
                 rescaled = (candidate, scores)
             if keep:
                 current, current_scores = candidate, scores
