@@ -108,7 +108,8 @@ def test_integer_outputs_are_scored_by_agreement():
     assert stats.summary()["agreement"] == 0.75
     ref = {"label": np.array([1, 2, 3, 4]), "probabilities": np.array([[0.5, 0.5]] * 4, np.float32)}
     scores = output_scores({"label": np.array([1, 2, 3, 9]), "probabilities": ref["probabilities"]}, ref)
-    assert scores == {"cosine": 1.0, "sqnr_db": 200.0, "agreement": 0.75}
+    assert {k: scores[k] for k in ("cosine", "sqnr_db", "agreement", "cosine_worst")} == {
+        "cosine": 1.0, "sqnr_db": 200.0, "agreement": 0.75, "cosine_worst": 1.0}
 
 
 def test_scan_model_from_scikit_learn(tmp_path):

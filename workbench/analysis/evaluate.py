@@ -353,13 +353,19 @@ def recipe_table(model, recipes, calib: Dataset | None, data: Dataset, backend=N
     if not metrics:
         metrics = {"top1": labelled_top1} if data.labels is not None else {"top1_agreement": top1_agreement}
     recipes = list(dict.fromkeys(recipes))
-    journal = Journal("recipe-table", cache.digest(model.sha256, data.fingerprint(), calib.fingerprint() if calib
+    journal = Journal("recipe-table", cache.digest(2, model.sha256, data.fingerprint(), calib.fingerprint() if calib
                                                    else None, evaluator.backend.key(), sorted(metrics)))
 
     def row(recipe, done: Evaluated) -> dict:
+        judged = evaluator.verdict(done.outputs)
+        task = evaluator.judged
         return {"recipe": recipe.label, "precision": recipe.precision,
                 **{name: float(fn(done.outputs, evaluator.reference, data)) for name, fn in metrics.items()},
                 "mean_cosine": float(mean_cosine(done.outputs, evaluator.reference, data)),
+                "worst_cosine": judged.cosine_worst, "pooled_cosine": judged.pooled_cosine,
+                "deciding_output": judged.deciding,
+                **({task.primary: judged.metrics[task.primary]} if task is not None and task.primary not in metrics
+                   else {}),
                 "quantized_nodes": done.quantized_nodes}
 
     rows = journal.run(evaluator.executor, {r: evaluator.task(r) for r in recipes}, row,

@@ -98,8 +98,7 @@ def detect_task(model) -> Task | None:
         return make_task(zoo_task, model)
     for out in outputs:
         shape = tuple(out.shape)
-        producer = producers.get(out.name)
-        op = producer.op_type if producer is not None else ""
+        op = _source_op(producers, out.name)
         if out.dtype is not None and np.dtype(out.dtype).kind in "iub":
             continue
         if len(shape) == 2 and op in ("Softmax", "LogSoftmax", "Gemm", "Sigmoid"):
@@ -112,6 +111,22 @@ def detect_task(model) -> Task | None:
         if len(shape) == 4 and op in ("Softmax", "ArgMax") and _known(shape[1]) and shape[1] >= 2:
             return Task("segmentation", out.name, "miou", 0.95, f"Softmax over {shape[1]} classes per pixel")
     return None
+
+
+# Ops that move values without changing what they mean: a task is read through them to the op that made them.
+_PASS_THROUGH = {"Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Transpose", "Cast"}
+
+
+def _source_op(producers: dict, name: str) -> str:
+    """The op type behind an output, through reshapes and identities ("" for a graph input or a constant)."""
+    for _ in range(16):
+        node = producers.get(name)
+        if node is None:
+            return ""
+        if node.op_type not in _PASS_THROUGH or not node.input:
+            return node.op_type
+        name = node.input[0]
+    return ""
 
 
 def _known(dim: Any) -> bool:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from workbench.app import plots
+from workbench.app.worst import worst_inputs_html
 
 if TYPE_CHECKING:
     from workbench.analysis.bench import LatencyReport
@@ -30,25 +31,33 @@ def diagnosis_html(d: "Diagnosis", model_name: str, latency: "LatencyReport | No
         figures.append(plots.pareto_figure(tradeoff))
     charts = [figure.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, figure in enumerate(figures)]
     verdict = "<span class='met'>meets</span>" if d.met else "<span class='miss'>misses</span>"
-    remedies = pd.DataFrame([{"step": r.remedy, "output cosine": round(r.scores.cosine, 5),
+    remedies = pd.DataFrame([{"step": r.remedy, "per-sample cosine mean": round(r.scores.cosine, 5),
+                              "worst sample": None if r.scores.cosine_worst is None else round(r.scores.cosine_worst, 4),
+                              "pooled cosine": None if r.scores.pooled_cosine is None else round(r.scores.pooled_cosine, 5),
                               "SQNR (dB)": round(r.scores.sqnr_db, 2), "met": r.met,
+                              **{k: round(v, 4) for k, v in r.scores.metrics.items() if k == d.target.get("metric")},
                               "nodes in higher precision": r.nodes_in_higher_precision} for r in d.remedies])
     causes = pd.DataFrame([{"node": node, "why": why} for node, why in d.causes.items() if why])
     cost = pd.DataFrame([{k: v for k, v in d.cost.items()}])
-    heldout = pd.DataFrame([{k: v for k, v in d.heldout.items() if not isinstance(v, dict)}]) if d.heldout else None
+    heldout = pd.DataFrame([{k: v for k, v in d.heldout.items() if not isinstance(v, (dict, list))}]) if d.heldout \
+        else None
     sections = [
         f"<h1>INT8 diagnosis: {html.escape(model_name)}</h1>",
         f"<p>Target {html.escape(_target(d))}: the final recipe <code>{html.escape(d.recipe.label)}</code> "
-        f"{verdict} it (output cosine {d.before.cosine:.5f} → {d.after.cosine:.5f}), found with {d.evaluations} "
+        f"{verdict} it (per-sample cosine mean {d.before.cosine:.5f} → {d.after.cosine:.5f}), found with "
+        f"{d.evaluations} "
         f"quantize + evaluate cycles.</p>",
         f"<p>{html.escape(d.explanation)}</p>",
         f"<p>Reproduce: <code>{html.escape(' '.join(['workbench', 'build', model_name, *d.recipe.to_cli_args()]))}"
         "</code></p>",
         "<h2>Remedies tried, cheapest first</h2>", remedies.to_html(index=False, escape=True),
         "<h2>Cost of the final recipe</h2>", cost.to_html(index=False),
+        "<h2>Worst inputs of the final recipe (evaluation data)</h2>", worst_inputs_html(d.after) or "<p>none</p>",
     ]
     if heldout is not None:
-        sections += ["<h2>Held-out data</h2>", heldout.to_html(index=False)]
+        sections += ["<h2>Held-out data</h2>", heldout.to_html(index=False),
+                     "<p>" + html.escape("; ".join(d.heldout.get("misses", [])) or "every part of the target met")
+                     + "</p>"]
     if not causes.empty:
         sections += ["<h2>Causes</h2>", causes.to_html(index=False, escape=True)]
     if d.warnings:
@@ -67,11 +76,4 @@ def write_diagnosis_html(path: str | Path, d: "Diagnosis", model_name: str, **kw
 
 
 def _target(d: "Diagnosis") -> str:
-    parts = []
-    if d.target.get("cosine") is not None:
-        parts.append(f"output cosine ≥ {d.target['cosine']:g}")
-    if d.target.get("sqnr_db") is not None:
-        parts.append(f"output SQNR ≥ {d.target['sqnr_db']:g} dB")
-    if d.target.get("metric"):
-        parts.append(f"{d.target['metric']} drop ≤ {d.target['max_drop']:g}")
-    return " and ".join(parts)
+    return d.target.get("description", "")

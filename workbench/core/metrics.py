@@ -285,24 +285,25 @@ class SampleSums:
     def stats(self, name: str, first_index: int = 0) -> "OutputStats":
         rr, xx, ee = (np.concatenate(a) if a else np.zeros(0) for a in (self.rr, self.xx, self.ee))
         bad = np.concatenate(self.bad) if self.bad else np.zeros(0, bool)
-        cos, sqnr, empty = sample_scores(rr, xx, ee, bad)
+        cos, sqnr, empty = sample_scores(rr, xx, ee, bad, scalar=self.elements == 1)
         pooled = RunningStats(ref_sq=float(rr[~bad].sum()), x_sq=float(xx[~bad].sum()), err_sq=float(ee[~bad].sum()),
                               nonfinite=int(bad.sum()), count=len(rr) * self.elements)
         agreement = np.concatenate(self.equal) if self.integer and self.equal else None
         return OutputStats.of(name, cos, sqnr, empty, pooled, agreement, first_index)
 
 
-def sample_scores(rr: np.ndarray, xx: np.ndarray, ee: np.ndarray, bad: np.ndarray
+def sample_scores(rr: np.ndarray, xx: np.ndarray, ee: np.ndarray, bad: np.ndarray, scalar: bool = False
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-sample cosine, SQNR (dB) and the empty-reference mask from per-sample sums.
 
     Cosine comes from the error energy (exact near 1, as RunningStats.cosine); a sample with NaN/Inf scores cosine 0
     and −SQNR_CAP_DB. An empty reference (RMS below EMPTY_FRACTION of the dataset's) is scored against the dataset's
     typical energy E instead of its own: SQNR = 10·log10(E / Σerr²) and cosine = 1 − Σerr² / (2E), what a sample of
-    typical magnitude with that error would read."""
+    typical magnitude with that error would read. A sample of one value (a probability, a score) has no direction:
+    every sample is scored that way (`scalar`)."""
     good = ~bad
     typical = float(rr[good].mean()) if good.any() else 0.0
-    empty = good & (rr < EMPTY_FRACTION ** 2 * typical)
+    empty = good & ((rr < EMPTY_FRACTION ** 2 * typical) | scalar)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         norms = np.sqrt(rr * xx)
         gap = (np.sqrt(rr) - np.sqrt(xx)) ** 2

@@ -15,6 +15,7 @@ from workbench import zoo
 from workbench.app import plots
 from workbench.app.graphview import GraphView, graph_payload
 from workbench.app.ui.code import cli_command, python_snippet
+from workbench.app.worst import worst_inputs_html
 from workbench.core.errors import WorkbenchError, one_line
 from workbench.core.log import LOGGER
 from workbench.core.progress import Stopped, Watch, watching
@@ -133,6 +134,8 @@ class Workbench:
         self.diagnose_button = w.Button(description="Diagnose INT8", icon="stethoscope")
         self.diagnose_button.on_click(lambda _: self._background(self.run_diagnosis))
         self.diagnosis_text = w.HTML()
+        self.worst_inputs = w.HTML()  # the comparison's worst samples, drawn (workbench.app.worst)
+        self.diagnosis_worst = w.HTML()
         self.ranking_figure = go.FigureWidget()
         self.apply_button = w.Button(description="Apply suggested recipe", disabled=True, button_style="success",
                                      layout=w.Layout(width="auto"))
@@ -153,10 +156,10 @@ class Workbench:
         self.cli_code = w.Textarea(layout=w.Layout(width="100%", height="60px"))
 
         self.tabs = w.Tab(children=[
-            w.VBox([self.layer_figure, w.HBox([self.layer_detail, self.toggle_button])]),
+            w.VBox([self.layer_figure, w.HBox([self.layer_detail, self.toggle_button]), self.worst_inputs]),
             w.HBox([w.Box([self.graph_view], layout=w.Layout(width="820px", border="1px solid #ddd")),
                     w.VBox([self.graph_node, self.node_precision, self.histogram_button, self.histogram_figure])]),
-            w.VBox([self.diagnose_button, self.diagnosis_text, self.ranking_figure,
+            w.VBox([self.diagnose_button, self.diagnosis_text, self.diagnosis_worst, self.ranking_figure,
                     w.HBox([self.apply_button, self.report_button])]),
             w.VBox([w.HBox([self.batches, self.iterations, self.latency_button]), self.batch_figure,
                     self.tradeoff_figure, self.distribution_figure]),
@@ -238,6 +241,8 @@ class Workbench:
         from workbench.zoo import load_model
 
         self.model = load_model(model, example_inputs, **torch_options)
+        if hasattr(self, "worst_inputs"):  # the last model's worst inputs do not describe this one
+            self.worst_inputs.value = self.diagnosis_worst.value = ""
         # a torch module or a ModelHandle: the snippets read its exported ONNX file, so they run as printed
         self.source = model if isinstance(model, str) else str(self.model.path)
         if isinstance(model, str) and model in self.zoo_picker.options:
@@ -329,8 +334,10 @@ class Workbench:
         self._status(f"comparing {recipe.label} with FP32 on {self.eval_limit} samples …")
         previous = self.report if reuse_local else None
         backend = self._backend()
-        self.report = compare(transformed, self._eval(), backend, framework=False, progress=False,
+        data = self._eval()
+        self.report = compare(transformed, data, backend, framework=False, progress=False,
                               local_sensitivity=previous is None, reuse_reference=previous is not None)
+        self.worst_inputs.value = worst_inputs_html(self.report.verdict, data)
         if previous is not None:
             self.report.local_sqnr = {n: v for n, v in previous.local_sqnr.items() if n in transformed.quantized_nodes}
         self.progress.value, self.progress.bar_style = 3, "success"
@@ -343,8 +350,11 @@ class Workbench:
         if previous is None and recipe.precision == "int8":  # the graph view's toggles reuse the FP32 side
             threading.Thread(target=self._prepare_reference, args=(transformed, backend), daemon=True,
                              name="workbench-reference").start()
-        self._status(f"{recipe.label}: output cosine {out['cosine']:.5f}, SQNR {out['sqnr_db']:.1f} dB "
-                     f"({transformed.seconds:.2f} s to build){where}")
+        judged = self.report.verdict
+        coupled = " (evaluated one sample at a time: batch-coupled)" if self.report.evaluation.get("coupled") else ""
+        self._status(f"{recipe.label}: per-sample cosine mean {judged.cosine:.5f}, worst {judged.cosine_worst:.4f} "
+                     f"on {judged.deciding}, SQNR {judged.sqnr_db:.1f} dB; pooled {out['pooled_cosine']:.5f} "
+                     f"({transformed.seconds:.2f} s to build){where}{coupled}")
         self._update_code()
 
     @staticmethod
@@ -470,6 +480,7 @@ class Workbench:
                                   progress=False)
         self.progress.value, self.progress.bar_style = 3, "success"
         self.diagnosis_text.value = f"<p>{html.escape(self.diagnosis.explanation)}</p>"
+        self.diagnosis_worst.value = worst_inputs_html(self.diagnosis.after, self._eval())
         _show(self.ranking_figure, plots.ranking_figure(self.diagnosis))
         suggested = self.diagnosis.recipe
         self.apply_button.disabled = suggested == recipe
