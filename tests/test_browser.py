@@ -114,7 +114,7 @@ def _drive(page, lab, app_title, shot: Path):
     toggle.scroll_into_view_if_needed()
     toggle.click()
     page.get_by_text(app_title).first.wait_for(timeout=60_000)
-    assert page.get_by_text("fp16: output cosine").count() == 1, "the status line reports the new run"
+    assert page.get_by_text("fp16: per-sample cosine mean").count() == 1, "the status line reports the new run"
     no_news = page.get_by_role("button", name="No", exact=True)
     if no_news.count():
         no_news.first.click()

@@ -47,7 +47,7 @@ def test_minilm_debugging_story_in_a_real_browser(tmp_path):
             app = page.locator(".jp-OutputArea-output:has(.widget-toggle-buttons)")
             app.wait_for(timeout=300_000)
             page.get_by_role("button", name="Build & compare").click()
-            page.get_by_text("int8 minmax [all]: output cosine").wait_for(timeout=300_000)
+            page.get_by_text("int8 minmax [all]: per-sample cosine mean").wait_for(timeout=300_000)
             page.get_by_role("tab", name="Graph").click()
             page.wait_for_function("document.querySelectorAll('g.wb-node').length > 100", timeout=60_000)
             naive = _fills(page)
@@ -55,7 +55,7 @@ def test_minilm_debugging_story_in_a_real_browser(tmp_path):
             page.get_by_role("button", name="Diagnose INT8").click()
             page.get_by_text("diagnosis done in").wait_for(timeout=540_000)
             page.get_by_role("button", name="Apply suggested recipe", exact=False).click()
-            page.get_by_text(re.compile(r"^int8 (?!.*\[all\]).*: output cosine")).wait_for(timeout=300_000)
+            page.get_by_text(re.compile(r"^int8 (?!.*\[all\]).*: per-sample cosine mean")).wait_for(timeout=300_000)
             page.get_by_role("tab", name="Graph").click()
             page.wait_for_function("naive => Array.from(document.querySelectorAll('g.wb-node rect'))"
                                    ".map(r => r.getAttribute('fill')).join() !== naive", arg=",".join(naive),

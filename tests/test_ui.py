@@ -20,7 +20,7 @@ def app():
 def test_opens_on_int8_with_a_plot(app):
     assert "int8 minmax vs FP32" in app.layer_figure.layout.title.text
     assert [t.name for t in app.layer_figure.data][:2] == ["SQNR (dB)", "local SQNR (node alone, dB)"]
-    assert "output cosine" in app.status.value
+    assert "per-sample cosine mean" in app.status.value and "pooled" in app.status.value
     assert "TensorRT is not installed" in app.backend_note.value and app.backend.options == ("onnxruntime-cpu",)
 
 
