@@ -165,12 +165,21 @@ def test_a_mixed_scale_detection_head_is_scored_per_channel_group(tmp_path):
     assert scores.pooled_cosine > 0.99, "the pixel boxes dominate the pooled figure"
     assert scores.deciding == "output0[4:6]" and by_name["output0[4:6]"].cosine == pytest.approx(scores_only.mean())
     assert scores.cosine < 0.9 and scores.metrics["box_recall"] < 0.5 < scores.metrics["fp32_boxes"]
+    lost = scores.task_worst[0]["index"]
+    said = next(r for r in scores.readouts if r["index"] == lost)
+    fp32_boxes = len(tasks.decode_yolo(reference["output0"][lost])[0])
+    assert said["fp32"].startswith(f"{fp32_boxes} box") and len(said["boxes"]["fp32"]) == fp32_boxes
+    from workbench.app.worst import worst_inputs_html
+
+    page = worst_inputs_html(scores, ds)
+    assert f"<td>{lost}</td>" in page and "FP32: " + said["fp32"] in page and "this recipe: " in page
 
 
 def test_ultralytics_metadata_names_the_task_and_the_groups(tmp_path):
     model, _ = _head_model(tmp_path, {"task": "detect", "names": "{0: 'a', 1: 'b'}", "imgsz": "[320, 320]"})
     task = tasks.detect_task(model)
-    assert task.kind == "detection" and task.opts == {"layout": "v8", "classes": 2} and "metadata" in task.reason
+    assert task.kind == "detection" and "metadata" in task.reason
+    assert task.opts == {"layout": "v8", "classes": 2, "names": ("a", "b")}
     groups = tasks.output_groups(model, task)["output0"]
     assert [(g.label, g.start, g.stop) for g in groups] == [("boxes", 0, 4), ("scores", 4, 6)]
 
@@ -187,6 +196,12 @@ def test_detection_decode_nms_and_matching_against_an_independent_count():
     lost[5, 2] = 0.0  # one detection gone
     result = tasks.detection(lost[None], head[None])
     assert result.metrics["box_recall"] == pytest.approx(2 / 3) and result.metrics["box_precision"] == 1.0
+    task = tasks.Task("detection", "y", "box_f1", 0.95, "test", (("layout", "v8"), ("classes", 2),
+                                                                 ("names", ("cat", "dog"))))
+    said = task.readout({"y": lost[None]}, {"y": head[None]}, 0)
+    assert said["fp32"] == "3 boxes: cat 0.90, dog 0.70, dog 0.60"
+    assert said["candidate"] == "2 boxes: cat 0.90, dog 0.60; 2 of FP32's matched"
+    assert said["boxes"]["fp32"][0][:4] == pytest.approx([40, 40, 60, 60]) and len(said["boxes"]["candidate"]) == 2
 
 
 def test_task_scorers_against_hand_counts():

@@ -41,8 +41,11 @@ from workbench.runtime import Backend, get_backend
 DEFAULT_THRESHOLD_DB = 20.0
 _REFERENCE_ENGINE: dict[str, Any] = {}  # compare(reuse_reference=True): the last FP32 marked engine, by content
 _REFERENCE_LOCK = threading.Lock()
-LAYER_COLUMNS = ["tensor", "node", "op_type", "module", "quantized", "sqnr_db", "cosine", "max_abs", "mean_abs",
-                 "rms", "sqnr_pre_q_db", "local_sqnr_db", "added_noise"]
+# sqnr_db / cosine: per sample (the mean per-sample noise power in dB, the mean per-sample cosine), as the verdict
+# judges the outputs; pooled_* over all samples flattened, information only
+LAYER_COLUMNS = ["tensor", "node", "op_type", "module", "quantized", "sqnr_db", "cosine", "sqnr_worst_db",
+                 "pooled_sqnr_db", "pooled_cosine", "max_abs", "mean_abs", "rms", "sqnr_pre_q_db", "local_sqnr_db",
+                 "added_noise"]
 
 
 @dataclass
@@ -89,6 +92,17 @@ class LayerReport:
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
+
+    def summary(self) -> str:
+        """The verdict in one line, as the app's status shows it and its Code tab's snippet prints it."""
+        v = self.verdict
+        task = self.task or {}
+        said = (f"; {task['kind']} {task['primary']} {v.metrics[task['primary']]:.3f}"
+                if task.get("primary") in v.metrics else "")
+        where = f"; first divergence at {self.first_divergence}" if self.first_divergence else ""
+        coupled = " (evaluated one sample at a time: batch-coupled)" if self.evaluation.get("coupled") else ""
+        return (f"per-sample cosine mean {v.cosine:.5f}, worst {v.cosine_worst:.4f} on {v.deciding}, SQNR "
+                f"{v.sqnr_db:.1f} dB; pooled {v.pooled_cosine:.5f}{said}{where}{coupled}")
 
 
 
@@ -237,23 +251,24 @@ def compare(
                                  and np.issubdtype(np.asarray(ref_values[t]).dtype, np.floating)}
                 shapes = {t: np.shape(v) for t, v in ref_values.items()}
 
+            fed = fixed or n
+
             def update(t: str) -> None:
                 effective, raw = names[t]
-                stats[t].update(ref_values[t], cand_values[effective])
+                stats[t].update(ref_values[t], cand_values[effective], fed)
                 if raw is not None and raw in cand_values:
-                    raw_stats[t].update(ref_values[t], cand_values[raw])
+                    raw_stats[t].update(ref_values[t], cand_values[raw], fed)
                     stats[t].track_channels(ref_values[t])
 
             def update_local(node: str) -> None:
                 fp32_tensor, clone = local_pairs[node]
                 if fp32_tensor in ref_values and clone in ref_values:
-                    local_stats[node].update(ref_values[fp32_tensor], ref_values[clone])
+                    local_stats[node].update(ref_values[fp32_tensor], ref_values[clone], fed)
 
             list(pool.map(update, sorted(float_tensors, key=lambda t: -ref_values[t].size)))
             list(pool.map(update_local, local_pairs))
             for o in output_names:
                 out_stats[o].update(ref_values[o], cand_values[names[o][0]])
-            fed = fixed or n
             ref_outputs.add({o: ref_values[o] for o in output_names}, fed, n)
             cand_outputs.add({o: cand_values[names[o][0]] for o in output_names}, fed, n)
             if torch_check is not None:
@@ -266,7 +281,8 @@ def compare(
         saved.write()
 
     float_tensors = float_tensors or set()
-    local = {pair[0]: local_stats[node].sqnr_db for node, pair in local_pairs.items() if local_stats[node].count}
+    local = {pair[0]: local_stats[node].sample_sqnr_db for node, pair in local_pairs.items()
+             if local_stats[node].count}
     table = _table(rows, names, float_tensors, stats, raw_stats, local, model.module_of, candidate)
     first = next((r.tensor for r in table.itertuples() if r.sqnr_db < threshold_db), None)
     judged = verdict(cand_outputs.result(), ref_outputs.result(), len(data), output_groups(model, task), task, data)
@@ -285,7 +301,7 @@ def compare(
         framework=None if torch_check is None else torch_check.result(),
         excluded_nodes=list(transformed.excluded_nodes),
         macs=macs_per_sample(reference, shapes),
-        local_sqnr={node: s.sqnr_db for node, s in local_stats.items() if s.count},
+        local_sqnr={node: s.sample_sqnr_db for node, s in local_stats.items() if s.count},
         folded=dict(transformed.folded),
         node_info={n.name: {"op_type": n.op_type, "module": model.module_of.get(n.name)} for n in candidate.graph.node
                    if n.op_type not in ("QuantizeLinear", "DequantizeLinear")},
@@ -318,12 +334,15 @@ def _table(rows, names, float_tensors, stats, raw_stats, local, module_of, candi
         s = stats[tensor]
         raw = raw_stats.get(tensor)
         raw = raw if raw is not None and raw.count else None  # raw value fused away on some backends
-        noise[tensor] = s.relative_noise
-        raw_noise[tensor] = raw.relative_noise if raw is not None else s.relative_noise
+        noise[tensor] = s.sample_relative_noise
+        raw_noise[tensor] = raw.sample_relative_noise if raw is not None else noise[tensor]
+        summary = s.summary()
         records.append({
             "tensor": tensor, "node": node, "op_type": op_type, "module": module_of.get(node),
-            "quantized": names[tensor][1] is not None, **s.summary(), "rms": s.reference_rms,
-            "sqnr_pre_q_db": raw.sqnr_db if raw is not None else None,
+            "quantized": names[tensor][1] is not None, **summary, "sqnr_db": s.sample_sqnr_db,
+            "cosine": s.sample_cosine, "sqnr_worst_db": s.sqnr_worst_db, "pooled_sqnr_db": summary["sqnr_db"],
+            "pooled_cosine": summary["cosine"], "rms": s.reference_rms,
+            "sqnr_pre_q_db": raw.sample_sqnr_db if raw is not None else None,
             "local_sqnr_db": local.get(tensor),
         })
     table = pd.DataFrame.from_records(records, columns=LAYER_COLUMNS[:-1])

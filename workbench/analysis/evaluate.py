@@ -282,6 +282,8 @@ def verdict(outputs: Outputs, reference: Outputs, samples: int, groups: dict | N
         result = task.evaluate(outputs, reference, data)
         scores.metrics.update(result.metrics)
         scores.task_worst = [{"index": i, "score": v} for i, v in result.worst()]
+        listed = dict.fromkeys([r["index"] for r in scores.worst_samples] + [r["index"] for r in scores.task_worst])
+        scores.readouts = [r for i in listed if (r := task.readout(outputs, reference, i)) is not None]
     return scores
 
 

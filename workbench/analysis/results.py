@@ -32,6 +32,8 @@ class Scores:
     worst_samples: list[dict] = field(default_factory=list)  # [{index, output, cosine}], worst first
     outputs: list[OutputStats] = field(default_factory=list, repr=False)
     task_worst: list[dict] = field(default_factory=list)  # [{index, score}] by the task's per-sample score
+    readouts: list[dict] = field(default_factory=list)  # [{index, fp32, candidate, ...}]: the listed samples in
+    # the task's terms (analysis.tasks.Task.readout)
 
     @classmethod
     def of(cls, stats: list[OutputStats]) -> "Scores":
@@ -73,6 +75,8 @@ class Scores:
         out.update(self.metrics)
         if self.task_worst:
             out["task_worst_samples"] = self.task_worst
+        if outputs and self.readouts:
+            out["readouts"] = self.readouts
         if outputs and self.outputs:
             out["outputs"] = [s.to_dict() for s in self.outputs]
         if self.seconds is not None:

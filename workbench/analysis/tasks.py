@@ -70,6 +70,16 @@ class Task:
         """The primary metric (diagnose's TaskMetric signature)."""
         return self.evaluate(outputs, reference, data).metrics[self.primary]
 
+    def readout(self, outputs: Outputs, reference: Outputs, index: int) -> dict | None:
+        """What FP32 and the candidate say for one sample, in the task's terms (top-5 classes, boxes after NMS,
+        decoded symbols, mask area), so a user sees how a worst input fails; None for tasks without one."""
+        fn = _READOUTS.get(self.kind) if self.function is None else None
+        if fn is None or self.output not in outputs:
+            return None
+        x = np.asarray(outputs[self.output])[index:index + 1]
+        ref = np.asarray(reference[self.output])[index:index + 1]
+        return {"index": int(index), **fn(x, ref, **self.opts)}
+
     def describe(self) -> str:
         return f"{self.kind} on '{self.output}' ({self.reason})" if self.output else f"{self.kind} ({self.reason})"
 
@@ -151,7 +161,7 @@ def _yolo_head(model, meta: dict[str, str]) -> Task | None:
     names = _class_names(meta.get("names", ""))
     if meta.get("task") == "detect" and _known(shape[1]) and (not names or shape[1] == 4 + len(names)):
         return Task("detection", out.name, "box_f1", 0.95, "Ultralytics metadata task=detect",
-                    (("layout", "v8"), ("classes", shape[1] - 4)))
+                    (("layout", "v8"), ("classes", shape[1] - 4), ("names", tuple(names))))
     size = _input_hw(model)
     if size is None:
         return None
@@ -348,7 +358,8 @@ def segmentation(x: np.ndarray, ref: np.ndarray, threshold: float | None = None)
 SCORE_THRESHOLD, NMS_IOU, MATCH_IOU, MAX_DETECTIONS = 0.25, 0.45, 0.5, 300
 
 
-def detection(x: np.ndarray, ref: np.ndarray, layout: str = "v8", classes: int = 80) -> TaskResult:
+def detection(x: np.ndarray, ref: np.ndarray, layout: str = "v8", classes: int = 80, names: tuple = ()
+              ) -> TaskResult:
     matched = found = expected = 0
     per = np.empty(len(x))
     for i in range(len(x)):
@@ -424,6 +435,66 @@ def match_boxes(mine: tuple, theirs: tuple, iou: float = MATCH_IOU) -> int:
             used[j], count = True, count + 1
     return count
 
+
+# ---------------------------------------------------------------- one sample, in the task's terms
+
+def _label(c: int, names: tuple) -> str:
+    return str(names[c]) if 0 <= c < len(names) else str(c)
+
+
+def _classification_readout(x: np.ndarray, ref: np.ndarray, threshold: float | None = None, names: tuple = ()
+                            ) -> dict:
+    x, ref = x.reshape(1, -1), ref.reshape(1, -1)
+    if x.shape[1] == 1:
+        def say(a: np.ndarray) -> str:
+            return f"{a[0, 0]:.3f} → {'yes' if a[0, 0] >= threshold else 'no'}"
+        return {"fp32": say(ref), "candidate": say(x)}
+
+    def top5(a: np.ndarray) -> str:
+        p = _probabilities(a)[0]
+        return ", ".join(f"{_label(int(c), names)} {p[c]:.2f}" for c in np.argsort(-p)[:5])
+    return {"fp32": "top-5 " + top5(ref), "candidate": "top-5 " + top5(x)}
+
+
+def _detection_readout(x: np.ndarray, ref: np.ndarray, layout: str = "v8", classes: int = 80, names: tuple = ()
+                       ) -> dict:
+    mine, theirs = decode_yolo(x[0], layout), decode_yolo(ref[0], layout)
+    matched = match_boxes(mine, theirs)
+
+    def say(found: tuple) -> str:
+        listed = ", ".join(f"{_label(int(c), names)} {s:.2f}" for s, c in zip(found[1][:6], found[2][:6]))
+        count = f"{len(found[0])} box{'' if len(found[0]) == 1 else 'es'}"
+        return count + (f": {listed}" if listed else "") + (" …" if len(found[0]) > 6 else "")
+
+    def boxes(found: tuple) -> list[list[float]]:
+        return [[*map(float, b), float(s), int(c)] for b, s, c in zip(*found)]
+    return {"fp32": say(theirs), "candidate": f"{say(mine)}; {matched} of FP32's matched",
+            "boxes": {"fp32": boxes(theirs), "candidate": boxes(mine)}}
+
+
+def _ctc_readout(x: np.ndarray, ref: np.ndarray, blank: int = 0) -> dict:
+    mine, theirs = _ctc_greedy(x[0], blank), _ctc_greedy(ref[0], blank)
+
+    def say(symbols: list[int]) -> str:
+        return f"{len(symbols)} symbols: " + " ".join(map(str, symbols[:24])) + (" …" if len(symbols) > 24 else "")
+    return {"fp32": say(theirs), "candidate": f"{say(mine)} ({_edit_distance(mine, theirs)} edits)"}
+
+
+def _segmentation_readout(x: np.ndarray, ref: np.ndarray, threshold: float | None = None) -> dict:
+    if x.shape[1] == 1:
+        mx, mr = x[0, 0] >= threshold, ref[0, 0] >= threshold
+        union = (mx | mr).sum()
+        iou = (mx & mr).sum() / union if union else 1.0
+        return {"fp32": f"mask {mr.mean():.1%} of pixels", "candidate": f"mask {mx.mean():.1%} of pixels, IoU {iou:.3f}"}
+    ax, ar = x[0].argmax(0), ref[0].argmax(0)
+    return {"fp32": f"{len(np.unique(ar))} classes present",
+            "candidate": f"{len(np.unique(ax))} classes present, {(ax == ar).mean():.1%} of pixels agree"}
+
+
+_READOUTS: dict[str, Callable[..., dict]] = {
+    "classification": _classification_readout, "detection": _detection_readout, "ctc": _ctc_readout,
+    "segmentation": _segmentation_readout,
+}
 
 _SCORERS: dict[str, Callable[..., TaskResult]] = {
     "classification": classification, "detection": detection, "ctc": ctc, "segmentation": segmentation,

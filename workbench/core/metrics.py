@@ -1,7 +1,8 @@
 """One definition of every accuracy metric (docs/DESIGN.md), computed in a streaming way over batches.
 
-SQNR (dB) = 20·log10(‖ref‖ / ‖ref − x‖) over all samples flattened (identical tensors report SQNR_CAP_DB);
-cosine = ⟨ref, x⟩ / (‖ref‖·‖x‖) over all samples flattened; max and mean absolute difference.
+SQNR (dB) = 20·log10(‖ref‖ / ‖ref − x‖) and cosine = ⟨ref, x⟩ / (‖ref‖·‖x‖), per sample (the verdict, the layer
+table, the ranking: `OutputScorer`, `RunningStats.sample_*`) and pooled over all samples flattened (information);
+identical tensors report SQNR_CAP_DB; max and mean absolute difference.
 """
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ class RunningStats:
     # mean nothing, so they are judged by agreement (share of identical values).
     integer: bool = False
     equal: int = 0
+    # per-sample (Σref², Σx², Σerr²) rows, when `update` is told how many samples a batch holds: the per-sample
+    # figures (sample_sqnr_db, sample_cosine) that first divergence and the ranking use, as the verdict does
+    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
 
     def track_channels(self, ref: np.ndarray) -> None:
         """Accumulate the reference's energy per channel (axis 1 of NCHW, last axis of [batch, ..., hidden])."""
@@ -56,7 +60,9 @@ class RunningStats:
             return None
         return np.sqrt(self.channel_sq * len(self.channel_sq) / self.count)
 
-    def update(self, ref: np.ndarray, x: np.ndarray) -> None:
+    def update(self, ref: np.ndarray, x: np.ndarray, samples: int | None = None) -> None:
+        """Add a batch; with `samples`, the batch's samples on its first axis (or that axis holding samples ×
+        something, batch-major) are also summed one by one."""
         if is_categorical(ref):
             self.integer = True
             self.equal += int(np.count_nonzero(np.asarray(ref).ravel() == np.asarray(x).ravel()))
@@ -64,13 +70,20 @@ class RunningStats:
         v = np.ascontiguousarray(x, dtype=np.float32).ravel()
         if r.shape != v.shape:
             raise ValueError(f"shape mismatch {np.shape(ref)} vs {np.shape(x)}")
+        shape = np.shape(ref)
+        by_sample = bool(samples) and r.size > 0 and len(shape) > 0 and shape[0] % samples == 0
+        rows = samples if by_sample else 1
         with np.errstate(over="ignore", invalid="ignore"):
             d = r - v
-            sums = (float(np.dot(r, r)), float(np.dot(v, v)), float(np.dot(d, d)))
+            per = [np.einsum("ij,ij->i", a.reshape(rows, -1), a.reshape(rows, -1)) for a in (r, v, d)]
+            sums = tuple(float(p.sum(dtype=np.float64)) for p in per)
         if not all(map(math.isfinite, sums)):  # e.g. attention masks near ±3.4e38: redo in float64
             r, v = r.astype(np.float64), v.astype(np.float64)
             d = r - v
-            sums = (float(np.dot(r, r)), float(np.dot(v, v)), float(np.dot(d, d)))
+            per = [np.einsum("ij,ij->i", a.reshape(rows, -1), a.reshape(rows, -1)) for a in (r, v, d)]
+            sums = tuple(float(p.sum()) for p in per)
+        if by_sample:
+            self.rows.append(tuple(p.astype(np.float64) for p in per))
         self.ref_sq += sums[0]
         self.x_sq += sums[1]
         self.err_sq += sums[2]
@@ -112,6 +125,41 @@ class RunningStats:
         norms = math.sqrt(self.ref_sq * self.x_sq)
         gap = (math.sqrt(self.ref_sq) - math.sqrt(self.x_sq)) ** 2
         return max(-1.0, min(1.0, 1.0 - (self.err_sq - gap) / (2.0 * norms)))
+
+    def _per_sample(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if not self.rows:
+            return None
+        rr, xx, ee = (np.concatenate([row[i] for row in self.rows]) for i in range(3))
+        cos, sqnr, _ = sample_scores(rr, xx, ee, ~(np.isfinite(rr) & np.isfinite(xx) & np.isfinite(ee)))
+        return cos, sqnr
+
+    @property
+    def sample_relative_noise(self) -> float:
+        """Mean over samples of each sample's noise power over its signal power (empty references against the
+        data's typical energy): what 1 − the mean per-sample cosine tracks (≈ half of it); pooled without samples."""
+        per = self._per_sample()
+        if per is None:
+            return self.relative_noise
+        return float(np.mean(10.0 ** (-per[1] / 10.0)))
+
+    @property
+    def sample_sqnr_db(self) -> float:
+        """The mean per-sample relative noise in dB (a few collapsed samples pull it down; the pooled SQNR hides
+        them under the loud ones)."""
+        noise = self.sample_relative_noise
+        if not math.isfinite(noise):
+            return -SQNR_CAP_DB
+        return SQNR_CAP_DB if noise <= 0 else max(-SQNR_CAP_DB, min(SQNR_CAP_DB, -10.0 * math.log10(noise)))
+
+    @property
+    def sample_cosine(self) -> float:
+        per = self._per_sample()
+        return self.cosine if per is None else float(per[0].mean())
+
+    @property
+    def sqnr_worst_db(self) -> float:
+        per = self._per_sample()
+        return self.sqnr_db if per is None else float(per[1].min())
 
     @property
     def agreement(self) -> float:
