@@ -229,3 +229,76 @@ def test_progress_reports_the_step_the_count_and_time_left():
     stop.stop.set()
     with watching(stop), pytest.raises(Stopped):  # a KeyboardInterrupt: `except Exception` does not swallow it
         compare(transformed, evaluation_data(model).take(64), framework=False, progress=False)
+
+
+def _run_cli(line: str) -> dict:
+    cmd = shlex.split(line)
+    r = subprocess.run([sys.executable, "-m", "workbench.app.cli", *cmd[1:]], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_the_users_own_data_reaches_the_code_tab_and_both_reproduce_the_app(tmp_path, capsys):
+    """Issue 25: with calib_data/eval_data the CLI line ran on random data, and an .npz path was an internal error."""
+    import numpy as np
+    from workbench.model.defaults import calibration_data, evaluation_data
+
+    model = wb.load_model("mnist-cnn")
+    np.savez(tmp_path / "eval.npz", **evaluation_data(model).take(48).inputs)
+    calib = {"input": calibration_data(model).take(32).inputs["input"] * 0.5}  # in memory, unlike the zoo's split
+    app = Workbench(str(model.path), eval_data=str(tmp_path / "eval.npz"), calib_data=calib, eval_limit=48)
+    assert app.report is not None and app.report.samples == 48, app.status.value
+    assert "eval.npz (48 samples)" in app.data_note.value and "RANDOM" not in app.data_note.value
+    cmd = shlex.split(app.cli_code.value)
+    assert cmd[cmd.index("--eval-data") + 1] == str(tmp_path / "eval.npz") and "--calib-data" in cmd
+    assert "saved by the app" in app.python_code.value
+    exec(app.python_code.value, {})
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    assert printed == f"{app.recipe().label}: {app.report.summary()}", "the script prints the app's status line"
+    ours = app.report.outputs[0]["sqnr_db"]
+    assert _run_cli(app.cli_code.value)["outputs"][0]["sqnr_db"] == pytest.approx(ours, abs=1e-6)
+    app.eval_file.value = str(tmp_path / "missing.npz")
+    assert "data file not found" in app.status.value and app.datasets["eval"] is not None
+
+
+def test_random_data_follows_an_edited_profile_in_the_app_the_script_and_the_cli(capsys):
+    model = wb.load_model("mnist-cnn")
+    app = Workbench(str(model.path), eval_limit=32, auto_run=False)
+    assert "RANDOM" in app.data_note.value, "a model without data warns in the app"
+    app.profile_box.children[0].value = "1x1x28x28,4x1x28x28,16x1x28x28"
+    app.run()
+    assert app.report.samples == 32
+    exec(app.python_code.value, {})
+    assert capsys.readouterr().out.strip().splitlines()[-1] == f"{app.recipe().label}: {app.report.summary()}"
+    assert _run_cli(app.cli_code.value)["outputs"][0]["sqnr_db"] == pytest.approx(app.report.outputs[0]["sqnr_db"],
+                                                                                 abs=1e-6)
+
+
+def test_load_resets_every_result_of_the_last_model():
+    from workbench.zoo.planted import digits, planted
+
+    _, model = planted((1,))
+    app = Workbench(model, calib_data=digits("calib"), eval_data=digits("eval"))
+    app.run_diagnosis()
+    assert not app.apply_button.disabled and app.diagnosis is not None
+    app.load("mnist-cnn")
+    assert app.diagnosis is None and app.report is None and app.apply_button.disabled and app.report_button.disabled
+    assert app.diagnosis_text.value == "" and not app.layer_figure.data and app.datasets == {"calib": None,
+                                                                                             "eval": None}
+    app.save_report()
+    assert "run a diagnosis first" in app.status.value
+    app.run()
+    assert app.report.samples == 512 and app.report.outputs[0]["name"] == "logits", "mnist-cnn's own split"
+
+
+def test_a_precision_click_while_busy_leaves_the_toggle_on_what_is_shown(app):
+    import threading
+
+    shown = app.precision.value
+    release = threading.Event()
+    app._background(release.wait)
+    app.precision.value = "fp16"
+    assert app.precision.value == shown and "busy" in app.status.value and f"stays {shown}" in app.status.value
+    release.set()
+    app.wait(60)
+    assert app.code_setup().recipe.precision == shown

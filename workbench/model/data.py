@@ -81,6 +81,20 @@ class Dataset:
         labels = None if self.labels is None else self.labels[:n]
         return replace(self, inputs=self.slice(0, n), labels=labels)
 
+    def saved(self) -> Path:
+        """This data as an .npz in the cache (named by its content; written once), so code generated for it (the
+        app's Code tab) can name a file that holds exactly these samples."""
+        from workbench.core import cache
+
+        path = cache.artifact_path("data", self.fingerprint(), ".npz")
+        if not path.exists():
+            arrays = {k: np.asarray(v) for k, v in self.inputs.items()}
+            if self.labels is not None:
+                arrays[LABELS_KEY] = np.asarray(self.labels)
+            with cache.atomic_file(path) as tmp:
+                np.savez(tmp, **arrays)
+        return path
+
     def fingerprint(self) -> str:
         from workbench.core.cache import digest
 

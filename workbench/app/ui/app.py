@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import html
+import os
 import threading
 from dataclasses import replace
 from typing import Any, Callable
@@ -14,11 +15,12 @@ import plotly.graph_objects as go
 from workbench import zoo
 from workbench.app import plots
 from workbench.app.graphview import GraphView, graph_payload
-from workbench.app.ui.code import cli_command, python_snippet
+from workbench.app.ui.code import CodeSetup, cli_command, python_snippet
 from workbench.app.worst import worst_inputs_html
 from workbench.core.errors import WorkbenchError, one_line
 from workbench.core.log import LOGGER
 from workbench.core.progress import Stopped, Watch, watching
+from workbench.analysis.tasks import TASKS
 from workbench.precision.recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS, Recipe
 from workbench.runtime import availability, get_backend
 
@@ -46,13 +48,21 @@ def _show(figure_widget: go.FigureWidget, figure: go.Figure) -> None:
         figure_widget.layout = figure.layout
 
 
+# A copy button for the Code tab's text areas: the browser's clipboard (the kernel cannot reach it), with the
+# selection-and-copy fallback for pages without the asynchronous clipboard API.
+_COPY = ("<button class='workbench-copy' title='copy to the clipboard' onclick=\"const t = this.closest("
+         "'.widget-vbox').querySelector('textarea'); if (navigator.clipboard) {navigator.clipboard.writeText(t.value)}"
+         " else {t.select(); document.execCommand('copy')} this.textContent = 'copied';\">copy</button>")
+
+
 class Workbench:
     """`Workbench("mnist-cnn")`, `Workbench("model.onnx")` or `Workbench(module, example_inputs)`."""
 
     def __init__(self, model: Any = None, example_inputs: Any = None, eval_limit: int = 512,
                  auto_run: bool = True, calib_data: Any = None, eval_data: Any = None, **torch_options: Any) -> None:
-        self.calib_data, self.eval_data = calib_data, eval_data  # Datasets; default: the zoo's splits
         self.model = None
+        self.data_sources: dict[str, Any] = {"calib": None, "eval": None}  # as given: .npz path, dict, Dataset …
+        self.datasets: dict[str, Any] = {"calib": None, "eval": None}  # read and checked against the model
         self.source = ""
         self.report = None
         self.transformed = None  # the last built model (precision.transform.TransformedModel)
@@ -62,7 +72,9 @@ class Workbench:
         self._build_widgets()
         if model is not None:
             self.load(model, example_inputs, **torch_options)
-            if auto_run:
+            if self.model is not None and (calib_data is not None or eval_data is not None):
+                self.set_data(calib_data, eval_data)
+            if auto_run and self.model is not None:
                 self.run()
 
     # ---- layout -------------------------------------------------------------------------------------------
@@ -72,8 +84,15 @@ class Workbench:
         self.load_button = w.Button(description="Load", icon="folder-open")
         self.load_button.on_click(lambda _: self._background(self._load_from_picker))
         self.model_info = w.HTML()
+        self.calib_file = w.Text(placeholder="calibration .npz (keys = input names)", description="calibration",
+                                 continuous_update=False, layout=w.Layout(width="360px"))
+        self.eval_file = w.Text(placeholder="evaluation .npz", description="evaluation", continuous_update=False,
+                                layout=w.Layout(width="360px"))
+        for role, box in (("calib", self.calib_file), ("eval", self.eval_file)):
+            box.observe(functools.partial(self._on_data_file, role), names="value")
+        self.data_note = w.HTML()
         self.precision = w.ToggleButtons(options=list(PRECISIONS), value="int8", description="precision")
-        self.precision.observe(lambda _: self._background(self._on_precision), names="value")
+        self.precision.observe(self._precision_changed, names="value")
         self.calibration = w.Dropdown(options=list(CALIBRATIONS), value="minmax", description="calibration")
         self.percentile = w.BoundedFloatText(value=99.99, min=50.01, max=100.0, step=0.01, description="percentile")
         self.placement = w.Dropdown(options=list(PLACEMENTS), value="tensorrt", description="Q/DQ placement")
@@ -97,6 +116,10 @@ class Workbench:
                                            layout=w.Layout(width="420px"))
         self.profile_box = w.VBox()
         self.profile_message = w.HTML()
+        self.task = w.Combobox(options=[t for t in TASKS if t != "none"] + ["none"], value="auto", description="task",
+                               ensure_option=False, placeholder="auto, a task, or my_metrics.py:score",
+                               tooltip="what the verdict scores besides per-sample cosines: auto chooses from the "
+                                       "output layout; a plug-in is fn(outputs, reference, data) -> float or dict")
         ok = {name: reason for name, (usable, reason) in availability().items()}
         usable = [name for name, reason in ok.items() if not reason]
         self.backend = w.Dropdown(options=usable, value="onnxruntime-cpu", description="backend")
@@ -123,8 +146,7 @@ class Workbench:
         self.graph_node = w.HTML("<i>click a node</i>", layout=w.Layout(width="330px"))
         self.node_precision = w.ToggleButtons(options=["INT8", "FP16", "FP32"], value=None, disabled=True,
                                               description="run in", style={"button_width": "60px"})
-        self.node_precision.observe(lambda change: self._background(self.set_node_precision, change["new"]),
-                                    names="value")
+        self.node_precision.observe(self._node_precision_changed, names="value")
         self.histogram_button = w.Button(description="Activation histogram", disabled=True, icon="bar-chart")
         self.histogram_button.on_click(lambda _: self._background(self.show_histogram))
         self.histogram_figure = go.FigureWidget(layout={"height": 300, "width": 420})
@@ -163,19 +185,21 @@ class Workbench:
                     w.HBox([self.apply_button, self.report_button])]),
             w.VBox([w.HBox([self.batches, self.iterations, self.latency_button]), self.batch_figure,
                     self.tradeoff_figure, self.distribution_figure]),
-            w.VBox([w.HTML("<b>Python</b>"), self.python_code, w.HTML("<b>CLI</b>"), self.cli_code]),
+            w.VBox([w.VBox([w.HTML("<b>Python</b> " + _COPY), self.python_code]),
+                    w.VBox([w.HTML("<b>CLI</b> " + _COPY), self.cli_code])]),
         ])
         for i, title in enumerate(["Compare", "Graph", "Diagnose", "Latency", "Code"]):
             self.tabs.set_title(i, title)
         controls = w.VBox([
-            w.HBox([self.zoo_picker, self.path, self.load_button]), self.model_info, self.precision,
+            w.HBox([self.zoo_picker, self.path, self.load_button]), self.model_info,
+            w.HBox([self.calib_file, self.eval_file]), self.data_note, self.precision,
             w.HBox([self.calibration, self.percentile, self.placement]),
             w.HBox([self.cleanup, self.equalize, self.smooth, self.bias_correction, self.fallback_precision,
                     self.weight_bits]),
             self.overrides,
             w.HBox([self.exclusions, w.VBox([w.HTML("<b>optimization profile</b> (min,opt,max)"), self.profile_box,
                                             self.profile_message])]),
-            w.HBox([self.backend, self.backend_note]),
+            w.HBox([self.backend, self.task, self.backend_note]),
             w.HBox([self.build_button, self.stop_button, self.progress, self.step]), self.status,
         ])
         self.widget = w.VBox([w.HTML("<h3>workbench</h3>"), controls, self.tabs])
@@ -241,8 +265,7 @@ class Workbench:
         from workbench.zoo import load_model
 
         self.model = load_model(model, example_inputs, **torch_options)
-        if hasattr(self, "worst_inputs"):  # the last model's worst inputs do not describe this one
-            self.worst_inputs.value = self.diagnosis_worst.value = ""
+        self._reset()
         # a torch module or a ModelHandle: the snippets read its exported ONNX file, so they run as printed
         self.source = model if isinstance(model, str) else str(self.model.path)
         if isinstance(model, str) and model in self.zoo_picker.options:
@@ -264,7 +287,78 @@ class Workbench:
             texts.append(box)
         self.profile_box.children = texts
         self.validate_profile()
+        self._show_data()
         self._status(f"loaded {info['name']}")
+
+    def _reset(self) -> None:
+        """A new model: nothing of the last one's results, diagnosis, data or report survives."""
+        self.report = self.transformed = self.diagnosis = self.latency_report = self.tradeoff = None
+        self.selected_node = None
+        self.worst_inputs.value = self.diagnosis_worst.value = self.diagnosis_text.value = ""
+        self.layer_detail.value = ""
+        self.graph_node.value = "<i>click a node</i>"
+        self.apply_button.disabled, self.apply_button.description = True, "Apply suggested recipe"
+        self.report_button.disabled = True
+        self.toggle_button.disabled = self.histogram_button.disabled = True
+        for figure in (self.layer_figure, self.ranking_figure, self.batch_figure, self.distribution_figure,
+                       self.tradeoff_figure, self.histogram_figure):
+            figure.data = []
+        self.graph_view.graph = {}
+        self.data_sources, self.datasets = {"calib": None, "eval": None}, {"calib": None, "eval": None}
+        self._quiet_files = True
+        self.calib_file.value = self.eval_file.value = ""
+        self._quiet_files = False
+        self.python_code.value = self.cli_code.value = ""
+
+    # ---- data ----------------------------------------------------------------------------------------------------
+    @_guard
+    def set_data(self, calib: Any = None, evaluation: Any = None) -> None:
+        """Calibration and evaluation data for the loaded model: .npz paths, dicts of arrays, iterables of batches
+        (a DataLoader) or Datasets; None: the model's own splits, else random data shaped by the profile (warned).
+        Read and checked against the model's inputs now, so a mistake is a message here, not at the next run."""
+        from workbench.model.data import as_dataset
+
+        if self.model is None:
+            raise WorkbenchError("load a model first, then give its data")
+        for role, source, box in (("calib", calib, self.calib_file), ("eval", evaluation, self.eval_file)):
+            if isinstance(source, str) and not source.strip():
+                source = None
+            origin = "calibration data" if role == "calib" else "evaluation data"
+            dataset = None if source is None else as_dataset(source, self.model.inputs, origin=origin)
+            self.data_sources[role], self.datasets[role] = source, dataset
+            self._quiet_files = True
+            box.value = str(source) if isinstance(source, (str, os.PathLike)) else ""
+            self._quiet_files = False
+        self._show_data()
+
+    def _on_data_file(self, role: str, change: dict) -> None:
+        if getattr(self, "_quiet_files", False) or self.model is None:
+            return
+        if self._worker is not None and self._worker.is_alive():
+            self._status("busy: the data changes when the running step ends; set it again then")
+            return
+        other = "eval" if role == "calib" else "calib"
+        given = {role: change["new"].strip() or None, other: self.data_sources[other]}
+        self.set_data(given["calib"], given["eval"])
+        if self.data_sources[role] == given[role]:
+            self._status(f"{'calibration' if role == 'calib' else 'evaluation'} data set: Build & compare uses it")
+
+    def _show_data(self) -> None:
+        """Which data each step uses, and a visible warning whenever it is random."""
+        parts, random = [], []
+        for role, title in (("calib", "calibration"), ("eval", "evaluation")):
+            dataset, source = self.datasets[role], self.data_sources[role]
+            if dataset is not None:
+                name = html.escape(str(source)) if isinstance(source, (str, os.PathLike)) else "data given in Python"
+                parts.append(f"{title}: {name} ({len(dataset)} samples)")
+            elif self.model is not None and self.model.zoo is not None:
+                parts.append(f"{title}: the zoo model's own split")
+            else:
+                random.append(title)
+        warning = (f"<br><b style='color:#b35806'>⚠ {' and '.join(random)}: RANDOM data shaped by the optimization "
+                   "profile — its numbers say nothing about your model on real inputs; give .npz files in the "
+                   "calibration and evaluation fields</b>" if random else "")
+        self.data_note.value = f"<span style='color:gray'>{' · '.join(parts)}</span>{warning}"
 
     def shapes(self) -> list[str]:
         return [f"{box.description}:{box.value.strip()}" for box in self.profile_box.children]
@@ -294,19 +388,52 @@ class Workbench:
     def _calib(self):
         from workbench.model.defaults import calibration_data
 
-        return self.calib_data if self.calib_data is not None else calibration_data(self.model)
+        return calibration_data(self.model, self.datasets["calib"], shapes=self.shapes())
 
     def _eval(self, limit: int | None = None):
         from workbench.model.defaults import evaluation_data
 
-        data = self.eval_data if self.eval_data is not None else evaluation_data(self.model)
-        return data.take(limit or self.eval_limit)
+        return evaluation_data(self.model, self.datasets["eval"], shapes=self.shapes()).take(limit or self.eval_limit)
 
     def _backend(self):
         from workbench.model.profiles import build_profile
 
         profile = build_profile(self.model.inputs, self.shapes())
         return get_backend(self.backend.value, profile=profile)
+
+    def task_spec(self) -> str:
+        """The task field: a name (auto when empty) or a user's metric, `file.py:function` / `module:function`."""
+        return self.task.value.strip() or "auto"
+
+    def _busy_elsewhere(self) -> bool:
+        return (self._worker is not None and self._worker.is_alive()
+                and threading.current_thread() is not self._worker)
+
+    def _revert(self, widget: w.ValueWidget, value: Any) -> None:
+        """Put a widget back to what the shown results were computed with (a click refused while busy)."""
+        self._reverting = True
+        try:
+            widget.value = value
+        finally:
+            self._reverting = False
+
+    def _precision_changed(self, change: dict) -> None:
+        if getattr(self, "_reverting", False):
+            return
+        if self._busy_elsewhere():
+            self._revert(self.precision, change["old"])
+            self._status(f"busy: wait for the running step or press Stop (the precision stays {change['old']})")
+            return
+        self._background(self._on_precision)
+
+    def _node_precision_changed(self, change: dict) -> None:
+        if getattr(self, "_reverting", False):
+            return
+        if self._busy_elsewhere():
+            self._revert(self.node_precision, change["old"])
+            self._status("busy: wait for the running step or press Stop (the node keeps its precision)")
+            return
+        self._background(self.set_node_precision, change["new"])
 
     def _on_precision(self) -> None:
         if self.model is not None:
@@ -336,7 +463,8 @@ class Workbench:
         backend = self._backend()
         data = self._eval()
         self.report = compare(transformed, data, backend, framework=False, progress=False,
-                              local_sensitivity=previous is None, reuse_reference=previous is not None)
+                              local_sensitivity=previous is None, reuse_reference=previous is not None,
+                              task=self.task_spec())
         self.worst_inputs.value = worst_inputs_html(self.report.verdict, data)
         if previous is not None:
             self.report.local_sqnr = {n: v for n, v in previous.local_sqnr.items() if n in transformed.quantized_nodes}
@@ -344,17 +472,11 @@ class Workbench:
         _show(self.layer_figure, plots.layer_figure(self.report, recipe.exclude))
         for trace in self.layer_figure.data:
             trace.on_click(self._on_layer_click)
-        out = self.report.outputs[0]
-        where = f"; first divergence at {self.report.first_divergence}" if self.report.first_divergence else ""
         self._update_graph(transformed)
         if previous is None and recipe.precision == "int8":  # the graph view's toggles reuse the FP32 side
             threading.Thread(target=self._prepare_reference, args=(transformed, backend), daemon=True,
                              name="workbench-reference").start()
-        judged = self.report.verdict
-        coupled = " (evaluated one sample at a time: batch-coupled)" if self.report.evaluation.get("coupled") else ""
-        self._status(f"{recipe.label}: per-sample cosine mean {judged.cosine:.5f}, worst {judged.cosine_worst:.4f} "
-                     f"on {judged.deciding}, SQNR {judged.sqnr_db:.1f} dB; pooled {out['pooled_cosine']:.5f} "
-                     f"({transformed.seconds:.2f} s to build){where}{coupled}")
+        self._status(f"{recipe.label}: {self.report.summary()} ({transformed.seconds:.2f} s to build)")
         self._update_code()
 
     @staticmethod
@@ -477,7 +599,7 @@ class Workbench:
         self._status("diagnosing INT8 …")
         self.progress.value, self.progress.bar_style = 1, "info"
         self.diagnosis = diagnose(self.model, recipe, self._calib(), self._eval(), backend=self._backend(),
-                                  progress=False)
+                                  progress=False, task=self.task_spec())
         self.progress.value, self.progress.bar_style = 3, "success"
         self.diagnosis_text.value = f"<p>{html.escape(self.diagnosis.explanation)}</p>"
         self.diagnosis_worst.value = worst_inputs_html(self.diagnosis.after, self._eval())
@@ -552,7 +674,25 @@ class Workbench:
         _show(self.tradeoff_figure, plots.pareto_figure(self.tradeoff))
         self._status(f"latency measured on {report.label}")
 
+    def code_setup(self) -> CodeSetup:
+        """What the last run used, for the Code tab: data the app holds only in memory is saved as an .npz in the
+        cache (named by its content) so the script and the CLI line read exactly those samples."""
+        paths, notes, axes = {}, [], {}
+        for role, title in (("calib", "calibration"), ("eval", "evaluation")):
+            source, dataset = self.data_sources[role], self.datasets[role]
+            if dataset is None:
+                paths[role] = None
+                continue
+            if isinstance(source, (str, os.PathLike)):
+                paths[role] = str(source)
+            else:
+                paths[role] = str(dataset.saved())
+                notes.append(f"the {title} data given in Python, saved by the app to {paths[role]}")
+            axes.update({k: v for k, v in dataset.sample_axes.items() if v != 0})
+        return CodeSetup(self.source, self.recipe(), tuple(self.shapes()), self.backend.value, self.eval_limit,
+                         paths["calib"], paths["eval"], self.task_spec(), axes, tuple(notes))
+
     def _update_code(self) -> None:
-        recipe, shapes = self.recipe(), self.shapes()
-        self.python_code.value = python_snippet(self.source, recipe, shapes, self.backend.value, self.eval_limit)
-        self.cli_code.value = cli_command(self.source, recipe, shapes, self.backend.value, self.eval_limit)
+        setup = self.code_setup()
+        self.python_code.value = python_snippet(setup)
+        self.cli_code.value = cli_command(setup)
