@@ -7,7 +7,6 @@ cached ranges, compare on the app's evaluation samples, rebuild the payload).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -19,17 +18,6 @@ os.environ.setdefault("WORKBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="workbench-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _table import markdown_table  # noqa: E402
-
-PAGE = """<!DOCTYPE html><html><body><div id="root" style="width:1200px"></div><script type="module">
-const model = {values: %s, handlers: {}, get(k) { return this.values[k]; },
-  set(k, v) { this.values[k] = v; }, save_changes() {}, on(e, f) { this.handlers[e] = f; }};
-window.model = model;
-const url = URL.createObjectURL(new Blob([document.getElementById("esm").textContent], {type: "text/javascript"}));
-const widget = (await import(url)).default;
-widget.render({model, el: document.getElementById("root")});
-window.rendered = model.get("render_ms");
-</script><script id="esm" type="text/plain">%s</script></body></html>"""
-
 
 def data_for(name: str):
     import workbench as wb
@@ -45,7 +33,7 @@ def data_for(name: str):
 def main() -> None:
     import workbench as wb
     from workbench.analysis.compare import compare
-    from workbench.app.graphview import esm, graph_payload
+    from workbench.app.graphview import graph_payload, standalone_html
     from workbench.precision.transform import apply
 
     parser = argparse.ArgumentParser()
@@ -70,7 +58,7 @@ def main() -> None:
                 report = compare(transformed, data, framework=False, progress=False,
                                  local_sensitivity=local is None, reuse_reference=local is not None)
                 if local is not None:
-                    report.local_sqnr = {n: v for n, v in local.items() if n in transformed.quantized_nodes}
+                    report.local_sqnr = dict(local)
                 higher = {n: recipe.fallback_precision for n in transformed.excluded_nodes}
                 payload = graph_payload(report, transformed.fp32.proto.graph, transformed.quantized_nodes, higher)
                 return payload, time.perf_counter() - start, report
@@ -84,12 +72,11 @@ def main() -> None:
             toggled, first_toggle_s, _ = cycle(wb.Recipe("int8", exclude=(worst["id"],)), report.local_sqnr)
             toggle_s = cycle(wb.Recipe("int8"), report.local_sqnr)[1]
             page = browser.new_page(viewport={"width": 1300, "height": 900})
-            values = {"graph": payload, "height": 620, "render_ms": 0, "selected": ""}
-            page.set_content(PAGE % (json.dumps(values), esm().replace("</script>", "<\\/script>")))
+            page.set_content(standalone_html(payload))
             page.wait_for_function("window.rendered !== undefined", timeout=120_000)
             render_ms = page.evaluate("window.rendered")
             recolour_ms = page.evaluate("""(graph) => { model.values.graph = graph;
-                model.handlers['change:graph'](); return model.get('render_ms'); }""", toggled)
+                model.fire('change:graph'); return model.get('render_ms'); }""", toggled)
             drawn = page.evaluate("document.querySelectorAll('g.wb-node').length")
             page.close()
             rows.append({"model": name, "nodes drawn": drawn, "hidden (shape logic)": payload["hidden_nodes"],

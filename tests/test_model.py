@@ -131,3 +131,19 @@ def test_the_readme_module_example_runs_as_printed():
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "'cosine': 0.9" in out.stdout and "first divergence:" in out.stdout
+
+
+def test_unnamed_and_repeated_node_names_are_made_unique_and_user_names_kept(tmp_path):
+    """Paddle2ONNX leaves Constant nodes unnamed (PP-OCR: 308 of 569); nodes are addressed by name everywhere."""
+    nodes = [helper.make_node("Constant", [], ["c"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [2.0])),
+             helper.make_node("Mul", ["x", "c"], ["y"], name="scale"),
+             helper.make_node("Relu", ["y"], ["z"], name="scale"),
+             helper.make_node("Relu", ["z"], ["out"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 4])])
+    path = tmp_path / "unnamed.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    names = [n.name for n in wb.load_model(str(path)).proto.graph.node]
+    assert names == ["Constant_0", "scale", "scale_2", "Relu_3"]
+    assert [n.name for n in onnx.load(path).graph.node][0] == "", "the user's file is untouched"
+    assert [n.name for n in wb.load_model(str(path)).proto.graph.node] == names, "the same names every time"

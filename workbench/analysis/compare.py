@@ -71,6 +71,7 @@ class LayerReport:
     verdict: Any = field(default=None, repr=False)  # analysis.results.Scores of the final outputs
     evaluation: dict = field(default_factory=dict)  # batched, or one sample at a time (batch-coupled model)
     task: dict | None = None
+    shapes: dict[str, list] = field(default_factory=dict, repr=False)  # tensor → dims, "N" for the sample axis
 
     def to_dict(self) -> dict:
         return {
@@ -307,6 +308,8 @@ def compare(
                    if n.op_type not in ("QuantizeLinear", "DequantizeLinear")},
         channel_rms={t: s.channel_rms() for t, s in stats.items() if s.channel_sq is not None},
         amax={t: s.ref_amax for t, s in stats.items() if s.ref_amax},
+        shapes={t: ["N" if i == 0 and d == (fixed or 1) else d for i, d in enumerate(shape)]
+                for t, shape in shapes.items()},
     )
 
 

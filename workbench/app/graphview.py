@@ -32,12 +32,52 @@ def sqnr_color(sqnr_db: float | None, threshold_db: float) -> str:
     return "#{:02x}{:02x}{:02x}".format(*rgb)
 
 
+def text_color(fill: str) -> str:
+    """White text on dark fills (deep red, deep blue), near-black on light ones."""
+    if not fill.startswith("#") or len(fill) != 7:
+        return "#111"
+    r, g, b = (int(fill[i:i + 2], 16) / 255 for i in (1, 3, 5))
+    return "#fff" if 0.2126 * r + 0.7152 * g + 0.0722 * b < 0.45 else "#111"
+
+
+MAX_SCOPE_DEPTH = 6
+
+
+def node_scopes(name: str, module: str | None) -> list[str]:
+    """The scopes a node sits in, outermost first: its torch module path's prefixes (encoder, encoder.layer, …), else
+    the prefixes of a `/`-separated name (/model.22/cv3.1/conv/Conv → model.22, model.22/cv3.1, …)."""
+    if module and not module.startswith("_"):
+        parts = module.split(".")
+        return [".".join(parts[:i + 1]) for i in range(len(parts))][:MAX_SCOPE_DEPTH]
+    parts = [p for p in name.split("/") if p][:-1]
+    return ["/".join(parts[:i + 1]) for i in range(len(parts))][:MAX_SCOPE_DEPTH]
+
+
+def _legend(threshold: float) -> list[dict]:
+    return [
+        {"color": sqnr_color(threshold - SPAN_DB, threshold), "label": f"≤ {threshold - SPAN_DB:g} dB"},
+        {"color": sqnr_color(threshold, threshold), "label": f"{threshold:g} dB (threshold)"},
+        {"color": sqnr_color(threshold + SPAN_DB, threshold), "label": f"≥ {threshold + SPAN_DB:g} dB"},
+        {"color": GREY, "label": "not measured"},
+        {"color": "#ffffff", "border": "3px solid #222", "label": "kept in FP32/FP16"},
+        {"color": "#ffffff", "border": "3px dashed #b2182b", "label": "first divergence"},
+        {"color": "#ff7f0e", "label": "Q: INT8 edge (Q/DQ)"},
+        {"color": "#ffffff", "border": "3px solid #ff7f0e", "label": "selected"},
+    ]
+
+
+def _shape_text(shape: Iterable | None) -> str:
+    return "×".join(map(str, shape or []))
+
+
 def graph_payload(report: "LayerReport", graph, quantized: Iterable[str], higher: dict[str, str],
                   shape_logic: bool = False) -> dict:
     """Nodes and edges of `graph` (the FP32 model the report compares against, an onnx.GraphProto) for the view.
 
     quantized: nodes running in INT8; higher: node → precision ("fp32"/"fp16") of the nodes kept out of INT8.
-    A node's colour is its local SQNR (quantized alone on exact FP32 inputs), else the SQNR of its output. Nodes
+    A node's colour is its local SQNR (quantized alone on exact FP32 inputs), else the per-sample SQNR of its output;
+    its text is white on dark fills. Each node lists its scopes (`node_scopes`) and `scopes` sums each one up (node
+    count, worst SQNR, its colour) for the collapsed view; edges carry the tensor's shape (N: the batch). Nodes
     that compute no float activation (shape arithmetic, masks' index logic: no SQNR to show) are left out unless
     `shape_logic`, which keeps a transformer's graph small enough to lay out quickly (MiniLM: 300 → 227 nodes).
     """
@@ -49,10 +89,12 @@ def graph_payload(report: "LayerReport", graph, quantized: Iterable[str], higher
     if report.first_divergence in by_tensor.index:
         divergence = by_tensor.loc[report.first_divergence, "node"]
     nodes, edges = [], []
+    scope_summary: dict[str, dict] = {}
     for tensor in graph.input:
         if tensor.name in by_tensor.index:
             nodes.append({"id": f"input:{tensor.name}", "op": "Input", "label": tensor.name, "color": GREY,
-                          "precision": None, "sqnr_db": None, "local_sqnr_db": None, "divergence": False})
+                          "text": "#111", "precision": None, "sqnr_db": None, "local_sqnr_db": None,
+                          "divergence": False, "scopes": []})
             producer[tensor.name] = f"input:{tensor.name}"
     hidden = 0
     for node in graph.node:
@@ -63,18 +105,32 @@ def graph_payload(report: "LayerReport", graph, quantized: Iterable[str], higher
             hidden += 1
             continue
         precision = higher.get(node.name) or ("int8" if node.name in quantized else None)
-        nodes.append({"id": node.name, "op": node.op_type, "label": node.name,
-                      "color": sqnr_color(local if local is not None else out, threshold),
-                      "precision": precision, "sqnr_db": out,
+        shown = local if local is not None else out
+        color = sqnr_color(shown, threshold)
+        module = report.node_info.get(node.name, {}).get("module")
+        scopes = node_scopes(node.name, module)
+        nodes.append({"id": node.name, "op": node.op_type, "label": node.name, "color": color,
+                      "text": text_color(color), "precision": precision, "sqnr_db": out,
                       "local_sqnr_db": None if local is None else float(local), "divergence": node.name == divergence,
-                      "module": report.node_info.get(node.name, {}).get("module")})
+                      "module": module, "scopes": scopes})
+        for scope in scopes:
+            summary = scope_summary.setdefault(scope, {"nodes": 0, "worst_db": None})
+            summary["nodes"] += 1
+            if shown is not None and (summary["worst_db"] is None or shown < summary["worst_db"]):
+                summary["worst_db"] = float(shown)
         for tensor in node.input:
             if tensor in producer:
                 quantized_edge = tensor in by_tensor.index and bool(by_tensor.at[tensor, "quantized"])
                 edges.append({"source": producer[tensor], "target": node.name, "tensor": tensor,
-                              "qdq": quantized_edge and precision == "int8"})
+                              "qdq": quantized_edge and precision == "int8",
+                              "shape": _shape_text(report.shapes.get(tensor))})
         producer.update({o: node.name for o in node.output if o})
+    for summary in scope_summary.values():
+        summary["color"] = sqnr_color(summary["worst_db"], threshold)
+        summary["text"] = text_color(summary["color"])
+    depth = max((len(n.get("scopes", ())) for n in nodes), default=0)
     return {"nodes": nodes, "edges": edges, "threshold_db": threshold, "hidden_nodes": hidden,
+            "scopes": scope_summary, "max_scope_depth": depth, "legend": _legend(threshold),
             "structure": f"{len(nodes)}:{len(edges)}:{graph.name}"}
 
 
@@ -86,11 +142,34 @@ class GraphView(anywidget.AnyWidget):
     graph = traitlets.Dict().tag(sync=True)
     selected = traitlets.Unicode("").tag(sync=True)
     render_ms = traitlets.Float(0.0).tag(sync=True)
+    render_error = traitlets.Unicode("").tag(sync=True)  # why the browser could not lay the graph out, if it could not
     height = traitlets.Int(560).tag(sync=True)
 
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("_esm", esm())
         super().__init__(**kwargs)
+
+
+def standalone_html(payload: dict, height: int = 620) -> str:
+    """The graph view as one self-contained page (no kernel): the HTML report embeds it, the browser tests and the
+    timing benchmark load it. `window.model` is the widget's model; `window.rendered` is set once it has drawn."""
+    import json
+
+    values = json.dumps({"graph": payload, "height": height, "render_ms": 0, "render_error": "", "selected": ""})
+    return PAGE % (values.replace("</", "<\\/"), esm().replace("</script>", "<\\/script>"))
+
+
+PAGE = """<!DOCTYPE html><html><body><div id="root" style="width:1200px"></div><script type="module">
+const model = {values: %s, handlers: {}, get(k) { return this.values[k]; },
+  set(k, v) { this.values[k] = v; this.fire("change:" + k); }, save_changes() {},
+  on(e, f) { (this.handlers[e] = this.handlers[e] || []).push(f); },
+  fire(e) { (this.handlers[e] || []).forEach((f) => f()); }};
+window.model = model;
+const url = URL.createObjectURL(new Blob([document.getElementById("esm").textContent], {type: "text/javascript"}));
+const widget = (await import(url)).default;
+widget.render({model, el: document.getElementById("root")});
+window.rendered = model.get("render_ms");
+</script><script id="esm" type="text/plain">%s</script></body></html>"""
 
 
 def esm() -> str:

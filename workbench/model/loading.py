@@ -163,6 +163,32 @@ def _name_placeholder_dims(model: onnx.ModelProto) -> bool:
     return changed
 
 
+def _name_unnamed_nodes(model: onnx.ModelProto) -> bool:
+    """Give every unnamed node of the main graph a name, `{op_type}_{index}`, and a repeated name a suffix, in place.
+
+    Paddle2ONNX leaves its Constant nodes unnamed (PP-OCR: 308 of 569), and nodes are addressed by name everywhere
+    (exclusions, the ranking, the graph view, whose layout failed on 311 nodes called ""). Names the user gave are
+    kept (the first of a repeated one too); the generated ones depend only on the graph, so a recipe naming them
+    applies to the same file again."""
+    nodes = model.graph.node
+    taken = {n.name for n in nodes if n.name}
+    seen: set[str] = set()
+    changed = False
+    for index, node in enumerate(nodes):
+        if node.name and node.name not in seen:
+            seen.add(node.name)
+            continue
+        base = f"{node.name}_{index}" if node.name else f"{node.op_type}_{index}"
+        name, k = base, 1
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        node.name = name
+        taken.add(name)
+        seen.add(name)
+        changed = True
+    return changed
+
+
 def _upgrade_opset(model: onnx.ModelProto, source: Path) -> onnx.ModelProto:
     from onnx import version_converter
 
@@ -188,9 +214,11 @@ def from_onnx(path: str | os.PathLike, name: str | None = None, source: str = "o
     path = Path(path)
     model = read_onnx(path)
     changed = _name_placeholder_dims(model)
+    changed = _name_unnamed_nodes(model) or changed
     changed = complete_types(model) or changed
     if onnx_opset(model) < MIN_OPSET:
         model = _upgrade_opset(model, path)
+        _name_unnamed_nodes(model)  # the converter's own nodes (Shape, Flatten, Reshape) come unnamed
         stored, sha = _store(model)
     elif changed:
         stored, sha = _store(model)

@@ -55,6 +55,11 @@ _COPY = ("<button class='workbench-copy' title='copy to the clipboard' onclick=\
          " else {t.select(); document.execCommand('copy')} this.textContent = 'copied';\">copy</button>")
 
 
+# Nodes that compute nothing a precision could change: not offered in the keep-FP32 list (Paddle models have
+# hundreds of Constant nodes)
+NOT_EXCLUDABLE = frozenset({"Constant", "Identity", "Shape", "Size", "ConstantOfShape"})
+
+
 class Workbench:
     """`Workbench("mnist-cnn")`, `Workbench("model.onnx")` or `Workbench(module, example_inputs)`."""
 
@@ -274,9 +279,10 @@ class Workbench:
         shapes = ", ".join(f"{s['name']} {s['dtype']} {list(s['shape'])}" for s in info["inputs"])
         self.model_info.value = (f"<b>{html.escape(info['name'])}</b>: {info['nodes']} nodes, opset {info['opset']}"
                                  f" · inputs {html.escape(shapes)}")
-        modules = self.model.module_of
+        modules = {k: v for k, v in self.model.module_of.items() if v and not v.startswith("_")}  # torch internals
         self.exclusions.options = [(f"{n.name} ({n.op_type}" + (f", {modules[n.name]}" if n.name in modules else "")
-                                    + ")", n.name) for n in self.model.proto.graph.node]
+                                    + ")", n.name) for n in self.model.proto.graph.node
+                                   if n.op_type not in NOT_EXCLUDABLE]
         from workbench.model.profiles import default_profile
 
         texts = []
@@ -466,8 +472,8 @@ class Workbench:
                               local_sensitivity=previous is None, reuse_reference=previous is not None,
                               task=self.task_spec())
         self.worst_inputs.value = worst_inputs_html(self.report.verdict, data)
-        if previous is not None:
-            self.report.local_sqnr = {n: v for n, v in previous.local_sqnr.items() if n in transformed.quantized_nodes}
+        if previous is not None:  # what each node does quantized alone, whichever nodes this recipe keeps out
+            self.report.local_sqnr = dict(previous.local_sqnr)
         self.progress.value, self.progress.bar_style = 3, "success"
         _show(self.layer_figure, plots.layer_figure(self.report, recipe.exclude))
         for trace in self.layer_figure.data:
