@@ -111,6 +111,8 @@ def _drive(page, lab, app_title, shot: Path):
     page.wait_for_function("document.querySelectorAll('.widget-output, .jp-OutputArea') && "
                            "document.querySelectorAll('.js-plotly-plot').length >= 4", timeout=120_000)
     assert page.get_by_text(app_title).count() == 0
+    # the app shows at once and builds in the background: the first result, then a toggle
+    page.get_by_text("int8 minmax: per-sample cosine mean").first.wait_for(timeout=300_000)
     toggle.scroll_into_view_if_needed()
     toggle.click()
     page.get_by_text(app_title).first.wait_for(timeout=60_000)

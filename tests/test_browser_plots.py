@@ -17,7 +17,7 @@ CELLS = [
     "app = wb.Workbench('mnist-cnn', eval_limit=64)\n"
     "app.batches.value = '1,2'\napp.iterations.value = 10\napp\n",
     # updated while the Latency and Diagnose tabs are hidden (the Compare tab is shown)
-    "app.run_latency()\napp.run_diagnosis()\napp.selected_node = 'node_conv2d_1'\napp.show_histogram()\n"
+    "app.wait()\napp.run_latency()\napp.run_diagnosis()\napp.selected_node = 'node_conv2d_1'\napp.show_histogram()\n"
     "app.precision.value = 'fp16'\napp.wait(300)\n"
     "print('updated:', len(app.layer_figure.data), len(app.histogram_figure.data))\n",
     "app\n",  # the same live app, displayed again

@@ -79,7 +79,8 @@ class Steps:
         return (time.perf_counter() - self.start) / self.done * max(self.total - self.done, 0)
 
     def text(self) -> str:
-        count = f"{self.done}/{self.total} {self.unit}" if self.total else f"{self.unit} {self.done + 1}"
+        count = (f"{self.done}/{self.total} {self.unit}" if self.total
+                 else f"{self.unit} {self.done + 1} running, {self.done} done")
         left = self.remaining_s()
         return f"{self.desc} {count}" + (f", ~{left:.0f} s left" if left is not None else "")
 

@@ -61,7 +61,10 @@ NOT_EXCLUDABLE = frozenset({"Constant", "Identity", "Shape", "Size", "ConstantOf
 
 
 class Workbench:
-    """`Workbench("mnist-cnn")`, `Workbench("model.onnx")` or `Workbench(module, example_inputs)`."""
+    """`Workbench("mnist-cnn")`, `Workbench("model.onnx")` or `Workbench(module, example_inputs)`.
+
+    With `auto_run`, the first build and comparison start in the background: the app is shown at once and reports
+    its progress; `wait()` blocks until a running action ends."""
 
     def __init__(self, model: Any = None, example_inputs: Any = None, eval_limit: int = 512,
                  auto_run: bool = True, calib_data: Any = None, eval_data: Any = None, **torch_options: Any) -> None:
@@ -79,8 +82,8 @@ class Workbench:
             self.load(model, example_inputs, **torch_options)
             if self.model is not None and (calib_data is not None or eval_data is not None):
                 self.set_data(calib_data, eval_data)
-            if auto_run and self.model is not None:
-                self.run()
+            if auto_run and self.model is not None:  # in the background: the app shows at once, with progress
+                self._background(self.run)
 
     # ---- layout -------------------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
@@ -245,10 +248,11 @@ class Workbench:
             self.stop_button.disabled = True
             self.step.value = ""
 
-    def wait(self, timeout: float | None = None) -> None:
-        """Block until the running action ends (scripts and tests that click buttons)."""
+    def wait(self, timeout: float | None = None) -> "Workbench":
+        """Block until the running action ends (scripts and tests: `Workbench("model.onnx").wait().report`)."""
         if self._worker is not None:
             self._worker.join(timeout)
+        return self
 
     def stop(self) -> None:
         """End the running action at its next step (calibration batch, compared batch, diagnosis cycle, timed
@@ -615,8 +619,8 @@ class Workbench:
         self.apply_button.description = (f"Apply suggested recipe: {suggested.label}" if suggested != recipe
                                           else "Nothing to apply")
         self.report_button.disabled = False
-        runs = self.diagnosis.evaluations
-        self._status(f"diagnosis done in {runs} quantize + evaluate cycle{'s' if runs != 1 else ''}")
+        runs, budget = self.diagnosis.evaluations, self.diagnosis.budget + self.diagnosis.remedies_tried
+        self._status(f"diagnosis done in {runs} quantize + evaluate cycle{'s' if runs != 1 else ''} (budget {budget})")
 
     @_guard
     def apply_fallback(self) -> None:
