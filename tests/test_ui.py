@@ -302,3 +302,27 @@ def test_a_precision_click_while_busy_leaves_the_toggle_on_what_is_shown(app):
     release.set()
     app.wait(60)
     assert app.code_setup().recipe.precision == shown
+
+
+def test_profile_defaults_come_from_the_metadata_and_the_data_and_data_outside_it_is_named(tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(0, 0.1, (4, 3, 3, 3)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("Conv", ["images", "w"], ["y"], name="conv", pads=[1, 1, 1, 1])],
+                              "det", [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4, "h", "w"])], [w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.metadata_props.add(key="imgsz", value="[320, 320]")
+    onnx.save(model, tmp_path / "det.onnx")
+    app = Workbench(str(tmp_path / "det.onnx"), auto_run=False)
+    assert app.profile_box.children[0].value == "1x3x1x1,8x3x320x320,32x3x320x320", "imgsz sets opt and max"
+    big = np.random.default_rng(1).random((4, 3, 400, 400), np.float32)
+    app.set_data(evaluation={"images": big})
+    assert app.profile_box.children[0].value == "1x3x1x1,8x3x400x400,32x3x400x400", "the data's size wins"
+    app.profile_box.children[0].value = "1x3x1x1,8x3x320x320,32x3x320x320"
+    message = app.profile_message.value
+    assert "evaluation data" in message and "400" in message and "widen min/max" in message, message
+    app.profile_box.children[0].value = "1x3x1x1"
+    assert "the optimization profile" in app.profile_message.value and "--shapes" not in app.profile_message.value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -85,44 +85,82 @@ def _shape(text: str, where: str) -> Shape:
     return dims
 
 
-def parse(items: Iterable[str]) -> list[InputProfile]:
-    """`NAME:MIN,OPT,MAX` items (e.g. input:1x1x28x28,8x1x28x28,32x1x28x28) as given to --shapes."""
+def parse(items: Iterable[str], where: str = "--shapes") -> list[InputProfile]:
+    """`NAME:MIN,OPT,MAX` items (e.g. input:1x1x28x28,8x1x28x28,32x1x28x28) as given to --shapes (`where` names
+    the source in messages: the app says "the optimization profile")."""
     out = []
     for item in items:
         name, sep, shapes = item.rpartition(":")
         parts = shapes.split(",")
         if not sep or not name or len(parts) != 3:
-            raise WorkbenchError(f"--shapes '{item}': expected NAME:MIN,OPT,MAX, e.g. input:1x3x224x224,"
+            raise WorkbenchError(f"{where} '{item}': expected NAME:MIN,OPT,MAX, e.g. input:1x3x224x224,"
                                  "8x3x224x224,32x3x224x224")
-        out.append(InputProfile(name, *(_shape(p, f"--shapes {name}") for p in parts)))
+        out.append(InputProfile(name, *(_shape(p, f"{where} {name}") for p in parts)))
     return out
 
 
-def default_profile(inputs: Sequence[TensorSpec], batch_axes: Mapping[str, int | None] | None = None) -> Profile:
+def default_profile(inputs: Sequence[TensorSpec], batch_axes: Mapping[str, int | None] | None = None,
+                    hints: Mapping[str, Sequence[int | None]] | None = None) -> Profile:
     """Fixed dims as they are; a dynamic batch dim (axis 0 unless `batch_axes` says otherwise) gets 1/8/32, other
-    dynamic dims 1/64/256."""
+    dynamic dims 1/64/256, or, where `hints` (profile_hints: the model's metadata, the data's shapes) give a size
+    d, 1/d/max(d, 256)."""
     axes = dict(batch_axes or {})
     profiles = []
     for spec in inputs:
         lo, mid, hi = [], [], []
         batch = axes.get(spec.name, 0)
+        hint = list((hints or {}).get(spec.name) or ())
         for axis, dim in enumerate(spec.shape):
-            triple = (dim, dim, dim) if isinstance(dim, int) else (BATCH_DEFAULT if axis == batch else OTHER_DEFAULT)
+            size = hint[axis] if axis < len(hint) else None
+            if isinstance(dim, int):
+                triple = (dim, dim, dim)
+            elif axis == batch:
+                triple = BATCH_DEFAULT
+            elif size:
+                triple = (OTHER_DEFAULT[0], size, max(size, OTHER_DEFAULT[2]))
+            else:
+                triple = OTHER_DEFAULT
             for seq, v in zip((lo, mid, hi), triple):
                 seq.append(v)
         profiles.append(InputProfile(spec.name, tuple(lo), tuple(mid), tuple(hi)))
     return Profile(tuple(profiles))
 
 
+def profile_hints(model: Any, *datasets: Any) -> dict[str, tuple[int | None, ...]]:
+    """Sizes for the dynamic dims of each input: an Ultralytics export's `imgsz` metadata for its image input, and
+    the shape the data's samples have (the largest over `datasets`), which win."""
+    import ast
+
+    hints: dict[str, tuple[int | None, ...]] = {}
+    meta = {p.key: p.value for p in model.proto.metadata_props} if getattr(model, "proto", None) else {}
+    try:
+        size = ast.literal_eval(meta.get("imgsz", "")) if meta.get("imgsz") else None
+    except (ValueError, SyntaxError):
+        size = None
+    image = next((s for s in model.inputs if len(s.shape) == 4), None)
+    if image is not None and isinstance(size, (list, tuple)) and len(size) == 2:
+        hints[image.name] = (None, None, int(size[0]), int(size[1]))
+    for data in datasets:
+        if data is None:
+            continue
+        for name, value in data.inputs.items():
+            shape = tuple(int(d) for d in np.shape(value))
+            old = hints.get(name) if name in hints and len(hints[name]) == len(shape) else (None,) * len(shape)
+            hints[name] = tuple(max(d, o or 0) for d, o in zip(shape, old))
+    return hints
+
+
 def build_profile(inputs: Sequence[TensorSpec], items: Iterable[str] = (),
-                  batch_axes: Mapping[str, int | None] | None = None) -> Profile:
-    """The default profile with the given --shapes items replacing it per input, validated against the model."""
-    given = {p.name: p for p in parse(items)}
+                  batch_axes: Mapping[str, int | None] | None = None,
+                  hints: Mapping[str, Sequence[int | None]] | None = None, where: str = "--shapes") -> Profile:
+    """The default profile (default_profile, with `hints`) with the given items replacing it per input, validated
+    against the model; `where` names the items' source in messages."""
+    given = {p.name: p for p in parse(items, where)}
     specs = {s.name: s for s in inputs}
     unknown = sorted(set(given) - set(specs))
     if unknown:
-        raise WorkbenchError(f"--shapes names unknown input(s) {unknown}; the model's inputs are {sorted(specs)}")
-    default = default_profile(inputs, batch_axes)
+        raise WorkbenchError(f"{where} names unknown input(s) {unknown}; the model's inputs are {sorted(specs)}")
+    default = default_profile(inputs, batch_axes, hints)
     profile = Profile(tuple(given.get(p.name, p) for p in default.inputs))
     for p in profile.inputs:
         validate(p, specs[p.name])

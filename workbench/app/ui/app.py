@@ -287,16 +287,7 @@ class Workbench:
         self.exclusions.options = [(f"{n.name} ({n.op_type}" + (f", {modules[n.name]}" if n.name in modules else "")
                                     + ")", n.name) for n in self.model.proto.graph.node
                                    if n.op_type not in NOT_EXCLUDABLE]
-        from workbench.model.profiles import default_profile
-
-        texts = []
-        for p in default_profile(self.model.inputs).inputs:
-            box = w.Text(value=p.text().split(":", 1)[1], description=p.name, continuous_update=True,
-                         layout=w.Layout(width="360px"))
-            box.observe(lambda _: self.validate_profile(), names="value")
-            texts.append(box)
-        self.profile_box.children = texts
-        self.validate_profile()
+        self._profile_boxes()
         self._show_data()
         self._status(f"loaded {info['name']}")
 
@@ -339,6 +330,7 @@ class Workbench:
             self._quiet_files = True
             box.value = str(source) if isinstance(source, (str, os.PathLike)) else ""
             self._quiet_files = False
+        self._profile_boxes()  # sizes from the data
         self._show_data()
 
     def _on_data_file(self, role: str, change: dict) -> None:
@@ -370,6 +362,32 @@ class Workbench:
                    "calibration and evaluation fields</b>" if random else "")
         self.data_note.value = f"<span style='color:gray'>{' · '.join(parts)}</span>{warning}"
 
+    def _profile_boxes(self) -> None:
+        """One min,opt,max box per input, defaulting from the model's metadata (an Ultralytics `imgsz`) and the
+        data's shapes (model.profiles.profile_hints)."""
+        from workbench.model.profiles import default_profile, profile_hints
+
+        hints = profile_hints(self.model, self.datasets["calib"], self.datasets["eval"])
+        texts = []
+        for p in default_profile(self.model.inputs, hints=hints).inputs:
+            box = w.Text(value=p.text().split(":", 1)[1], description=p.name, continuous_update=True,
+                         layout=w.Layout(width="360px"))
+            box.observe(lambda _: self.validate_profile(), names="value")
+            texts.append(box)
+        self.profile_box.children = texts
+        self.validate_profile()
+
+    def _data_outside_profile(self) -> list[str]:
+        """The data a run uses that an engine built with the profile would reject, in words for this panel."""
+        from workbench.model.profiles import build_profile
+
+        profile = build_profile(self.model.inputs, self.shapes(), where="the optimization profile")
+        problems = []
+        for role, title in (("calib", "calibration"), ("eval", "evaluation")):
+            if self.datasets[role] is not None:
+                problems += [f"{title} data: {p}" for p in profile.violations(self.datasets[role].slice(0, 1))]
+        return problems
+
     def shapes(self) -> list[str]:
         return [f"{box.description}:{box.value.strip()}" for box in self.profile_box.children]
 
@@ -378,10 +396,16 @@ class Workbench:
         from workbench.model.profiles import build_profile
 
         try:
-            build_profile(self.model.inputs, self.shapes())
+            build_profile(self.model.inputs, self.shapes(), where="the optimization profile")
+            outside = self._data_outside_profile()
         except WorkbenchError as exc:
             self.profile_message.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
             return False
+        if outside:
+            self.profile_message.value = (
+                "<span style='color:#b35806'>⚠ " + html.escape("; ".join(outside)) + ": a TensorRT engine built "
+                "with this profile would reject it; widen min/max in the boxes above (ONNX Runtime runs it)</span>")
+            return True
         self.profile_message.value = "<span style='color:green'>✓ valid profile</span>"
         return True
 
@@ -408,7 +432,7 @@ class Workbench:
     def _backend(self):
         from workbench.model.profiles import build_profile
 
-        profile = build_profile(self.model.inputs, self.shapes())
+        profile = build_profile(self.model.inputs, self.shapes(), where="the optimization profile")
         return get_backend(self.backend.value, profile=profile)
 
     def task_spec(self) -> str:
