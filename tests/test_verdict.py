@@ -262,3 +262,29 @@ def test_the_pooled_scorer_and_the_per_sample_scorer_agree_on_pooled_numbers():
     r, c = ref.ravel(), x.ravel()
     assert stats.pooled_cosine == pytest.approx(r @ c / np.linalg.norm(r) / np.linalg.norm(c), abs=1e-9)
     assert stats.cosine == pytest.approx(_per_sample_cosine(ref, x).mean(), abs=1e-9)
+
+
+def test_separate_boxes_and_scores_outputs_are_decoded_as_detections(tmp_path):
+    """PicoDet/SSD exports without NMS: corner boxes [N, anchors, 4] and scores [N, classes, anchors]."""
+    rng = np.random.default_rng(7)
+    anchors = 50
+    nodes = [helper.make_node("Identity", ["b"], ["boxes"], name="boxes_out"),
+             helper.make_node("Sigmoid", ["s"], ["scores"], name="scores_out")]
+    model = _save(tmp_path, "picodet", nodes,
+                  [helper.make_tensor_value_info("b", TensorProto.FLOAT, ["n", anchors, 4]),
+                   helper.make_tensor_value_info("s", TensorProto.FLOAT, ["n", 3, anchors])],
+                  [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["n", anchors, 4]),
+                   helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["n", 3, anchors])], {})
+    task = tasks.detect_task(model)
+    assert task.kind == "detection" and task.output == "boxes" and task.opts["scores"] == "scores"
+    corners = rng.uniform(0, 200, (2, anchors, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(10, 40, (2, anchors, 2))], -1)
+    scores = np.full((2, 3, anchors), 0.01)
+    scores[0, 1, 3], scores[0, 2, 9], scores[1, 0, 20] = 0.9, 0.8, 0.7  # three detections FP32 finds
+    reference = {"boxes": boxes, "scores": scores}
+    lost = {"boxes": boxes, "scores": scores.copy()}
+    lost["scores"][0, 2, 9] = 0.1  # the candidate loses one of them
+    metrics = task.evaluate(lost, reference).metrics
+    assert metrics["fp32_boxes"] == 3 and metrics["box_recall"] == pytest.approx(2 / 3)
+    said = task.readout(lost, reference, 0)
+    assert said["boxes"]["fp32"][0][:4] == pytest.approx(boxes[0, 3].tolist()), "corner boxes drawn as given"

@@ -1,7 +1,8 @@
 """Task-level accuracy against the FP32 model's own results, with no labels: what a user of the model sees.
 
 classification: top-1 agreement on the samples FP32 decides clearly (plain top-1 and top-5 agreement beside it;
-a [N, 1] probability: the decision at 0.5); detection: an Ultralytics YOLOv5/v8 raw head decoded, score threshold + class-aware NMS, boxes matched to
+a [N, 1] probability: the decision at 0.5); detection: an Ultralytics YOLOv5/v8 raw head, or separate boxes and
+scores outputs (PicoDet, SSD), decoded, score threshold + class-aware NMS, boxes matched to
 FP32's at IoU 0.5 (recall, precision, F1); ctc: greedy decode (blank 0), exact match and 1 − character error rate
 vs FP32's text; segmentation: per-pixel argmax agreement and mean IoU over FP32's classes ([N, 1, H, W]
 probability maps: the mask at a threshold); embedding: mean per-sample cosine. A task is chosen from the output
@@ -64,7 +65,22 @@ class Task:
                                                                                                  float(value)}
             return TaskResult(metrics)
         fn = _SCORERS[self.kind]
-        return fn(np.asarray(outputs[self.output]), np.asarray(reference[self.output]), **self.opts)
+        return fn(self._head(outputs), self._head(reference), **self._scorer_opts())
+
+    def _head(self, outputs: Outputs) -> np.ndarray:
+        """The array the scorer reads: the task's output, or for separate boxes + scores outputs (PicoDet, SSD
+        exports without NMS) both joined as a YOLOv8 head [N, 4 + classes, anchors] (boxes as centre and size)."""
+        opts = self.opts
+        if "scores" not in opts:
+            return np.asarray(outputs[self.output])
+        boxes = np.asarray(outputs[self.output], np.float64)  # [N, anchors, 4] corners
+        scores = np.asarray(outputs[opts["scores"]], np.float64)
+        scores = scores if opts.get("scores_first") else scores.transpose(0, 2, 1)  # → [N, classes, anchors]
+        centre = np.concatenate([(boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]], -1)
+        return np.concatenate([centre.transpose(0, 2, 1), scores], axis=1)
+
+    def _scorer_opts(self) -> dict:
+        return {k: v for k, v in self.options if k not in ("scores", "scores_first")}
 
     def metric(self, outputs: Outputs, reference: Outputs, data: Any = None) -> float:
         """The primary metric (diagnose's TaskMetric signature)."""
@@ -76,9 +92,9 @@ class Task:
         fn = _READOUTS.get(self.kind) if self.function is None else None
         if fn is None or self.output not in outputs:
             return None
-        x = np.asarray(outputs[self.output])[index:index + 1]
-        ref = np.asarray(reference[self.output])[index:index + 1]
-        return {"index": int(index), **fn(x, ref, **self.opts)}
+        x = self._head(outputs)[index:index + 1]
+        ref = self._head(reference)[index:index + 1]
+        return {"index": int(index), **fn(x, ref, **self._scorer_opts())}
 
     def describe(self) -> str:
         return f"{self.kind} on '{self.output}' ({self.reason})" if self.output else f"{self.kind} ({self.reason})"
@@ -100,7 +116,7 @@ def detect_task(model) -> Task | None:
     if not outputs:
         return None
     producers = GraphIndex(model.proto.graph).producer
-    yolo = _yolo_head(model, meta)
+    yolo = _yolo_head(model, meta) or _boxes_and_scores(model)
     if yolo is not None:
         return yolo
     zoo_task = getattr(getattr(model, "zoo", None), "task", None)
@@ -175,6 +191,28 @@ def _yolo_head(model, meta: dict[str, str]) -> Task | None:
     return None
 
 
+def _boxes_and_scores(model) -> Task | None:
+    """Two outputs, corner boxes [N, anchors, 4] and class scores [N, anchors, classes] or [N, classes, anchors]
+    over the same anchors (PicoDet and SSD exports without NMS)."""
+    shapes = {o.name: tuple(o.shape) for o in model.outputs if len(o.shape) == 3}
+    boxes = [n for n, s in shapes.items() if s[2] == 4 and _known(s[1])]
+    for name in boxes:
+        anchors = shapes[name][1]
+        for other, s in shapes.items():
+            if other == name or not (_known(s[1]) and _known(s[2])):
+                continue
+            if s[1] == anchors and s[2] != anchors:
+                first = False
+            elif s[2] == anchors and s[1] != anchors:
+                first = True
+            else:
+                continue
+            classes = s[1] if first else s[2]
+            return Task("detection", name, "box_f1", 0.95, f"boxes '{name}' [N, {anchors}, 4] with scores '{other}'",
+                        (("layout", "v8"), ("classes", classes), ("scores", other), ("scores_first", first)))
+    return None
+
+
 def _input_hw(model) -> tuple[int, int] | None:
     shape = tuple(model.inputs[0].shape) if model.inputs else ()
     if len(shape) == 4 and _known(shape[2]) and _known(shape[3]):
@@ -195,7 +233,7 @@ def _class_names(text: str) -> list[str]:
 def output_groups(model, task: Task | None) -> dict[str, list[ChannelGroup]] | None:
     """Channel groups the model says its head carries (a YOLO head's boxes and scores); None: find them from the
     values (core.metrics.channel_groups)."""
-    if task is None or task.kind != "detection":
+    if task is None or task.kind != "detection" or "scores" in task.opts:  # separate outputs: each scored alone
         return None
     layout, classes = task.opts["layout"], task.opts["classes"]
     if layout == "v8":
