@@ -68,6 +68,14 @@ def running_lab(tmp_path: Path, notebook: str):
         proc.wait(timeout=30)
 
 
+def write_notebook(path: Path, cells: list[str]) -> None:
+    """A notebook of these code cells, on the default Python 3 kernel."""
+    cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": c} for c in cells]
+    path.write_text(json.dumps({"cells": cells, "metadata": {"kernelspec": {
+        "display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}}, "nbformat": 4,
+        "nbformat_minor": 5}))
+
+
 def run_all(page) -> None:
     """Open the notebook's kernel and run every cell (a cold kernel can miss the first Run All)."""
     page.wait_for_selector(".jp-NotebookPanel", timeout=60_000)

@@ -3,12 +3,10 @@ found them blank: figures updated while their tab is hidden, then shown; the app
 CPU-burning process beside the browser. A plot counts as drawn when its SVG holds trace paths with data."""
 from __future__ import annotations
 
-import json
 import multiprocessing
-from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_FLAGS, run_all, running_lab
+from test_browser import CHROMIUM, CHROMIUM_FLAGS, run_all, running_lab, write_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -32,14 +30,6 @@ DRAWN = """(root) => Array.from(root.querySelectorAll('.js-plotly-plot')).filter
 })"""
 
 
-def _notebook(path: Path) -> None:
-    cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": c}
-             for c in CELLS]
-    path.write_text(json.dumps({"cells": cells, "metadata": {"kernelspec": {
-        "display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}}, "nbformat": 4,
-        "nbformat_minor": 5}))
-
-
 def _burn(stop) -> None:
     while not stop.is_set():
         sum(i * i for i in range(10_000))
@@ -54,7 +44,7 @@ def _plots(view, tab: str) -> list[dict]:
 def test_every_plot_is_drawn_after_hidden_updates_and_a_second_display(tmp_path):
     from playwright.sync_api import sync_playwright
 
-    _notebook(tmp_path / "plots.ipynb")
+    write_notebook(tmp_path / "plots.ipynb", CELLS)
     stop = multiprocessing.Event()
     burner = multiprocessing.Process(target=_burn, args=(stop,), daemon=True)
     burner.start()

@@ -4,13 +4,11 @@ accuracy-vs-latency trade-off. Screenshots of the app and of the graph view go t
 (WORKBENCH_DOCS=1), to the test's folder otherwise."""
 from __future__ import annotations
 
-import json
 import os
 import re
-from pathlib import Path
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_FLAGS, ROOT, run_all, running_lab
+from test_browser import CHROMIUM, CHROMIUM_FLAGS, ROOT, run_all, running_lab, write_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -21,14 +19,6 @@ CELLS = [
 ]
 
 
-def _notebook(path: Path) -> None:
-    cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": c}
-             for c in CELLS]
-    path.write_text(json.dumps({"cells": cells, "metadata": {"kernelspec": {
-        "display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}}, "nbformat": 4,
-        "nbformat_minor": 5}))
-
-
 def _fills(page) -> list[str]:
     return page.eval_on_selector_all("g.wb-node rect", "rects => rects.map(r => r.getAttribute('fill'))")
 
@@ -36,7 +26,7 @@ def _fills(page) -> list[str]:
 def test_minilm_debugging_story_in_a_real_browser(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
-    _notebook(tmp_path / "story.ipynb")
+    write_notebook(tmp_path / "story.ipynb", CELLS)
     docs = ROOT / "docs" if os.environ.get("WORKBENCH_DOCS") else tmp_path
     with running_lab(tmp_path, "story.ipynb") as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS[1:], headless=True)

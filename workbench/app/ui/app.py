@@ -13,6 +13,7 @@ import ipywidgets as w
 import plotly.graph_objects as go
 
 from workbench import zoo
+from workbench.analysis.tasks import TASKS
 from workbench.app import plots
 from workbench.app.graphview import GraphView, graph_payload
 from workbench.app.ui.code import CodeSetup, cli_command, python_snippet
@@ -20,7 +21,6 @@ from workbench.app.worst import worst_inputs_html
 from workbench.core.errors import WorkbenchError, one_line
 from workbench.core.log import LOGGER
 from workbench.core.progress import Stopped, Watch, watching
-from workbench.analysis.tasks import TASKS
 from workbench.precision.recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS, Recipe
 from workbench.runtime import availability, get_backend
 
