@@ -68,6 +68,28 @@ def running_lab(tmp_path: Path, notebook: str):
         proc.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def notebook_page(tmp_path: Path, notebook: str, height: int):
+    """`notebook` (in `tmp_path`) open in JupyterLab in headless Chromium with every cell run; on a failure a
+    full-page screenshot and the end of the lab log are kept."""
+    from playwright.sync_api import sync_playwright
+
+    with running_lab(tmp_path, notebook) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS[1:], headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": height})
+        try:
+            page.goto(url)
+            run_all(page)
+            yield page
+        except Exception:
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            print("failure screenshot:", tmp_path / "failure.png", "\nlab log:",
+                  (tmp_path / "lab.log").read_text()[-3000:])
+            raise
+        finally:
+            browser.close()
+
+
 def write_notebook(path: Path, cells: list[str]) -> None:
     """A notebook of these code cells, on the default Python 3 kernel."""
     cells = [{"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [], "source": c} for c in cells]

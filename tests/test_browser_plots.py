@@ -6,7 +6,7 @@ from __future__ import annotations
 import multiprocessing
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_FLAGS, run_all, running_lab, write_notebook
+from test_browser import notebook_page, write_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -42,49 +42,36 @@ def _plots(view, tab: str) -> list[dict]:
 
 
 def test_every_plot_is_drawn_after_hidden_updates_and_a_second_display(tmp_path):
-    from playwright.sync_api import sync_playwright
-
     write_notebook(tmp_path / "plots.ipynb", CELLS)
     stop = multiprocessing.Event()
     burner = multiprocessing.Process(target=_burn, args=(stop,), daemon=True)
     burner.start()
     try:
-        with running_lab(tmp_path, "plots.ipynb") as url, sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS[1:], headless=True)
-            page = browser.new_page(viewport={"width": 1400, "height": 2400})
-            try:
-                page.goto(url)
-                run_all(page)
-                printed = page.locator("pre", has_text="updated:")
-                printed.wait_for(timeout=600_000)
-                layer_traces, histogram_traces = map(int, printed.inner_text().split()[1:3])
-                assert layer_traces >= 1 and histogram_traces >= 1
-                views = page.locator(".jp-OutputArea-output:has(.widget-toggle-buttons)")
-                views.nth(1).wait_for(timeout=120_000)
-                page.wait_for_function("document.querySelectorAll('.jp-OutputArea-output .widget-tab').length >= 2",
-                                       timeout=120_000)
-                for index in (0, 1):
-                    view = views.nth(index)
-                    view.scroll_into_view_if_needed()
-                    page.wait_for_function(
-                        "(i) => { const v = document.querySelectorAll('.jp-OutputArea-output .widget-tab')[i];"
-                        " return v && v.querySelector('.js-plotly-plot g.trace path'); }", arg=index, timeout=120_000)
-                    compare = _plots(view, "Compare")
-                    assert compare and compare[0]["traces"] == layer_traces and compare[0]["marks"] >= 1, \
-                        (index, "every trace the kernel holds is drawn", compare)
-                    graph = _plots(view, "Graph")
-                    assert graph and graph[0]["traces"] == histogram_traces and graph[0]["marks"] >= 1, (index, graph)
-                    latency = _plots(view, "Latency")
-                    drawn = [plot for plot in latency if plot["marks"] >= 1]
-                    assert len(drawn) >= 3, (index, "batch, trade-off and distribution plots drawn", latency)
-                    diagnose = _plots(view, "Diagnose")
-                    assert any(plot["marks"] >= 1 for plot in diagnose), (index, diagnose)
-            except Exception:
-                page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-                print("failure screenshot:", tmp_path / "failure.png")
-                raise
-            finally:
-                browser.close()
+        with notebook_page(tmp_path, "plots.ipynb", 2400) as page:
+            printed = page.locator("pre", has_text="updated:")
+            printed.wait_for(timeout=600_000)
+            layer_traces, histogram_traces = map(int, printed.inner_text().split()[1:3])
+            assert layer_traces >= 1 and histogram_traces >= 1
+            views = page.locator(".jp-OutputArea-output:has(.widget-toggle-buttons)")
+            views.nth(1).wait_for(timeout=120_000)
+            page.wait_for_function("document.querySelectorAll('.jp-OutputArea-output .widget-tab').length >= 2",
+                                   timeout=120_000)
+            for index in (0, 1):
+                view = views.nth(index)
+                view.scroll_into_view_if_needed()
+                page.wait_for_function(
+                    "(i) => { const v = document.querySelectorAll('.jp-OutputArea-output .widget-tab')[i];"
+                    " return v && v.querySelector('.js-plotly-plot g.trace path'); }", arg=index, timeout=120_000)
+                compare = _plots(view, "Compare")
+                assert compare and compare[0]["traces"] == layer_traces and compare[0]["marks"] >= 1, \
+                    (index, "every trace the kernel holds is drawn", compare)
+                graph = _plots(view, "Graph")
+                assert graph and graph[0]["traces"] == histogram_traces and graph[0]["marks"] >= 1, (index, graph)
+                latency = _plots(view, "Latency")
+                drawn = [plot for plot in latency if plot["marks"] >= 1]
+                assert len(drawn) >= 3, (index, "batch, trade-off and distribution plots drawn", latency)
+                diagnose = _plots(view, "Diagnose")
+                assert any(plot["marks"] >= 1 for plot in diagnose), (index, diagnose)
     finally:
         stop.set()
         burner.join(5)

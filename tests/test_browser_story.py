@@ -8,7 +8,7 @@ import os
 import re
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_FLAGS, ROOT, run_all, running_lab, write_notebook
+from test_browser import ROOT, notebook_page, write_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -24,48 +24,36 @@ def _fills(page) -> list[str]:
 
 
 def test_minilm_debugging_story_in_a_real_browser(tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     write_notebook(tmp_path / "story.ipynb", CELLS)
     docs = ROOT / "docs" if os.environ.get("WORKBENCH_DOCS") else tmp_path
-    with running_lab(tmp_path, "story.ipynb") as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS[1:], headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 2200})
-        try:
-            page.goto(url)
-            run_all(page)
-            app = page.locator(".jp-OutputArea-output:has(.widget-toggle-buttons)")
-            app.wait_for(timeout=300_000)
-            page.get_by_role("button", name="Build & compare").click()
-            page.get_by_text("int8 minmax [all]: per-sample cosine mean").wait_for(timeout=300_000)
-            page.get_by_role("tab", name="Graph").click()
-            page.wait_for_function("document.querySelectorAll('g.wb-node').length > 100", timeout=60_000)
-            naive = _fills(page)
-            page.get_by_role("tab", name="Diagnose").click()
-            page.get_by_role("button", name="Diagnose INT8").click()
-            page.get_by_text("diagnosis done in").wait_for(timeout=540_000)
-            page.get_by_role("button", name="Apply suggested recipe", exact=False).click()
-            page.get_by_text(re.compile(r"^int8 (?!.*\[all\]).*: per-sample cosine mean")).wait_for(timeout=300_000)
-            page.get_by_role("tab", name="Graph").click()
-            page.wait_for_function("naive => Array.from(document.querySelectorAll('g.wb-node rect'))"
-                                   ".map(r => r.getAttribute('fill')).join() !== naive", arg=",".join(naive),
-                                   timeout=120_000)
-            assert _fills(page) != naive, "the graph view recoloured after Apply"
-            page.locator(".wb-graph").screenshot(path=str(docs / "graph-view.png"))
-            no_news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's news prompt
-            if no_news.count():
-                no_news.first.click()
-            page.get_by_role("tab", name="Latency").click()
-            page.get_by_role("button", name="Measure latency").click()
-            page.get_by_text("latency measured on").wait_for(timeout=300_000)
-            page.get_by_text("Pareto front").first.wait_for(timeout=60_000)
-            expect(page.get_by_role("button", name="Stop")).to_be_disabled(timeout=60_000)  # idle again
-            app.screenshot(path=str(docs / "app.png"))
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"))
-            print("failure screenshot:", tmp_path / "failure.png", "\nlab log:",
-                  (tmp_path / "lab.log").read_text()[-3000:])
-            raise
-        finally:
-            browser.close()
+    with notebook_page(tmp_path, "story.ipynb", 2200) as page:
+        app = page.locator(".jp-OutputArea-output:has(.widget-toggle-buttons)")
+        app.wait_for(timeout=300_000)
+        page.get_by_role("button", name="Build & compare").click()
+        page.get_by_text("int8 minmax [all]: per-sample cosine mean").wait_for(timeout=300_000)
+        page.get_by_role("tab", name="Graph").click()
+        page.wait_for_function("document.querySelectorAll('g.wb-node').length > 100", timeout=60_000)
+        naive = _fills(page)
+        page.get_by_role("tab", name="Diagnose").click()
+        page.get_by_role("button", name="Diagnose INT8").click()
+        page.get_by_text("diagnosis done in").wait_for(timeout=540_000)
+        page.get_by_role("button", name="Apply suggested recipe", exact=False).click()
+        page.get_by_text(re.compile(r"^int8 (?!.*\[all\]).*: per-sample cosine mean")).wait_for(timeout=300_000)
+        page.get_by_role("tab", name="Graph").click()
+        page.wait_for_function("naive => Array.from(document.querySelectorAll('g.wb-node rect'))"
+                               ".map(r => r.getAttribute('fill')).join() !== naive", arg=",".join(naive),
+                               timeout=120_000)
+        assert _fills(page) != naive, "the graph view recoloured after Apply"
+        page.locator(".wb-graph").screenshot(path=str(docs / "graph-view.png"))
+        no_news = page.get_by_role("button", name="No", exact=True)  # JupyterLab's news prompt
+        if no_news.count():
+            no_news.first.click()
+        page.get_by_role("tab", name="Latency").click()
+        page.get_by_role("button", name="Measure latency").click()
+        page.get_by_text("latency measured on").wait_for(timeout=300_000)
+        page.get_by_text("Pareto front").first.wait_for(timeout=60_000)
+        expect(page.get_by_role("button", name="Stop")).to_be_disabled(timeout=60_000)  # idle again
+        app.screenshot(path=str(docs / "app.png"))
     assert (docs / "graph-view.png").stat().st_size > 10_000 and (docs / "app.png").stat().st_size > 10_000

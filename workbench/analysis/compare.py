@@ -282,8 +282,8 @@ def compare(
         saved.write()
 
     float_tensors = float_tensors or set()
-    local = {pair[0]: local_stats[node].sample_sqnr_db for node, pair in local_pairs.items()
-             if local_stats[node].count}
+    local_sqnr = {node: s.sample_sqnr_db for node, s in local_stats.items() if s.count}
+    local = {local_pairs[node][0]: db for node, db in local_sqnr.items()}
     table = _table(rows, names, float_tensors, stats, raw_stats, local, model.module_of, candidate)
     first = next((r.tensor for r in table.itertuples() if r.sqnr_db < threshold_db), None)
     judged = verdict(cand_outputs.result(), ref_outputs.result(), len(data), output_groups(model, task), task, data)
@@ -302,7 +302,7 @@ def compare(
         framework=None if torch_check is None else torch_check.result(),
         excluded_nodes=list(transformed.excluded_nodes),
         macs=macs_per_sample(reference, shapes),
-        local_sqnr={node: s.sample_sqnr_db for node, s in local_stats.items() if s.count},
+        local_sqnr=local_sqnr,
         folded=dict(transformed.folded),
         node_info={n.name: {"op_type": n.op_type, "module": model.module_of.get(n.name)} for n in candidate.graph.node
                    if n.op_type not in ("QuantizeLinear", "DequantizeLinear")},
@@ -337,15 +337,17 @@ def _table(rows, names, float_tensors, stats, raw_stats, local, module_of, candi
         s = stats[tensor]
         raw = raw_stats.get(tensor)
         raw = raw if raw is not None and raw.count else None  # raw value fused away on some backends
-        noise[tensor] = s.sample_relative_noise
-        raw_noise[tensor] = raw.sample_relative_noise if raw is not None else noise[tensor]
+        figures = s.sample_figures()
+        raw_figures = raw.sample_figures() if raw is not None else None
+        noise[tensor] = figures["relative_noise"]
+        raw_noise[tensor] = raw_figures["relative_noise"] if raw_figures is not None else noise[tensor]
         summary = s.summary()
         records.append({
             "tensor": tensor, "node": node, "op_type": op_type, "module": module_of.get(node),
-            "quantized": names[tensor][1] is not None, **summary, "sqnr_db": s.sample_sqnr_db,
-            "cosine": s.sample_cosine, "sqnr_worst_db": s.sqnr_worst_db, "pooled_sqnr_db": summary["sqnr_db"],
-            "pooled_cosine": summary["cosine"], "rms": s.reference_rms,
-            "sqnr_pre_q_db": raw.sample_sqnr_db if raw is not None else None,
+            "quantized": names[tensor][1] is not None, **summary, "sqnr_db": figures["sqnr_db"],
+            "cosine": figures["cosine"], "sqnr_worst_db": figures["sqnr_worst_db"],
+            "pooled_sqnr_db": summary["sqnr_db"], "pooled_cosine": summary["cosine"], "rms": s.reference_rms,
+            "sqnr_pre_q_db": raw_figures["sqnr_db"] if raw_figures is not None else None,
             "local_sqnr_db": local.get(tensor),
         })
     table = pd.DataFrame.from_records(records, columns=LAYER_COLUMNS[:-1])

@@ -92,9 +92,9 @@ class Task:
         fn = _READOUTS.get(self.kind) if self.function is None else None
         if fn is None or self.output not in outputs:
             return None
-        x = self._head(outputs)[index:index + 1]
-        ref = self._head(reference)[index:index + 1]
-        return {"index": int(index), **fn(x, ref, **self._scorer_opts())}
+        def one(values: Outputs) -> np.ndarray:  # this sample of every output, then the scorer's array
+            return self._head({k: np.asarray(v)[index:index + 1] for k, v in values.items()})
+        return {"index": int(index), **fn(one(outputs), one(reference), **self._scorer_opts())}
 
     def describe(self) -> str:
         return f"{self.kind} on '{self.output}' ({self.reason})" if self.output else f"{self.kind} ({self.reason})"
@@ -523,7 +523,8 @@ def _segmentation_readout(x: np.ndarray, ref: np.ndarray, threshold: float | Non
         mx, mr = x[0, 0] >= threshold, ref[0, 0] >= threshold
         union = (mx | mr).sum()
         iou = (mx & mr).sum() / union if union else 1.0
-        return {"fp32": f"mask {mr.mean():.1%} of pixels", "candidate": f"mask {mx.mean():.1%} of pixels, IoU {iou:.3f}"}
+        return {"fp32": f"mask {mr.mean():.1%} of pixels",
+                "candidate": f"mask {mx.mean():.1%} of pixels, IoU {iou:.3f}"}
     ax, ar = x[0].argmax(0), ref[0].argmax(0)
     return {"fp32": f"{len(np.unique(ar))} classes present",
             "candidate": f"{len(np.unique(ax))} classes present, {(ax == ar).mean():.1%} of pixels agree"}

@@ -47,10 +47,10 @@ def node_scopes(name: str, module: str | None) -> list[str]:
     """The scopes a node sits in, outermost first: its torch module path's prefixes (encoder, encoder.layer, …), else
     the prefixes of a `/`-separated name (/model.22/cv3.1/conv/Conv → model.22, model.22/cv3.1, …)."""
     if module and not module.startswith("_"):
-        parts = module.split(".")
-        return [".".join(parts[:i + 1]) for i in range(len(parts))][:MAX_SCOPE_DEPTH]
-    parts = [p for p in name.split("/") if p][:-1]
-    return ["/".join(parts[:i + 1]) for i in range(len(parts))][:MAX_SCOPE_DEPTH]
+        parts, sep = module.split("."), "."
+    else:
+        parts, sep = [p for p in name.split("/") if p][:-1], "/"
+    return [sep.join(parts[:i + 1]) for i in range(min(len(parts), MAX_SCOPE_DEPTH))]
 
 
 def _legend(threshold: float) -> list[dict]:

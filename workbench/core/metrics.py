@@ -41,7 +41,7 @@ class RunningStats:
     integer: bool = False
     equal: int = 0
     # per-sample (Σref², Σx², Σerr²) rows, when `update` is told how many samples a batch holds: the per-sample
-    # figures (sample_sqnr_db, sample_cosine) that first divergence and the ranking use, as the verdict does
+    # figures (sample_figures) that first divergence and the ranking use, as the verdict does
     rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
 
     def track_channels(self, ref: np.ndarray) -> None:
@@ -73,15 +73,18 @@ class RunningStats:
         shape = np.shape(ref)
         by_sample = bool(samples) and r.size > 0 and len(shape) > 0 and shape[0] % samples == 0
         rows = samples if by_sample else 1
-        with np.errstate(over="ignore", invalid="ignore"):
-            d = r - v
-            per = [np.einsum("ij,ij->i", a.reshape(rows, -1), a.reshape(rows, -1)) for a in (r, v, d)]
-            sums = tuple(float(p.sum(dtype=np.float64)) for p in per)
+
+        def row_sums(r: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], tuple[float, ...]]:
+            """(r − v, per-row Σr², Σv², Σ(r − v)², their totals)."""
+            with np.errstate(over="ignore", invalid="ignore"):
+                d = r - v
+                per = [np.einsum("ij,ij->i", a.reshape(rows, -1), a.reshape(rows, -1)) for a in (r, v, d)]
+                return d, per, tuple(float(p.sum(dtype=np.float64)) for p in per)
+
+        d, per, sums = row_sums(r, v)
         if not all(map(math.isfinite, sums)):  # e.g. attention masks near ±3.4e38: redo in float64
             r, v = r.astype(np.float64), v.astype(np.float64)
-            d = r - v
-            per = [np.einsum("ij,ij->i", a.reshape(rows, -1), a.reshape(rows, -1)) for a in (r, v, d)]
-            sums = tuple(float(p.sum()) for p in per)
+            d, per, sums = row_sums(r, v)
         if by_sample:
             self.rows.append(tuple(p.astype(np.float64) for p in per))
         self.ref_sq += sums[0]
@@ -126,40 +129,28 @@ class RunningStats:
         gap = (math.sqrt(self.ref_sq) - math.sqrt(self.x_sq)) ** 2
         return max(-1.0, min(1.0, 1.0 - (self.err_sq - gap) / (2.0 * norms)))
 
-    def _per_sample(self) -> tuple[np.ndarray, np.ndarray] | None:
-        if not self.rows:
-            return None
-        rr, xx, ee = (np.concatenate([row[i] for row in self.rows]) for i in range(3))
-        cos, sqnr, _ = sample_scores(rr, xx, ee, ~(np.isfinite(rr) & np.isfinite(xx) & np.isfinite(ee)))
-        return cos, sqnr
-
-    @property
-    def sample_relative_noise(self) -> float:
-        """Mean over samples of each sample's noise power over its signal power (empty references against the
-        data's typical energy): what 1 − the mean per-sample cosine tracks (≈ half of it); pooled without samples."""
-        per = self._per_sample()
-        if per is None:
-            return self.relative_noise
-        return float(np.mean(10.0 ** (-per[1] / 10.0)))
+    def sample_figures(self) -> dict[str, float]:
+        """The per-sample figures in one pass over the per-sample sums (empty references scored against the data's
+        typical energy, as the verdict does): `relative_noise`, the mean over samples of each sample's noise power
+        over its signal power (what 1 − the mean per-sample cosine tracks, about half of it), `sqnr_db` that mean in
+        dB (a few collapsed samples pull it down; the pooled SQNR hides them under the loud ones), `cosine` the mean
+        per-sample cosine and `sqnr_worst_db` the worst sample; the pooled figures without per-sample sums."""
+        if self.rows:
+            rr, xx, ee = (np.concatenate([row[i] for row in self.rows]) for i in range(3))
+            cos, sqnr, _ = sample_scores(rr, xx, ee, ~(np.isfinite(rr) & np.isfinite(xx) & np.isfinite(ee)))
+            noise, cosine, worst = float(np.mean(10.0 ** (-sqnr / 10.0))), float(cos.mean()), float(sqnr.min())
+        else:
+            noise, cosine, worst = self.relative_noise, self.cosine, self.sqnr_db
+        if not math.isfinite(noise):
+            db = -SQNR_CAP_DB
+        else:
+            db = SQNR_CAP_DB if noise <= 0 else max(-SQNR_CAP_DB, min(SQNR_CAP_DB, -10.0 * math.log10(noise)))
+        return {"relative_noise": noise, "sqnr_db": db, "cosine": cosine, "sqnr_worst_db": worst}
 
     @property
     def sample_sqnr_db(self) -> float:
-        """The mean per-sample relative noise in dB (a few collapsed samples pull it down; the pooled SQNR hides
-        them under the loud ones)."""
-        noise = self.sample_relative_noise
-        if not math.isfinite(noise):
-            return -SQNR_CAP_DB
-        return SQNR_CAP_DB if noise <= 0 else max(-SQNR_CAP_DB, min(SQNR_CAP_DB, -10.0 * math.log10(noise)))
-
-    @property
-    def sample_cosine(self) -> float:
-        per = self._per_sample()
-        return self.cosine if per is None else float(per[0].mean())
-
-    @property
-    def sqnr_worst_db(self) -> float:
-        per = self._per_sample()
-        return self.sqnr_db if per is None else float(per[1].min())
+        """The mean per-sample relative noise in dB (sample_figures)."""
+        return self.sample_figures()["sqnr_db"]
 
     @property
     def agreement(self) -> float:

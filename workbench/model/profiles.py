@@ -151,16 +151,15 @@ def profile_hints(model: Any, *datasets: Any) -> dict[str, tuple[int | None, ...
 
 
 def build_profile(inputs: Sequence[TensorSpec], items: Iterable[str] = (),
-                  batch_axes: Mapping[str, int | None] | None = None,
-                  hints: Mapping[str, Sequence[int | None]] | None = None, where: str = "--shapes") -> Profile:
-    """The default profile (default_profile, with `hints`) with the given items replacing it per input, validated
-    against the model; `where` names the items' source in messages."""
+                  batch_axes: Mapping[str, int | None] | None = None, where: str = "--shapes") -> Profile:
+    """The default profile with the given items replacing it per input, validated against the model; `where` names
+    the items' source in messages."""
     given = {p.name: p for p in parse(items, where)}
     specs = {s.name: s for s in inputs}
     unknown = sorted(set(given) - set(specs))
     if unknown:
         raise WorkbenchError(f"{where} names unknown input(s) {unknown}; the model's inputs are {sorted(specs)}")
-    default = default_profile(inputs, batch_axes, hints)
+    default = default_profile(inputs, batch_axes)
     profile = Profile(tuple(given.get(p.name, p) for p in default.inputs))
     for p in profile.inputs:
         validate(p, specs[p.name])

@@ -100,7 +100,9 @@ class Workbench:
             box.observe(functools.partial(self._on_data_file, role), names="value")
         self.data_note = w.HTML()
         self.precision = w.ToggleButtons(options=list(PRECISIONS), value="int8", description="precision")
-        self.precision.observe(self._precision_changed, names="value")
+        self.precision.observe(functools.partial(
+            self._toggled, self.precision, "the precision stays {old}",
+            lambda change: self._background(self._on_precision)), names="value")
         self.calibration = w.Dropdown(options=list(CALIBRATIONS), value="minmax", description="calibration")
         self.percentile = w.BoundedFloatText(value=99.99, min=50.01, max=100.0, step=0.01, description="percentile")
         self.placement = w.Dropdown(options=list(PLACEMENTS), value="tensorrt", description="Q/DQ placement")
@@ -154,7 +156,9 @@ class Workbench:
         self.graph_node = w.HTML("<i>click a node</i>", layout=w.Layout(width="330px"))
         self.node_precision = w.ToggleButtons(options=["INT8", "FP16", "FP32"], value=None, disabled=True,
                                               description="run in", style={"button_width": "60px"})
-        self.node_precision.observe(self._node_precision_changed, names="value")
+        self.node_precision.observe(functools.partial(
+            self._toggled, self.node_precision, "the node keeps its precision",
+            lambda change: self._background(self.set_node_precision, change["new"])), names="value")
         self.histogram_button = w.Button(description="Activation histogram", disabled=True, icon="bar-chart")
         self.histogram_button.on_click(lambda _: self._background(self.show_histogram))
         self.histogram_figure = go.FigureWidget(layout={"height": 300, "width": 420})
@@ -336,7 +340,7 @@ class Workbench:
     def _on_data_file(self, role: str, change: dict) -> None:
         if getattr(self, "_quiet_files", False) or self.model is None:
             return
-        if self._worker is not None and self._worker.is_alive():
+        if self._busy_elsewhere():
             self._status("busy: the data changes when the running step ends; set it again then")
             return
         other = "eval" if role == "calib" else "calib"
@@ -377,11 +381,8 @@ class Workbench:
         self.profile_box.children = texts
         self.validate_profile()
 
-    def _data_outside_profile(self) -> list[str]:
-        """The data a run uses that an engine built with the profile would reject, in words for this panel."""
-        from workbench.model.profiles import build_profile
-
-        profile = build_profile(self.model.inputs, self.shapes(), where="the optimization profile")
+    def _data_outside_profile(self, profile) -> list[str]:
+        """The data a run uses that an engine built with `profile` would reject, in words for this panel."""
         problems = []
         for role, title in (("calib", "calibration"), ("eval", "evaluation")):
             if self.datasets[role] is not None:
@@ -396,8 +397,8 @@ class Workbench:
         from workbench.model.profiles import build_profile
 
         try:
-            build_profile(self.model.inputs, self.shapes(), where="the optimization profile")
-            outside = self._data_outside_profile()
+            outside = self._data_outside_profile(
+                build_profile(self.model.inputs, self.shapes(), where="the optimization profile"))
         except WorkbenchError as exc:
             self.profile_message.value = f"<span style='color:crimson'>✗ {html.escape(str(exc))}</span>"
             return False
@@ -451,23 +452,16 @@ class Workbench:
         finally:
             self._reverting = False
 
-    def _precision_changed(self, change: dict) -> None:
+    def _toggled(self, widget: w.ValueWidget, kept: str, start: Callable[[dict], None], change: dict) -> None:
+        """A toggle that starts work: refused while another action runs, and then put back (`kept` says so, with
+        the change's `{old}` value), so the widgets keep showing what the results were computed with."""
         if getattr(self, "_reverting", False):
             return
         if self._busy_elsewhere():
-            self._revert(self.precision, change["old"])
-            self._status(f"busy: wait for the running step or press Stop (the precision stays {change['old']})")
+            self._revert(widget, change["old"])
+            self._status(f"busy: wait for the running step or press Stop ({kept.format(**change)})")
             return
-        self._background(self._on_precision)
-
-    def _node_precision_changed(self, change: dict) -> None:
-        if getattr(self, "_reverting", False):
-            return
-        if self._busy_elsewhere():
-            self._revert(self.node_precision, change["old"])
-            self._status("busy: wait for the running step or press Stop (the node keeps its precision)")
-            return
-        self._background(self.set_node_precision, change["new"])
+        start(change)
 
     def _on_precision(self) -> None:
         if self.model is not None:
