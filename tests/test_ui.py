@@ -326,3 +326,26 @@ def test_profile_defaults_come_from_the_metadata_and_the_data_and_data_outside_i
     assert "evaluation data" in message and "400" in message and "widen min/max" in message, message
     app.profile_box.children[0].value = "1x3x1x1"
     assert "the optimization profile" in app.profile_message.value and "--shapes" not in app.profile_message.value
+
+
+def test_a_fixed_batch_model_gets_its_batch_and_other_batches_are_named_by_widget(tmp_path):
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(0, 0.1, (4, 3)).astype(np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "fixed",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [w])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "fixed.onnx")
+    app = Workbench(str(tmp_path / "fixed.onnx"), eval_limit=16).wait()
+    assert app.batches.value == "1", "the latency sweep defaults to the batch the model accepts"
+    app.iterations.value = 5
+    app.run_latency()
+    assert len(app.batch_figure.data) >= 1 and "latency measured" in app.status.value, app.status.value
+    app.batches.value = "1,8"
+    app.run_latency()
+    assert "batches: the model&#x27;s batch dimension is fixed to 1; enter 1" in app.status.value, app.status.value
+    assert "--batch" not in app.status.value
+    app.load("mnist-cnn")
+    assert app.batches.value == "1,8"

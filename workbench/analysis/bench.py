@@ -187,7 +187,7 @@ def _check_batches(data: Dataset, batches: Sequence[int]) -> None:
     fixed = data.fixed_batch
     if fixed and any(b != fixed for b in batches):
         raise WorkbenchError(f"the model's batch dimension is fixed to {fixed}; "
-                             f"--batch {','.join(map(str, batches))} is impossible")
+                             f"batch sizes {','.join(map(str, batches))} are impossible (measure at batch {fixed})")
 
 
 def tradeoff(model, recipes: Iterable, calib: Dataset | None, data: Dataset, batch: int = 1,

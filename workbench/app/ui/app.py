@@ -291,6 +291,8 @@ class Workbench:
         self.exclusions.options = [(f"{n.name} ({n.op_type}" + (f", {modules[n.name]}" if n.name in modules else "")
                                     + ")", n.name) for n in self.model.proto.graph.node
                                    if n.op_type not in NOT_EXCLUDABLE]
+        fixed = {s.shape[0] for s in self.model.inputs if s.shape and isinstance(s.shape[0], int)}
+        self.batches.value = str(next(iter(fixed))) if len(fixed) == 1 else "1,8"  # what the model can run
         self._profile_boxes()
         self._show_data()
         self._status(f"loaded {info['name']}")
@@ -693,6 +695,9 @@ class Workbench:
         backend = self._backend() if self.backend.value != "onnxruntime-cpu" else get_backend(optimization="all")
         batches = parse_batches(self.batches.value)
         data = self._eval(64)
+        if data.fixed_batch and set(batches) != {data.fixed_batch}:
+            raise WorkbenchError(f"batches: the model's batch dimension is fixed to {data.fixed_batch}; "
+                                 f"enter {data.fixed_batch}")
         report = sweep(self.model, recipes, batches, calib, data, backend, iterations=self.iterations.value,
                        progress=False)
         _show(self.batch_figure, plots.batch_figure(report))
