@@ -4,6 +4,7 @@ the app; `make docs` (WORKBENCH_DOCS=1) writes it to docs/screenshot.png, which 
 ordinary run leaves the tracked file alone."""
 import contextlib
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -88,6 +89,40 @@ def notebook_page(tmp_path: Path, notebook: str, height: int):
             raise
         finally:
             browser.close()
+
+
+# per plot shown (in the selected tab): how many traces have drawn marks (a path with coordinates, or bars / points)
+DRAWN = """(root) => Array.from(root.querySelectorAll('.js-plotly-plot')).filter(plot => plot.offsetParent !== null)
+.map(plot => {
+  const paths = Array.from(plot.querySelectorAll('g.trace path')).filter(p => (p.getAttribute('d') || '').length > 8);
+  return {traces: plot.querySelectorAll('g.trace').length, marks: paths.length,
+          title: (plot.querySelector('.gtitle') || {}).textContent || ''};
+})"""
+
+
+def drawn_plots(view, tab: str) -> list[dict]:
+    """Open `tab` of the app shown in `view` and describe each plot it shows (traces, drawn marks, title)."""
+    view.get_by_role("tab", name=tab).click()
+    view.page.wait_for_timeout(500)
+    return view.evaluate(DRAWN)
+
+
+def _burn(stop) -> None:
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
+@contextlib.contextmanager
+def cpu_burner():
+    """A process keeping one CPU busy beside the browser and the kernel (the loaded laptop of issue 25)."""
+    stop = multiprocessing.Event()
+    burner = multiprocessing.Process(target=_burn, args=(stop,), daemon=True)
+    burner.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        burner.join(5)
 
 
 def write_notebook(path: Path, cells: list[str]) -> None:

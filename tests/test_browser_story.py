@@ -1,6 +1,6 @@
 """The debugging story in a real browser (headless Chromium, JupyterLab): MiniLM quantized naively (every op,
 placement 'all') collapses; build → compare → diagnose → Apply → the graph view recolours → the latency tab's
-accuracy-vs-latency trade-off. Screenshots of the app and of the graph view go to docs/ under `make docs`
+accuracy-vs-latency trade-off; then every tab's plots are drawn, all beside a CPU-burning process. Screenshots of the app and of the graph view go to docs/ under `make docs`
 (WORKBENCH_DOCS=1), to the test's folder otherwise."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import re
 
 import pytest
-from test_browser import ROOT, notebook_page, write_notebook
+from test_browser import ROOT, cpu_burner, drawn_plots, notebook_page, write_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ def test_minilm_debugging_story_in_a_real_browser(tmp_path):
 
     write_notebook(tmp_path / "story.ipynb", CELLS)
     docs = ROOT / "docs" if os.environ.get("WORKBENCH_DOCS") else tmp_path
-    with notebook_page(tmp_path, "story.ipynb", 2200) as page:
+    with cpu_burner(), notebook_page(tmp_path, "story.ipynb", 2200) as page:
         app = page.locator(".jp-OutputArea-output:has(.widget-toggle-buttons)")
         app.wait_for(timeout=300_000)
         page.get_by_role("button", name="Build & compare").click()
@@ -56,4 +56,15 @@ def test_minilm_debugging_story_in_a_real_browser(tmp_path):
         page.get_by_text("Pareto front").first.wait_for(timeout=60_000)
         expect(page.get_by_role("button", name="Stop")).to_be_disabled(timeout=60_000)  # idle again
         app.screenshot(path=str(docs / "app.png"))
+        latency = [plot for plot in drawn_plots(app, "Latency") if plot["marks"] >= 1]
+        assert len(latency) >= 3, ("batch, trade-off and distribution plots drawn", latency)
+        assert any(plot["marks"] >= 1 for plot in drawn_plots(app, "Diagnose")), "the ranking is drawn"
+        compare = drawn_plots(app, "Compare")
+        assert compare and compare[0]["marks"] >= 1, ("the per-layer plot is drawn", compare)
+        drawn_plots(app, "Graph")
+        assert app.locator("g.wb-node").count() > 100, "the graph view draws MiniLM's nodes"
+        app.get_by_role("tab", name="Code").click()
+        code = app.evaluate("root => Array.from(root.querySelectorAll('textarea')).filter(t => t.offsetParent)"
+                            ".map(t => t.value)")
+        assert any(c.startswith("workbench compare minilm") for c in code), code
     assert (docs / "graph-view.png").stat().st_size > 10_000 and (docs / "app.png").stat().st_size > 10_000
