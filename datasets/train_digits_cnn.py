@@ -53,7 +53,8 @@ def main() -> None:
     convs = [m for m in model if isinstance(m, torch.nn.Conv2d)]
     weights = {}
     for i, conv in enumerate(convs):
-        weights[f"block{i}.weight"], weights[f"block{i}.bias"] = conv.weight.detach().numpy(), conv.bias.detach().numpy()
+        weights[f"block{i}.weight"] = conv.weight.detach().numpy()
+        weights[f"block{i}.bias"] = conv.bias.detach().numpy()
     weights["head.weight"], weights["head.bias"] = model[-1].weight.detach().numpy(), model[-1].bias.detach().numpy()
     TRAINED_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
     np.savez(TRAINED_WEIGHTS, **weights)

@@ -107,6 +107,13 @@ def drawn_plots(view, tab: str) -> list[dict]:
     return view.evaluate(DRAWN)
 
 
+def code_tab(view) -> list[str]:
+    """Open the Code tab of the app shown in `view`: the text of each code box it shows."""
+    view.get_by_role("tab", name="Code").click()
+    return view.evaluate("root => Array.from(root.querySelectorAll('textarea')).filter(t => t.offsetParent !== null)"
+                         ".map(t => t.value)")
+
+
 def _burn(stop) -> None:
     while not stop.is_set():
         sum(i * i for i in range(10_000))

@@ -6,7 +6,7 @@ tabs are driven by tests/test_browser_story.py)."""
 from __future__ import annotations
 
 import pytest
-from test_browser import cpu_burner, drawn_plots, notebook_page, write_notebook
+from test_browser import code_tab, cpu_burner, drawn_plots, notebook_page, write_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -66,9 +66,7 @@ def test_every_plot_is_drawn_after_hidden_updates_and_a_second_display(tmp_path,
             assert len(drawn) >= 3, (index, "batch, trade-off and distribution plots drawn", latency)
             diagnose = drawn_plots(view, "Diagnose")
             assert any(plot["marks"] >= 1 for plot in diagnose), (index, diagnose)
-            view.get_by_role("tab", name="Code").click()
-            code = view.evaluate("root => Array.from(root.querySelectorAll('textarea'))"
-                                 ".filter(t => t.offsetParent !== null).map(t => t.value)")
+            code = code_tab(view)
             assert any(c.startswith("workbench compare") for c in code) and any("print(" in c for c in code), code
             if model in CORPUS:  # the user's own files are named, not random data
                 assert any("--eval-data" in c for c in code), code

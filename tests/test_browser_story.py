@@ -1,14 +1,14 @@
 """The debugging story in a real browser (headless Chromium, JupyterLab): MiniLM quantized naively (every op,
 placement 'all') collapses; build → compare → diagnose → Apply → the graph view recolours → the latency tab's
-accuracy-vs-latency trade-off; then every tab's plots are drawn, all beside a CPU-burning process. Screenshots of the app and of the graph view go to docs/ under `make docs`
-(WORKBENCH_DOCS=1), to the test's folder otherwise."""
+accuracy-vs-latency trade-off; then every tab's plots are drawn, all beside a CPU-burning process. Screenshots of
+the app and of the graph view go to docs/ under `make docs` (WORKBENCH_DOCS=1), to the test's folder otherwise."""
 from __future__ import annotations
 
 import os
 import re
 
 import pytest
-from test_browser import ROOT, cpu_burner, drawn_plots, notebook_page, write_notebook
+from test_browser import ROOT, code_tab, cpu_burner, drawn_plots, notebook_page, write_notebook
 
 pytestmark = pytest.mark.slow
 
@@ -63,8 +63,6 @@ def test_minilm_debugging_story_in_a_real_browser(tmp_path):
         assert compare and compare[0]["marks"] >= 1, ("the per-layer plot is drawn", compare)
         drawn_plots(app, "Graph")
         assert app.locator("g.wb-node").count() > 100, "the graph view draws MiniLM's nodes"
-        app.get_by_role("tab", name="Code").click()
-        code = app.evaluate("root => Array.from(root.querySelectorAll('textarea')).filter(t => t.offsetParent)"
-                            ".map(t => t.value)")
+        code = code_tab(app)
         assert any(c.startswith("workbench compare minilm") for c in code), code
     assert (docs / "graph-view.png").stat().st_size > 10_000 and (docs / "app.png").stat().st_size > 10_000

@@ -1,6 +1,7 @@
 """The workshop: every solution runs and asserts its answers (tests/test_notebooks.py executes them); the exercises
 are exactly the solutions with the answers taken out; the planted network it starts from is trained and the plant
 changes nothing in FP32."""
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ def test_five_exercises_with_instructor_timings():
     assert len(names) == 5
     notes = (WORKSHOP / "INSTRUCTOR.md").read_text()
     assert all(name in notes for name in names)
-    minutes = [int(m) for m in __import__("re").findall(r"\| (\d+) min \|", notes)]
+    minutes = [int(m) for m in re.findall(r"\| (\d+) min \|", notes)]
     assert sum(minutes) == 90, minutes
 
 

@@ -54,7 +54,7 @@ class RunningStats:
         if a.ndim < 2:
             return
         axis = 1 if a.ndim == 4 else a.ndim - 1
-        # products in the tensor's precision, summed in float64 (no float64 copy of the tensor: 6× faster)
+        # einsum casts to float64 chunk by chunk: the same sums without a float64 copy of the tensor (6× faster)
         rows = np.moveaxis(a, axis, -1).reshape(-1, a.shape[axis])
         per_channel = np.einsum("ij,ij->j", rows, rows, dtype=np.float64)
         self.channel_sq = per_channel if self.channel_sq is None else self.channel_sq + per_channel

@@ -57,6 +57,7 @@ _COPY = ("<button class='workbench-copy' title='copy to the clipboard' onclick=\
 
 # Nodes that compute nothing a precision could change: not offered in the keep-FP32 list (Paddle models have
 # hundreds of Constant nodes)
+DEFAULT_BATCHES = "1,8"  # the latency sweep's batches for a model with a dynamic batch
 NOT_EXCLUDABLE = frozenset({"Constant", "Identity", "Shape", "Size", "ConstantOfShape"})
 
 
@@ -178,7 +179,7 @@ class Workbench:
                                       tooltip="the diagnosis (and the last latency run) as one shareable file")
         self.report_button.on_click(lambda _: self.save_report())
         self.latency_report = None  # the last latency sweep, for the report
-        self.batches = w.Text(value="1,8", description="batches")
+        self.batches = w.Text(value=DEFAULT_BATCHES, description="batches")
         self.iterations = w.BoundedIntText(value=50, min=5, max=10000, description="iterations")
         self.latency_button = w.Button(description="Measure latency", icon="clock-o")
         self.latency_button.on_click(lambda _: self._background(self.run_latency))
@@ -292,7 +293,7 @@ class Workbench:
                                     + ")", n.name) for n in self.model.proto.graph.node
                                    if n.op_type not in NOT_EXCLUDABLE]
         fixed = {s.shape[0] for s in self.model.inputs if s.shape and isinstance(s.shape[0], int)}
-        self.batches.value = str(next(iter(fixed))) if len(fixed) == 1 else "1,8"  # what the model can run
+        self.batches.value = str(next(iter(fixed))) if len(fixed) == 1 else DEFAULT_BATCHES
         self._profile_boxes()
         self._show_data()
         self._status(f"loaded {info['name']}")
