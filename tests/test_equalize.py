@@ -56,8 +56,8 @@ def test_uneven_channels_are_equalized_exactly_and_int8_recovers():
 def test_diagnose_equalizes_before_any_fallback():
     model = P.uneven_channels()
     d = diagnose(model, wb.Recipe("int8"), P.digits("calib"), P.digits("eval"), progress=False)
-    chosen = d.remedies[1]
-    assert chosen.remedy.startswith("equalize activation channels") and chosen.met
+    chosen = next(r for r in d.remedies if r.met)
+    assert chosen.remedy.startswith("equalize activation channels"), "no range estimator fixes uneven channels"
     assert d.fallback == [] and d.recipe.equalize and "--equalize" in d.recipe.to_cli_args()
     assert d.evaluations <= d.budget + d.remedies_tried
 

@@ -77,13 +77,19 @@ def test_unfolded_batchnorm_chain_is_fixed_by_folding():
 def test_glitchy_calibration_data_is_fixed_by_calibration_overrides():
     spec, model = P.planted(())
     calib, data = P.with_glitches(P.digits("calib")), P.digits("eval")
-    d = diagnose(model, wb.Recipe("int8", "minmax"), calib, data, progress=False)
+    d = diagnose(model, wb.Recipe("int8", "minmax"), calib, data, remedies=("overrides",), progress=False)
     assert d.before.cosine < 0.95
     chosen = d.remedies[1]
     assert chosen.remedy.startswith("calibration override") and "image=entropy" in chosen.remedy
     assert chosen.met and d.fallback == [] and d.after.cosine >= 0.99 and not d.recipe.equalize
     assert d.remedies_tried == 1 and d.evaluations == 2 <= d.budget + d.remedies_tried
     assert cosine(model, d.recipe, calib, data) >= 0.99, "the recipe the diagnosis returns reproduces the fix"
+    # with every remedy, the first one that applies is the range estimator: two glitchy images out of 256 no
+    # longer set the input's range once ranges are the mean of per-sample ranges
+    d = diagnose(model, wb.Recipe("int8", "minmax"), calib, data, progress=False)
+    assert d.remedies[1].remedy.startswith("ranges from the mean of per-sample min/max") and d.remedies[1].met
+    assert d.recipe.calibration == "mean-minmax" and d.fallback == [] and d.remedies_tried == 1
+    assert cosine(model, d.recipe, calib, data) >= 0.99
     counts, edges, amax = histogram(model, calib, "image")
     ranges = method_ranges(model, calib, "image", ["Conv", "ConvTranspose", "Gemm", "MatMul"])
     assert amax == pytest.approx(100.0) and ranges["minmax"] == pytest.approx(100.0)

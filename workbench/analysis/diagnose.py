@@ -1,10 +1,12 @@
 """Where INT8 collapses and the smallest set of nodes to keep in higher precision to fix it.
 
-Ranking: each quantized node's local sensitivity (quantized alone, on exact FP32 inputs; see sensitivity.py),
-measured by one per-layer comparison pass on a subset of the data. Search: the shortest prefix of the ranking that meets
-the target, by bisection over the prefix length (every evaluation is a re-quantize from cached calibration
-ranges plus one run over the data), then leftover budget prunes nodes the prefix did not need. Budget:
-⌈log2 N⌉ + 3 evaluations for N quantized nodes, counting the evaluation of the unmodified recipe.
+Cheap fixes first (clean-up, placement, range estimators, per-tensor calibration overrides, rescalings, bias
+correction), then the fallback search. Default search (analysis.search): every candidate node reverted alone and its
+effect on the target measured on a ranking subset, greedy revert with re-ranking, then a put-back pass; budget
+2⌈log2 N⌉ + 4 evaluations on the whole evaluation set, the ranking runs reported apart. The "local" search ranks by
+each node's local sensitivity (quantized alone on exact FP32 inputs; one per-layer comparison pass) and takes the
+shortest prefix that meets the target by bisection, then prunes with leftover budget: ⌈log2 N⌉ + 3 evaluations.
+The local ranking also orders what the measured search measures and names each node's cause.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import numpy as np
 from workbench.analysis.compare import LayerReport, compare
 from workbench.analysis.evaluate import Evaluator, TaskMetric, output_scores
 from workbench.analysis.results import RankedNode, RemedyStep, Scores, Search, Trial
+from workbench.analysis.search import SEARCHES, measured_search
+from workbench.analysis.search import search_budget as measured_budget
 from workbench.core.errors import WorkbenchError
 from workbench.core.metrics import SQNR_CAP_DB, is_categorical
 from workbench.model.data import Dataset, as_dataset
@@ -119,6 +123,25 @@ class Target:
     def met(self, scores: Scores, reference_metric: float | None) -> bool:
         return not self.misses(scores, reference_metric)
 
+    def ranking_key(self, scores: Scores, reference_metric: float | None = None) -> float:
+        """How far the scores are past the target (positive) or short of it (negative), each part of the target in
+        units of its allowed slack, the binding part first: min(parts) + 0.1·mean(parts), plus 0.01·cosine so that
+        a discrete task metric on a small subset still tells candidates apart. NaN reads as far short."""
+        parts = []
+        if self.cosine is not None:
+            worst = scores.cosine if scores.cosine_worst is None else scores.cosine_worst
+            parts += [(scores.cosine - self.cosine) / max(1.0 - self.cosine, 1e-6),
+                      (worst - self.floor_cosine) / max(1.0 - self.floor_cosine, 1e-6)]
+        if self.sqnr_db is not None:
+            worst = scores.sqnr_db if scores.sqnr_worst_db is None else scores.sqnr_worst_db
+            parts += [(scores.sqnr_db - self.sqnr_db) / FLOOR_SQNR_DB, (worst - self.floor_sqnr_db) / FLOOR_SQNR_DB]
+        if self.metric is not None and reference_metric is not None:
+            value = scores.metrics.get(self.metric_name, math.nan)
+            parts.append((value - (reference_metric - self.max_drop)) / max(self.max_drop, 1e-6))
+        parts = [p if math.isfinite(p) else -1e6 for p in parts] or [0.0]
+        cosine = scores.cosine if math.isfinite(scores.cosine) else -1.0
+        return min(parts) + 0.1 * sum(parts) / len(parts) + 0.01 * cosine
+
     def better(self, a: Scores, b: Scores, reference_metric: float | None = None) -> bool:
         """Is scores `a` closer to the target than `b`: fewer of its parts missed, then the higher mean cosine (or
         SQNR, or the task metric when it is the only part)?"""
@@ -169,6 +192,8 @@ class Diagnosis:
     evaluation: dict = field(default_factory=dict)  # batched, or one sample at a time (batch-coupled model)
     task: dict | None = None  # the task scored (chosen from the output layout, or given)
     misses: list[str] = field(default_factory=list)  # what the final recipe misses on the evaluation data
+    ranking_runs: int = 0  # the measured search's runs on the ranking subset (apart from `evaluations`)
+    ranking_seconds: float = 0.0  # their wall time together
 
     @property
     def remedies_tried(self) -> int:
@@ -190,6 +215,7 @@ class Diagnosis:
             "deployment": self.deployment, "cycle_seconds": self.cycle_seconds,
             "recipe_cli_args": self.recipe.to_cli_args(), "recipe_python": self.recipe.to_python(),
             "evaluation": self.evaluation, "task": self.task, "misses": self.misses,
+            "ranking_runs": self.ranking_runs, "ranking_seconds": self.ranking_seconds,
         }
 
     def to_json(self, **kwargs: Any) -> str:
@@ -263,11 +289,14 @@ def diagnose(
     task: Any = "auto",
     task_min: float | None = None,
     max_drop: float | None = None,
+    search: str = "measured",
 ) -> Diagnosis:
     """Why INT8 hurts and the cheapest fix that meets `target` (default output cosine ≥ 0.99).
 
     With `remedies` (True: DEFAULT_REMEDIES; or a tuple of REMEDY_STEPS), fixes are tried in order of cost
-    before any node leaves INT8: graph clean-up, the TensorRT Q/DQ placement, per-tensor calibration overrides for
+    before any node leaves INT8: graph clean-up, the TensorRT Q/DQ placement, the range estimators MinMax lacks
+    (mean of per-sample min/max, then least-error ranges; each kept when it improves the score), per-tensor
+    calibration overrides for
     the tensors the ranking blames (clipped → minmax, coarse or outlier-ridden → entropy/percentile), each kept when
     it improves the score; then activation equalization (workbench.precision.equalize), activation smoothing
     (workbench.precision.smooth) and bias correction (workbench.precision.biascorrect), kept only when they meet the
@@ -287,11 +316,17 @@ def diagnose(
     tasks: the remedy candidates, the bisection's first two probes and the probes of both its next branches, the
     pruning's next removals. The search itself is unchanged, so the diagnosis is identical with either executor;
     speculative probes it did not need are cancelled and not counted.
+
+    `search`: "measured" (default; analysis.search: candidates ranked by what reverting each does to the target on
+    the ranking subset, greedy with re-ranking, then a put-back pass) or "local" (the shortest prefix of the local
+    sensitivity ranking, by bisection: fewer runs, larger fallbacks on depthwise CNNs).
     """
     from workbench.core.progress import Steps
 
     if recipe.precision != "int8":
         raise WorkbenchError("diagnose searches INT8 fallbacks: use --precision int8")
+    if search not in SEARCHES:
+        raise WorkbenchError(f"unknown search {search!r}; choose from {', '.join(SEARCHES)}")
     steps = DEFAULT_REMEDIES if remedies is True else tuple(remedies or ())
     unknown = sorted(set(steps) - set(REMEDY_STEPS))
     if unknown:
@@ -306,6 +341,7 @@ def diagnose(
     reference_metric = float(target.metric(reference, reference, data)) if target.metric is not None else None
 
     cycle_seconds: list[float] = []
+    ranking_seconds: list[float] = []  # the measured search's runs on the ranking subset
 
     def scorer(outputs: dict, ref: dict) -> Scores:
         return _scores(evaluator, outputs, ref, target)  # `target` as the search sets it (Bonferroni level)
@@ -321,7 +357,8 @@ def diagnose(
     if not base.quantized_nodes:
         why = "; ".join(f"{n}: {r}" for n, r in base.kept_in_fp32.items())
         raise WorkbenchError("no node is quantized by this recipe: nothing to diagnose" + (f" ({why})" if why else ""))
-    target = target.for_search(search_budget(len(base.quantized_nodes)))
+    budget_of = measured_budget if search == "measured" else search_budget
+    target = target.for_search(budget_of(len(base.quantized_nodes)))
     before = score(recipe)
     tried = [RemedyStep(f"as given ({recipe.label})", before, target.met(before, reference_metric))]
     current, current_scores = recipe, before
@@ -367,9 +404,30 @@ def diagnose(
         alt_base = apply(model, rescaled[0], calib, progress=False)
         starts.append((*rescaled, compare(alt_base, data.take(ranking_samples), backend, framework=False,
                                           progress=False), alt_base))
-    searches = [_fallback_search(start, start_scores, target, reference_metric, start_report, start_base, score,
-                                 evaluator)
-                for start, start_scores, start_report, start_base in starts]
+    ranker = Evaluator(model, calib, data.take(ranking_samples), backend, batch_size, executor=executor,
+                       task=task) if search == "measured" and not target.met(current_scores, reference_metric) else None
+
+    def rank_score(r: Recipe) -> Scores:
+        """One quantize + evaluate cycle on the ranking subset (the measured search's candidates)."""
+        scores = ranker.score(r, lambda outputs, ref: _scores(ranker, outputs, ref, target))
+        ranking_seconds.append(scores.seconds)
+        bar.update()
+        return scores
+
+    def search_from(start: Recipe, start_scores: Scores, start_report: LayerReport, start_base,
+                    prior: Search | None = None) -> Search:
+        if ranker is None:
+            return _fallback_search(start, start_scores, target, reference_metric, start_report, start_base, score,
+                                    evaluator)
+        return measured_search(
+            start, start_scores, target, reference_metric, start_report, start_base, score, rank_score,
+            rank(start_report, start_base.quantized_nodes), evaluator, ranker,
+            cost=lambda nodes: _cost(start_report, start_base.quantized_nodes, nodes, start.fallback_precision),
+            threads=_ranking_threads(backend),
+            prior={r.node: r.gain for r in prior.ranking if r.gain is not None} if prior else None)
+
+    searches = [search_from(*starts[0])]
+    searches += [search_from(*start, prior=searches[0]) for start in starts[1:]]  # ordered by the first's gains
     deploy = _deployment(evaluator, scorer) if deployment_check else None
     deploys: dict[int, bool] = {}  # search index → its final recipe also meets the target as deployed
     if deploy is not None and len(searches) > 1:
@@ -391,9 +449,9 @@ def diagnose(
                 + f": {found.cost['share_of_macs_in_higher_precision']:.1%} of the INT8-eligible MACs",
                 found.after, target.met(found.after, reference_metric), len(found.fallback), search=True,
                 adopted=(i == best) if len(searches) > 1 else None))
-    search = searches[best]
-    current, report, base = search.recipe, search.report, search.base
-    fallback, after = search.fallback, search.after
+    chosen = searches[best]
+    current, report, base = chosen.recipe, chosen.report, chosen.base
+    fallback, after = chosen.fallback, chosen.after
     if fallback:
         if "fp16" in steps and current.fallback_precision == "fp32" and target.met(after, reference_metric):
             half = current.with_(fallback_precision="fp16")
@@ -416,16 +474,17 @@ def diagnose(
     if target.metric is not None:
         for scores in (before, after):
             scores.metrics[f"reference_{target.metric_name}"] = reference_metric
-    ranking = search.ranking
+    ranking = chosen.ranking
     causes = {**initial_causes, **{r.node: cause(r.node, model, report, base) for r in ranking[:3] + [
         r for r in ranking if r.node in fallback][:8]}}
     diagnosis = Diagnosis(
         ranking=ranking, fallback=fallback, before=before, after=after,
         evaluations=len(tried) - sum(1 for r in tried if r.search) + sum(len(f.trials) for f in searches),
-        budget=sum(f.budget for f in searches),
+        budget=sum(f.budget for f in searches), ranking_runs=len(ranking_seconds),
+        ranking_seconds=round(sum(ranking_seconds), 3),
         quantized_nodes=len(base.quantized_nodes), target=target.to_dict(),
         met=target.met(after, reference_metric), explanation="",
-        recipe=current.with_exclude(list(current.exclude) + fallback), report=report, trials=search.trials,
+        recipe=current.with_exclude(list(current.exclude) + fallback), report=report, trials=chosen.trials,
         cost={}, ranking_samples=report.samples, causes=causes,
         remedies=tried, initial_ranking=initial_ranking, cycle_seconds=cycle_seconds,
     )
@@ -456,6 +515,16 @@ def diagnose(
     diagnosis.misses = target.misses(after, reference_metric)
     diagnosis.explanation = explain(diagnosis, target)
     return diagnosis
+
+
+def _ranking_threads(backend: Backend) -> int:
+    """Ranking runs at once in this process: one per core for single-threaded ONNX Runtime CPU sessions (each
+    releases the GIL while it runs), else one."""
+    import os
+
+    if getattr(backend, "name", "") == "onnxruntime-cpu" and getattr(backend, "threads", 0) == 1:
+        return max(1, min(4, os.cpu_count() or 1))
+    return 1
 
 
 def _sample_warnings(data: Dataset, target: Target, after: Scores) -> list[str]:
@@ -647,11 +716,15 @@ def _remedy_candidates(steps: tuple[str, ...], model: ModelHandle, current: Reci
 # Remedies in the order diagnose tries them; "fp16" retries a found fallback in FP16 instead of FP32. The FP16
 # retry is opt-in (remedies=REMEDY_STEPS): on MobileNetV2 it met the target on the evaluation data and missed it on
 # held-out data by 0.0006, and next to a DequantizeLinear its Cast leaves a Q/DQ pair TensorRT cannot fuse.
-REMEDY_STEPS = ("cleanup", "placement", "overrides", "equalize", "smooth", "bias", "fp16")
+REMEDY_STEPS = ("cleanup", "placement", "mean-minmax", "mse", "overrides", "equalize", "smooth", "bias", "fp16")
 DEFAULT_REMEDIES = REMEDY_STEPS[:-1]
 
 
 _RESCALING = {"equalize": "equalization", "smooth": "smoothing"}  # recipe field → remedy name
+# Range estimators tried in place of MinMax (precision.calibration), each kept when it improves the score.
+ESTIMATORS = {"mean-minmax": "ranges from the mean of per-sample min/max (one outlier sample no longer sets a "
+                             "tensor's range)",
+              "mse": "ranges of least INT8 error per tensor (rounding plus clipping, from each tensor's histogram)"}
 
 
 def _rescaling_cost(step: str, model: ModelHandle, candidate: Recipe, calib: Dataset) -> dict:
@@ -675,6 +748,8 @@ def _remedy_step(step: str, model: ModelHandle, current: Recipe, report: LayerRe
     if step == "placement" and current.placement != "tensorrt":
         return ("Q/DQ placement 'tensorrt' (inputs of Conv/Gemm/MatMul only)",
                 current.with_(placement="tensorrt", overrides=()))
+    if step in ESTIMATORS and current.calibration in ("minmax", "mean-minmax") and current.calibration != step:
+        return (ESTIMATORS[step], current.with_(calibration=step))
     if step == "overrides":
         overrides = calibration_overrides(model, report, base, current)
         if overrides:
@@ -814,6 +889,9 @@ def explain(d: Diagnosis, target: Target) -> str:
         effect = ("its output is destroyed (Inf/NaN or no signal left)" if local <= -SQNR_CAP_DB + 1 else
                   f"its output keeps {local:.1f} dB SQNR ({min(1.0, top.score):.2%} relative noise power)")
         lines = [f"{verb} {_name(top)}: quantized on its own, with exact FP32 inputs, {effect}."]
+    if top.reverted_cosine is not None and top.gain is not None and top.gain > 0:
+        lines.append(f"Reverted alone, it lifts the per-sample cosine mean on the {d.ranking_samples}-sample ranking "
+                     f"subset to {top.reverted_cosine:.4f}.")
     if mode:
         lines.insert(0, mode.strip())
     if b.deciding:
@@ -851,5 +929,6 @@ def explain(d: Diagnosis, target: Target) -> str:
     share = d.cost.get("share_of_macs_in_higher_precision", 0.0)
     lines.append(f"Cost: {share:.2%} of the INT8-eligible multiply-accumulates run in higher precision; "
                  f"{d.cost['nodes_still_int8']} nodes stay INT8. Found with {d.evaluations} runs "
-                 f"(budget {d.budget}).")
+                 f"(budget {d.budget})" + (f" and {d.ranking_runs} runs on the {d.ranking_samples}-sample ranking "
+                                           "subset, each candidate reverted alone" if d.ranking_runs else "") + ".")
     return " ".join(lines)

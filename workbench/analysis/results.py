@@ -94,10 +94,15 @@ class RankedNode:
     module: str | None = None
     local_sqnr_db: float | None = None
     sqnr_db: float | None = None
+    gain: float | None = None  # measured: the target margin gained when it is reverted alone (analysis.search)
+    reverted_cosine: float | None = None  # measured: the per-sample cosine mean on the ranking subset then
 
     def to_dict(self) -> dict:
-        return {"node": self.node, "score": self.score, "op_type": self.op_type, "module": self.module,
-                "local_sqnr_db": self.local_sqnr_db, "sqnr_db": self.sqnr_db}
+        out = {"node": self.node, "score": self.score, "op_type": self.op_type, "module": self.module,
+               "local_sqnr_db": self.local_sqnr_db, "sqnr_db": self.sqnr_db}
+        if self.gain is not None:
+            out.update(gain=self.gain, reverted_cosine=self.reverted_cosine)
+        return out
 
 
 @dataclass
@@ -154,6 +159,7 @@ class Search:
     report: Any = field(repr=False)  # workbench.analysis.compare.LayerReport
     base: Any = field(repr=False)  # workbench.precision.transform.TransformedModel
     cost: dict = field(default_factory=dict)
+    ranking_runs: int = 0  # runs on the ranking subset (the measured search's candidates), apart from `trials`
 
     @property
     def final_recipe(self) -> Any:

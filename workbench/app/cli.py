@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
+from workbench.analysis.search import SEARCHES
 from workbench.core.errors import CheckFailed, WorkbenchError, one_line
 from workbench.precision.recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS
 
@@ -199,7 +200,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
                           _backend(args, inputs.model), batch_size=args.batch_size, remedies=not args.no_remedies,
                           heldout=args.heldout_data, batch_axes=inputs.batch_axes,
                           deployment_check=not args.no_deployment_check, executor=executor, task=args.task,
-                          task_min=args.target_task, max_drop=args.max_drop)
+                          task_min=args.target_task, max_drop=args.max_drop, search=args.search)
     out = result.to_dict()
     out["reproduce"] = reproduce_command(args, result.recipe)
     if args.html:
@@ -338,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the diagnosis as one self-contained HTML file (ranking, causes, remedies, plots)")
     p.add_argument("--no-remedies", action="store_true",
                    help="skip the cheap fixes (BatchNorm folding, placement, calibration overrides): fallback only")
+    p.add_argument("--search", choices=SEARCHES, default="measured",
+                   help="measured (default): each candidate reverted alone and its effect on the target measured on "
+                        "the ranking samples, then greedy revert and put-back; local: bisection over the local "
+                        "sensitivity ranking (fewer runs, larger fallbacks on depthwise CNNs)")
     _add_executor_args(p)
     p.set_defaults(func=cmd_diagnose)
 

@@ -33,15 +33,17 @@ class CalibrationResult:
 
 
 def ort_method(method: str):
+    """The ONNX Runtime method a calibration is tagged with: ORT's quantizer reads only each tensor's range, so the
+    estimators ORT lacks (mean-minmax, mse) are stored as MinMax ranges."""
     from onnxruntime.quantization import CalibrationMethod
 
     return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile}[method]
+            "percentile": CalibrationMethod.Percentile}.get(method, CalibrationMethod.MinMax)
 
 
 def _calibrator_options(method: str, percentile: float) -> dict:
-    options: dict = {"symmetric": True}
-    if method == "entropy":
+    options: dict = {"symmetric": method != "mean-minmax"}  # per-sample low and high are averaged apart
+    if method in ("entropy", "mse"):
         options.update(ENTROPY_OPTIONS)
     elif method == "percentile":
         options.update(num_bins=PERCENTILE_BINS, percentile=float(percentile))
@@ -69,6 +71,12 @@ def calibrate(
     MinMax equals ONNX Runtime's one-shot result exactly; the histogram methods re-bin when a later batch widens
     the range, as ORT's own collector does, so they match it within the histogram's resolution.
 
+    Two estimators ONNX Runtime lacks, on the same collectors: `mean-minmax`, the mean over samples of each
+    sample's min and max (NNCF's default for activations: one outlier sample no longer sets the range; ORT's
+    MinMax collector run on one sample at a time), and `mse`, per tensor the range whose INT8 rounding plus
+    clipping error is least on the data (from the same 2048-bin histogram as entropy, as ModelOpt's MSE
+    calibrator computes it from its histogram).
+
     A cache hit returns without running the model, so re-quantizing with other exclusions costs no inference.
     `tensors` limits a histogram method to those tensors (a per-tensor override): ORT picks each tensor's
     entropy threshold in Python, about 80 s for MobileNetV2's 100-odd tensors, so an override of 8 tensors
@@ -89,29 +97,81 @@ def calibrate(
     # batch ends up finer than that and moves the KL threshold by up to 15 % (measured on mnist-cnn). So the
     # global range comes first, from the (cached, cheap) streamed MinMax pass, and seeds the histograms.
     seed = load_ranges(calibrate(model, data, "minmax", percentile, batch_size, progress, op_types,
-                                 memory_budget_mb).path) if method == "entropy" else None
+                                 memory_budget_mb).path) if method in ("entropy", "mse") else None
     bar = Steps(len(data), f"calibrating ({method})", "sample", progress)
     with tempfile.TemporaryDirectory(prefix="workbench-calib-") as tmp, quiet_onnxruntime(), bar:
         try:
             calibrator = create_calibrator(
                 Path(model.path), op_types, augmented_model_path=str(Path(tmp) / "augmented.onnx"),
-                calibrate_method=ort_method(method), extra_options=_calibrator_options(method, percentile),
+                calibrate_method=ort_method("entropy" if method == "mse" else method),  # mse: entropy's histograms
+                extra_options=_calibrator_options(method, percentile),
             )
             step = _streaming_step(model, data, method, batch_size, memory_budget_mb)
             if tensors is not None:
                 calibrator.tensors_to_calibrate = set(calibrator.tensors_to_calibrate) & set(tensors)
             if seed is not None:
                 _seed_histograms(calibrator, seed)
-            for start in range(0, len(data), step):
-                calibrator.collect_data(_OneBatch(data.feed(start, step)))  # merged into running ranges/histograms
-                bar.update(min(step, len(data) - start))
-            ranges = calibrator.compute_data()
+            if method == "mean-minmax":
+                ranges = _mean_minmax(calibrator, data, data.fixed_batch or 1, bar)
+            else:
+                for start in range(0, len(data), step):
+                    calibrator.collect_data(_OneBatch(data.feed(start, step)))  # merged into running ranges/histograms
+                    bar.update(min(step, len(data) - start))
+                ranges = _mse_ranges(calibrator) if method == "mse" else calibrator.compute_data()
         except Exception as exc:
             raise WorkbenchError(f"calibration ({method}) failed inside ONNX Runtime: "
                                  f"{one_line(exc)}") from None
     with cache.atomic_file(path) as tmp:
         save_tensors_data(ranges, tmp)
     return CalibrationResult(path, method, False, time.perf_counter() - start, len(data))
+
+
+def _mean_minmax(calibrator, data: Dataset, step: int, bar) -> Any:
+    """Each tensor's (mean over samples of the sample's min, mean of its max): ORT's MinMax collector run on one
+    sample at a time (a fixed batch at a time where the model fixes it), its running range reset before each."""
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+
+    sums: dict[str, np.ndarray] = {}
+    count = 0
+    for start in range(0, len(data), step):
+        calibrator.calibrate_tensors_range = None
+        calibrator.collect_data(_OneBatch(data.feed(start, step)))
+        for name, value in calibrator.calibrate_tensors_range.data.items():
+            low, high = value.range_value
+            pair = np.array([np.min(low), np.max(high)], np.float64)
+            sums[name] = sums.get(name, 0.0) + pair
+        count += 1
+        bar.update(min(step, len(data) - start))
+    return TensorsData(ort_method("minmax"), {name: TensorData(lowest=np.array(s[0] / count, np.float32),
+                                                              highest=np.array(s[1] / count, np.float32))
+                                             for name, s in sums.items()})
+
+
+# The MSE search starts at this share of the observed range (ModelOpt's start bin 128 of 2048 bins of |x|).
+MSE_START = 1 / 16
+
+
+def _mse_ranges(calibrator) -> Any:
+    """Per tensor, the symmetric range minimizing the mean squared INT8 error (rounding inside, clipping outside)
+    over its value histogram, every bin edge of |x| from MSE_START of the observed maximum up a candidate."""
+    from onnxruntime.quantization.calibrate import TensorData, TensorsData
+
+    out = {}
+    for name, (counts, edges, *_rest) in calibrator.collector.histogram_dict.items():
+        counts, edges = np.asarray(counts, np.float64), np.asarray(edges, np.float64)
+        centres = np.abs(0.5 * (edges[1:] + edges[:-1]))
+        amax = float(np.abs(edges).max())
+        if amax <= 0 or counts.sum() == 0:
+            out[name] = TensorData(lowest=np.array(-amax, np.float32), highest=np.array(amax, np.float32))
+            continue
+        candidates = np.unique(np.abs(edges))
+        candidates = candidates[candidates >= MSE_START * amax]
+        scale = candidates[:, None] / 127.0
+        quantized = np.minimum(np.round(centres[None, :] / scale), 127.0) * scale
+        errors = ((quantized - centres[None, :]) ** 2) @ counts
+        best = float(candidates[int(np.argmin(errors))])
+        out[name] = TensorData(lowest=np.array(-best, np.float32), highest=np.array(best, np.float32))
+    return TensorsData(ort_method("minmax"), out)
 
 
 class _OneBatch:
@@ -195,18 +255,6 @@ def load_ranges(path: Path) -> dict[str, tuple[float, float]]:
     data = load_tensors_data(path)
     return {name: (float(np.min(r.range_value[0])), float(np.max(r.range_value[1])))
             for name, r in data.data.items()}
-
-
-def parse_override(text: str) -> tuple[str, str, float | None]:
-    """`TENSOR=METHOD[:PERCENTILE]`, e.g. `relu_1=percentile:99.9` or `block1.out=entropy`."""
-    tensor, sep, rule = text.rpartition("=")
-    method, _, pct = rule.partition(":")
-    if not sep or not tensor or method not in ("minmax", "entropy", "percentile"):
-        raise WorkbenchError(f"calibration override {text!r}: expected TENSOR=minmax|entropy|percentile[:P]")
-    try:
-        return tensor, method, float(pct) if pct else None
-    except ValueError:
-        raise WorkbenchError(f"calibration override {text!r}: '{pct}' is not a percentile") from None
 
 
 def merged_ranges(base: CalibrationResult, overrides: dict[str, CalibrationResult]) -> Path:

@@ -10,7 +10,8 @@ import onnx
 from workbench.core.errors import WorkbenchError
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-CALIBRATIONS = ("minmax", "entropy", "percentile")
+# mean-minmax: the mean of per-sample min/max (NNCF's default); mse: least INT8 error per tensor (see calibration.py).
+CALIBRATIONS = ("minmax", "entropy", "percentile", "mean-minmax", "mse")
 # "tensorrt": Q/DQ on the inputs (activations and weights) of the ops TensorRT runs in INT8 (Conv, ConvTranspose,
 # Gemm, MatMul), outputs left to TensorRT's fusions, as in TensorRT's explicit-quantization guide and ModelOpt.
 # "all": ONNX Runtime's default, every supported op's inputs and outputs (more Q/DQ, more places to collapse).
@@ -59,8 +60,6 @@ class Recipe:
         object.__setattr__(self, "exclude", tuple(self.exclude))
         object.__setattr__(self, "overrides", tuple(self.overrides))
         if self.overrides:
-            from workbench.precision.calibration import parse_override
-
             for item in self.overrides:
                 parse_override(item)
 
@@ -178,3 +177,16 @@ def resolve_exclusions(model: onnx.ModelProto, patterns: Iterable[str]) -> list[
                                  f"(e.g. {', '.join(names[:3])})")
         selected += [h for h in hits if h not in selected]
     return selected
+
+
+def parse_override(text: str) -> tuple[str, str, float | None]:
+    """`TENSOR=METHOD[:PERCENTILE]`, e.g. `relu_1=percentile:99.9` or `block1.out=entropy`."""
+    tensor, sep, rule = text.rpartition("=")
+    method, _, pct = rule.partition(":")
+    if not sep or not tensor or method not in CALIBRATIONS:
+        raise WorkbenchError(f"calibration override {text!r}: expected TENSOR={'|'.join(CALIBRATIONS)}[:P] "
+                             "(P for percentile)")
+    try:
+        return tensor, method, float(pct) if pct else None
+    except ValueError:
+        raise WorkbenchError(f"calibration override {text!r}: '{pct}' is not a percentile") from None

@@ -260,7 +260,8 @@ def _rescaled(base: ModelHandle, data: Dataset, label: str, version: int, transf
 def _calibrate(base: ModelHandle, recipe: Recipe, data: Dataset, progress: bool,
                renamed: dict[str, str] | None = None):
     """The recipe's calibration, plus any per-tensor overrides merged in (each method calibrated once, cached)."""
-    from workbench.precision.calibration import merged_ranges, parse_override
+    from workbench.precision.calibration import merged_ranges
+    from workbench.precision.recipe import parse_override
     from workbench.precision.quantize import placement_options
 
     op_types = placement_options(recipe.placement)[0]

@@ -19,6 +19,7 @@ class ZooEntry:
     export: Callable[[], "ModelHandle"] = field(repr=False)
     calibration: Callable[[], "Dataset"] = field(repr=False)
     evaluation: Callable[[], "Dataset"] = field(repr=False)
+    heldout: Callable[[], "Dataset"] | None = field(default=None, repr=False)  # only for scoring a final recipe
     metrics: dict[str, "TaskMetric"] = field(default_factory=dict, repr=False)
     torch_module: Callable[[], Any] | None = field(default=None, repr=False)
     class_names: Callable[[], list[str]] | None = field(default=None, repr=False)
@@ -28,6 +29,11 @@ class ZooEntry:
 
     def evaluation_data(self) -> "Dataset":
         return self.evaluation()
+
+    def heldout_data(self) -> "Dataset":
+        if self.heldout is None:
+            raise WorkbenchError(f"zoo model {self.name!r} has no held-out split")
+        return self.heldout()
 
 
 def require(module: str, extra_hint: str) -> Any:

@@ -87,7 +87,7 @@ def _torch_version() -> str:
 
 def _dataset(split: str):
     """128 crops of real photos, without labels (no ground truth for these photos: accuracy is measured as top-1
-    agreement with the FP32 model)."""
+    agreement with the FP32 model); `heldout` crops are only for scoring a finished recipe."""
     from workbench.core import cache
     from workbench.model.data import Dataset
     from workbench.zoo.images import crops
@@ -98,7 +98,7 @@ def _dataset(split: str):
 
         import numpy as np
 
-        x = crops(128, seed={"calib": 0, "eval": 1}[split])
+        x = crops(128, seed={"calib": 0, "eval": 1, "heldout": 2}[split])
         buffer = io.BytesIO()
         np.savez(buffer, **{INPUT: x})
         cache.atomic_write(path, buffer.getvalue())
@@ -121,6 +121,6 @@ def entry():
         name="mobilenet-v2",
         description="MobileNetV2, torchvision's ImageNet weights; real photos (scikit-image/-learn) as data",
         export=export, calibration=lambda: _dataset("calib"), evaluation=lambda: _dataset("eval"),
-        metrics={"top1_agreement": top1_agreement, "logit_cosine": mean_cosine},
+        heldout=lambda: _dataset("heldout"), metrics={"top1_agreement": top1_agreement, "logit_cosine": mean_cosine},
         torch_module=load_module, class_names=class_names,
     )
