@@ -266,3 +266,22 @@ def test_fp16_keeps_a_shared_constant_consistent():
     assert any("3.4e+38" in reason for reason in transformed.kept_in_fp32.values())
     cpu = get_backend()
     assert mean_cosine(run(cpu.build(transformed.path), data), run(cpu.build(model.path), data), data) > 0.999
+
+
+def test_int8_with_an_fp16_fallback_on_yolo_head(tmp_path):
+    """YOLOv8n with its class branch kept out of INT8 in FP16: onnxconverter-common's clean-up of Cast pairs
+    raised ("The downstream node of the second cast node should be graph output"); now the build succeeds, the
+    artifact runs on held-out photos, and FP16 scores within 0.005 of the same fallback in FP32."""
+    import workbench as wb
+    from workbench.analysis.evaluate import Evaluator
+
+    m = corpus.get("yolov8n-nudenet")
+    model = wb.load_model(str(m.path()))
+    calib, data = m.dataset("calib", model.inputs).take(16), m.dataset("heldout", model.inputs).take(16)
+    evaluator = Evaluator(model, calib, data, task=None)
+    recipe = wb.Recipe("int8", exclude=(r"/model\.22/cv3\..*",))
+    fp32, fp16 = (evaluator.score(recipe.with_(fallback_precision=p)) for p in ("fp32", "fp16"))
+    assert np.isfinite(fp16.cosine) and abs(fp16.cosine - fp32.cosine) < 0.005, (fp16.cosine, fp32.cosine)
+    built = wb.apply(model, recipe.with_(fallback_precision="fp16"), calib, progress=False)
+    types = {n.op_type for n in onnx.load(built.path).graph.node}
+    assert "Cast" in types and "DequantizeLinear" in types

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import warnings
 from typing import TYPE_CHECKING
+from unittest import mock
 
 import numpy as np
 import onnx
@@ -129,7 +130,9 @@ def to_fp16(model: onnx.ModelProto, excluded: list[str]) -> onnx.ModelProto:
     complete_types(model)
     _split_shared_initializers(model, set(blocked))
     try:
-        with quiet_onnxruntime():
+        # onnxconverter-common's own clean-up of Cast(to FP16) → Cast(to FP32) pairs raises when the second Cast
+        # feeds several nodes or none (YOLOv8n's head with its class branch in FP16): ours below replaces it.
+        with quiet_onnxruntime(), mock.patch.object(float16, "remove_unnecessary_cast_node", _remove_cast_pairs):
             converted = float16.convert_float_to_float16(
                 model, keep_io_types=True,
                 node_block_list=blocked or None, disable_shape_infer=False,
@@ -323,6 +326,41 @@ def _bf16_tensor(values: np.ndarray, name: str) -> onnx.TensorProto:
     tensor = onnx.TensorProto(name=name, data_type=onnx.TensorProto.BFLOAT16, dims=list(values.shape))
     tensor.raw_data = rounded.tobytes()
     return tensor
+
+
+def _remove_cast_pairs(graph: onnx.GraphProto) -> None:
+    """Drop the FP32 → FP16 → FP32 round trips the converter writes between two FP32 nodes (a blocked node next to
+    a blocked node or a graph output): each reader of the second Cast's output reads the first Cast's input instead,
+    and a second Cast that is itself a graph output (or read inside a subgraph) becomes an FP32 → FP32 copy; the
+    first Cast, read by nobody then, is removed. Lossless where the round trip would round to FP16."""
+    index = GraphIndex(graph)
+    outputs = {o.name for o in graph.output}
+    inner = {name for node in graph.node for name in outer_reads(node)}  # read inside If/Loop/Scan bodies
+
+    def to(node: onnx.NodeProto) -> int | None:
+        return next((a.i for a in node.attribute if a.name == "to"), None)
+
+    drop = []
+    for first in list(graph.node):
+        if (first.op_type != "Cast" or to(first) != onnx.TensorProto.FLOAT16
+                or first.output[0] in outputs | inner):
+            continue
+        source = index.producer.get(first.input[0])
+        if source is not None and source.op_type == "Constant":
+            continue
+        readers = index.consumers.get(first.output[0], [])
+        if not readers or any(r.op_type != "Cast" or to(r) != onnx.TensorProto.FLOAT for r in readers):
+            continue
+        for second in readers:
+            if second.output[0] in outputs | inner:
+                second.input[0] = first.input[0]
+                continue
+            for reader in index.consumers.get(second.output[0], []):
+                reader.input[:] = [first.input[0] if n == second.output[0] else n for n in reader.input]
+            drop.append(second)
+        drop.append(first)  # nothing reads it any more
+    for node in drop:
+        graph.node.remove(node)
 
 
 def _align_casts(model: onnx.ModelProto) -> onnx.ModelProto:
