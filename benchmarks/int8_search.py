@@ -46,7 +46,7 @@ def main() -> None:
                          progress=False, search=search, task=None if args.task == "none" else "auto")
             seconds = time.perf_counter() - start
             h = d.heldout
-            top1 = Evaluator(model, None, heldout, task="auto").score(d.recipe).metrics.get("top1_agreement")
+            top1 = Evaluator(model, calib, heldout, task="auto").score(d.recipe).metrics.get("top1_agreement")
             rows.append((name, search, d.after.cosine, h["simulated"]["cosine"], h["cosine"], h.get("cosine_worst"),
                          top1, d.cost["share_of_macs_in_higher_precision"],
                          len(d.fallback) + len(d.collateral), d.quantized_nodes, d.evaluations, d.ranking_runs,

@@ -91,10 +91,17 @@ def ranking_figure(d: "Diagnosis", top: int = 15) -> "go.Figure":
     go = _go()
     rows = pd.DataFrame([r.to_dict() for r in d.ranking[:top]])
     colors = ["crimson" if n in d.fallback else "steelblue" for n in rows["node"]]
-    fig = go.Figure(go.Bar(x=rows["score"], y=rows["node"], orientation="h", marker_color=colors,
-                           hovertext=rows["module"]))
-    fig.update_layout(title="Quantized nodes by harm (relative noise power when quantized alone); red = fallback",
-                      yaxis={"autorange": "reversed"}, xaxis={"type": "log", "title": "relative noise power"})
+    measured = "reverted_cosine" in rows and rows["reverted_cosine"].notna().any()
+    fig = go.Figure(go.Bar(x=rows["reverted_cosine" if measured else "score"], y=rows["node"], orientation="h",
+                           marker_color=colors, hovertext=rows["module"]))
+    if measured:  # the measured search's order: what reverting each node alone does to the verdict
+        fig.update_layout(title=f"Quantized nodes by measured effect: per-sample cosine mean on {d.ranking_samples} "
+                                "samples with the node alone reverted; red = fallback",
+                          xaxis={"title": "cosine with it reverted"})
+    else:
+        fig.update_layout(title="Quantized nodes by harm (relative noise power when quantized alone); red = fallback",
+                          xaxis={"type": "log", "title": "relative noise power"})
+    fig.update_layout(yaxis={"autorange": "reversed"})
     return fig
 
 

@@ -641,7 +641,9 @@ class Workbench:
                                           else "Nothing to apply")
         self.report_button.disabled = False
         runs, budget = self.diagnosis.evaluations, self.diagnosis.budget + self.diagnosis.remedies_tried
-        self._status(f"diagnosis done in {runs} quantize + evaluate cycle{'s' if runs != 1 else ''} (budget {budget})")
+        ranked = self.diagnosis.ranking_runs
+        self._status(f"diagnosis done in {runs} quantize + evaluate cycle{'s' if runs != 1 else ''} (budget {budget})"
+                     + (f" and {ranked} ranking runs on {self.diagnosis.ranking_samples} samples" if ranked else ""))
 
     @_guard
     def apply_fallback(self) -> None:
