@@ -155,3 +155,20 @@ def test_diagnosis_results_are_typed_with_one_json_form():
     assert js["after"] == d.after.to_dict() and js["ranking"][0] == d.ranking[0].to_dict()
     assert js["trials"][-1]["fallback"] == d.trials[-1].fallback and js["remedies"][-1]["search"] is True
     assert {"cosine", "sqnr_db", "cosine_lower_bound", "seconds"} <= set(js["after"])
+
+
+def test_cli_search_choice(tmp_path):
+    """`--search local` is the bisection over the local ranking (no ranking runs); the default measures each node
+    reverted alone and says so in the JSON and the ranking."""
+    _planted_files(tmp_path)
+    common = [str(tmp_path / "planted.onnx"), "--calib-data", str(tmp_path / "calib.npz"), "--eval-data",
+              str(tmp_path / "eval.npz"), "--no-remedies"]
+    r = run_cli("diagnose", *common, "--search", "local", "--json", str(tmp_path / "local.json"))
+    assert r.returncode == 0, r.stderr
+    local = json.loads((tmp_path / "local.json").read_text())
+    r = run_cli("diagnose", *common, "--json", str(tmp_path / "measured.json"))
+    assert r.returncode == 0, r.stderr
+    measured = json.loads((tmp_path / "measured.json").read_text())
+    assert local["ranking_runs"] == 0 and "gain" not in local["ranking"][0]
+    assert measured["ranking_runs"] == measured["quantized_nodes"] + 1 and measured["ranking"][0]["gain"] > 0
+    assert measured["fallback"] == local["fallback"] == ["block2.conv"]
