@@ -1,12 +1,12 @@
-"""The measured fallback search (analysis.search): which nodes leave INT8 with an excluded one, and a search that
-finds the nodes whose revert matters on a real depthwise CNN where the local-sensitivity ranking does not."""
+"""Excluding a node takes no neighbour out of INT8 (precision.quantize.keep_in_float), and the measured fallback
+search (analysis.search) finds the nodes whose revert matters on a real depthwise CNN where the local-sensitivity
+ranking does not."""
 import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 import workbench as wb
-from workbench.analysis.search import leaves_with
 from workbench.model.data import Dataset
 from workbench.model.loading import from_onnx
 from workbench.precision.transform import apply
@@ -38,31 +38,51 @@ def _branchy(tmp_path):
     return from_onnx(tmp_path / "branchy.onnx"), data
 
 
-def test_closures_are_what_leaves_int8_with_a_node(tmp_path):
-    """Excluding each node alone takes out of INT8 exactly what leaves_with says (read from which nodes still read
-    quantized inputs): the other reader of a shared tensor (B, C), the reader of the tensor a node writes (D takes
-    E), but not the writer of the tensor a node reads (E leaves D in INT8)."""
+def _reads_quantized(model_path, node):
+    """Whether the node reads at least one input through DequantizeLinear, in the written graph."""
+    graph = onnx.load(str(model_path)).graph
+    dq = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    return any(i in dq for n in graph.node if n.name == node for i in n.input)
+
+
+def test_excluding_a_node_takes_no_neighbour_out_of_int8(tmp_path):
+    """Excluding any one node leaves every other node quantized — the other reader of a shared tensor (C beside
+    B) and the reader of the excluded node's output (E after D) included — while the excluded node reads exact
+    float inputs: its outputs equal the FP32 node's on the FP32 graph's own inputs to it."""
+    import onnxruntime as ort
+
     model, data = _branchy(tmp_path)
     base = apply(model, wb.Recipe("int8"), data, progress=False)
-    closures = leaves_with(base.path, base.quantized_nodes)
-    assert closures == {"A": ["A"], "B": ["B", "C"], "C": ["C", "B"], "D": ["D", "E"], "E": ["E"]}
-    for node, closure in closures.items():
-        left = apply(model, wb.Recipe("int8", exclude=(node,)), data, progress=False).quantized_nodes
-        assert set(base.quantized_nodes) - set(left) == set(closure), node
+    assert sorted(base.quantized_nodes) == ["A", "B", "C", "D", "E"]
+    for node in base.quantized_nodes:
+        done = apply(model, wb.Recipe("int8", exclude=(node,)), data, progress=False)
+        assert sorted(done.quantized_nodes) == sorted(set(base.quantized_nodes) - {node}), node
+        assert not _reads_quantized(done.path, node) and not done.kept_in_fp32, node
+    # B excluded reads r in float while C still reads it quantized: B's output is the float Conv of the
+    # candidate's own r (A quantized), i.e. what the graph computes before B, without r's Q/DQ
+    done = onnx.load(str(apply(model, wb.Recipe("int8", exclude=("B",)), data, progress=False).path))
+    done.graph.output.extend([helper.make_empty_tensor_value_info("r"), helper.make_empty_tensor_value_info("b")])
+    session = ort.InferenceSession(done.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    out = dict(zip(names, session.run(None, {"x": data.inputs["x"][:4]})))
+    conv = helper.make_model(helper.make_graph(
+        [helper.make_node("Conv", ["r", "wb"], ["b"], pads=[1] * 4)], "b",
+        [helper.make_tensor_value_info("r", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("b", TensorProto.FLOAT, None)],
+        [i for i in model.proto.graph.initializer if i.name == "wb"]), opset_imports=[helper.make_opsetid("", 17)])
+    alone = ort.InferenceSession(conv.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(out["b"], alone.run(None, {"r": out["r"]})[0], rtol=1e-5, atol=1e-5)
 
 
-def test_closures_on_a_real_network_match_the_quantizer():
-    """The same on MobileNetV2 for some nodes whose closure is larger than themselves, and one that is alone."""
+def test_excluding_nodes_of_a_real_network_leaves_the_rest_in_int8():
+    """The same on MobileNetV2 for a projection conv whose output is the next block's quantized input and for
+    the stem: only the excluded node leaves INT8."""
     model = wb.load_model("mobilenet-v2")
     calib = model.zoo.calibration_data().take(8)
     base = apply(model, wb.Recipe("int8"), calib, progress=False)
-    closures = leaves_with(base.path, base.quantized_nodes)
-    larger = [n for n, c in closures.items() if len(c) > 1]
-    alone = [n for n, c in closures.items() if len(c) == 1]
-    assert larger and alone
-    for node in larger[:2] + alone[:1]:
-        left = apply(model, wb.Recipe("int8", exclude=(node,)), calib, progress=False).quantized_nodes
-        assert set(base.quantized_nodes) - set(left) == set(closures[node]), node
+    for node in ("node_Conv_814", "node_Conv_810"):
+        done = apply(model, wb.Recipe("int8", exclude=(node,)), calib, progress=False)
+        assert set(base.quantized_nodes) - set(done.quantized_nodes) == {node}, node
 
 
 @pytest.mark.slow

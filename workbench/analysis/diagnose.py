@@ -421,7 +421,7 @@ def diagnose(
                                     evaluator)
         return measured_search(
             start, start_scores, target, reference_metric, start_report, start_base, score, rank_score,
-            rank(start_report, start_base.quantized_nodes), evaluator, ranker,
+            rank(start_report, start_base.quantized_nodes), ranker,
             cost=lambda nodes: _cost(start_report, start_base.quantized_nodes, nodes, start.fallback_precision),
             threads=_ranking_threads(backend),
             prior={r.node: r.gain for r in prior.ranking if r.gain is not None} if prior else None)

@@ -8,17 +8,14 @@ ranking subset (one cheap re-quantize from cached ranges plus one run each); can
 most helpful first, galloping (1, 1, 2, 4, … per step) so a long fallback still costs O(log N) evaluations on the
 whole evaluation set; after a step that helped less than its measurement promised (the candidates overlap), the
 next few candidates are measured again on top of what is already reverted; a final pass puts back, largest first,
-whatever the target does not need. Each candidate's cost
-is what it really costs: excluding a node takes the other readers of its quantized tensors out of INT8 with it
-(and TensorRT fuses such pairs), so each candidate is costed and measured with them.
+whatever the target does not need. A candidate is one node: excluding it takes no neighbour out of INT8
+(precision.quantize.keep_in_float), so its cost is its own MACs.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
 from typing import Callable
-
-import onnx
 
 from workbench.analysis.results import RankedNode, Scores, Search, Trial
 
@@ -34,47 +31,20 @@ RERANK_WHEN = 0.5
 MAX_REMEASURED = 2 * RERANK
 
 
-def leaves_with(quantized_path, quantized_nodes: list[str]) -> dict[str, list[str]]:
-    """For each quantized node, the quantized nodes that leave INT8 when it is excluded, itself first: excluding a
-    node strips the Q/DQ of every tensor it reads or writes, so the other readers of those tensors lose their
-    quantized input too (precision.quantize.keep_in_float), in graph order."""
-    from workbench.graph.topology import GraphIndex
-
-    graph = onnx.load(str(quantized_path), load_external_data=False).graph
-    index = GraphIndex(graph)
-    quantized = set(quantized_nodes)
-    readers: dict[str, list[str]] = {}  # float tensor with a Q/DQ pair → quantized nodes reading it through them
-    for q in graph.node:
-        if q.op_type == "QuantizeLinear":
-            readers[q.input[0]] = [c.name for dq in index.consumers.get(q.output[0], [])
-                                   if dq.op_type == "DequantizeLinear"
-                                   for c in index.consumers.get(dq.output[0], []) if c.name in quantized]
-    tensors: dict[str, list[str]] = {}  # node → the float tensors with a Q/DQ pair it reads or writes
-    for tensor, names in readers.items():
-        producer = index.producer.get(tensor)
-        for name in names + ([producer.name] if producer is not None and producer.name in quantized else []):
-            tensors.setdefault(name, []).append(tensor)
-    order = {n: i for i, n in enumerate(quantized_nodes)}
-    return {n: [n] + sorted({r for t in tensors.get(n, []) for r in readers[t]} - {n}, key=order.__getitem__)
-            for n in quantized_nodes}
-
-
 @dataclass
 class Candidate:
-    """One node to exclude, the nodes that leave INT8 with it (itself first), their MACs per sample, its local
-    sensitivity and its measured gain in target margin."""
+    """One node to exclude, its MACs per sample, its local sensitivity and its measured gain in target margin."""
 
     node: str
-    nodes: list[str]
     macs: int
-    local: float  # the largest local noise score of its nodes (see diagnose.rank)
+    local: float  # its local noise score (see diagnose.rank)
     gain: float | None = None
     cosine: float | None = None  # the per-sample cosine mean on the ranking subset with it reverted
 
 
 def measured_search(recipe, start_scores: Scores, target, reference_metric: float | None, report, base,
                     score: Callable, rank_score: Callable, ranking: list[RankedNode],
-                    evaluator=None, rank_evaluator=None, cost: Callable | None = None, threads: int = 1,
+                    rank_evaluator=None, cost: Callable | None = None, threads: int = 1,
                     prior: dict[str, float] | None = None) -> Search:
     """The fallback search of the module docstring. `score(recipe)` is diagnose's cycle on the evaluation data,
     `rank_score(recipe)` the same on the ranking subset; `ranking` the local ranking (orders and prunes what is
@@ -83,12 +53,7 @@ def measured_search(recipe, start_scores: Scores, target, reference_metric: floa
     session, which releases the GIL: the same numbers, about `threads` times sooner). `prior`: gains measured by
     a search from another start of the same graph; they order the candidates, and only the first MAX_REMEASURED
     are measured again."""
-    local = {r.node: r.score for r in ranking}
-    closures = leaves_with(base.path, base.quantized_nodes)
-    distinct = {tuple(sorted(closures[r.node])): r.node for r in reversed(ranking)}  # one per closure, most local
-    candidates = sorted((Candidate(n, closures[n], sum(report.macs.get(m, 0) for m in closures[n]),
-                                   max(local.get(m, 0.0) for m in closures[n])) for n in distinct.values()),
-                        key=lambda c: -c.local)
+    candidates = [Candidate(r.node, report.macs.get(r.node, 0), r.score) for r in ranking]  # most harmful first
     if prior:
         candidates.sort(key=lambda c: -prior.get(c.node, -math.inf))  # stable: unknown ones keep the local order
     budget = search_budget(len(base.quantized_nodes))  # the number diagnose's confidence level is split over
@@ -100,7 +65,7 @@ def measured_search(recipe, start_scores: Scores, target, reference_metric: floa
         return recipe.with_exclude(list(recipe.exclude) + nodes)
 
     def flat(chosen: list[Candidate]) -> list[str]:
-        return list(dict.fromkeys(c.node for c in chosen))
+        return [c.node for c in chosen]
 
     def evaluate(chosen: list[Candidate]) -> bool:
         key = tuple(flat(chosen))
@@ -171,9 +136,8 @@ def measured_search(recipe, start_scores: Scores, target, reference_metric: floa
     measured_ranking = sorted((replace(r, gain=by_node[r.node].gain, reverted_cosine=by_node[r.node].cosine)
                                if r.node in by_node else r for r in ranking),
                               key=lambda r: order.get(r.node, len(order)))
-    out = list(dict.fromkeys(n for c in fallback for n in c.nodes))  # what leaves INT8, for the cost
     return Search(measured_ranking, nodes, results[tuple(nodes)], trials, budget, recipe, report, base,
-                  cost(out) if cost else {}, ranking_runs)
+                  cost(nodes) if cost else {}, ranking_runs)
 
 
 def _key(target, scores: Scores, reference_metric: float | None) -> float:

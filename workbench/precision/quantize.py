@@ -27,8 +27,9 @@ def quantize_int8(
     fp32_path: Path, calibration_path: Path, method: str, exclude: Iterable[str], per_channel: bool = True,
     placement: str = "tensorrt", weight_bits: int = 8,
 ) -> tuple[onnx.ModelProto, list[str]]:
-    """Quantize from cached ranges (no inference), then strip Q/DQ from every tensor an excluded node touches and
-    from the weights of any Conv/Gemm/MatMul left half-quantized by that; returns (model, those ops)."""
+    """Quantize from cached ranges (no inference), then let excluded nodes read float inputs and float weights
+    (keep_in_float), and put float weights back on any Conv/Gemm/MatMul still left half-quantized; returns (model,
+    those ops)."""
     exclude = set(exclude)
     model = onnx.load(str(_quantize_all(fp32_path, calibration_path, method, per_channel, placement, weight_bits)))
     original = onnx.load(str(fp32_path))
@@ -79,43 +80,55 @@ def _quantizer_error(exc: Exception, path: Path) -> str:
 
 
 def keep_in_float(model: onnx.ModelProto, original: onnx.ModelProto, excluded: set[str]) -> onnx.ModelProto:
-    """Remove the Q/DQ pair on every activation tensor that an excluded node produces or consumes.
+    """Excluded nodes read their float inputs, not the fake-quantized ones: each input that comes through a
+    QuantizeLinear → DequantizeLinear pair is rewired to the float tensor the pair quantizes; a pair nobody reads any
+    more is removed. The pair stays for the other readers of that tensor, and the Q/DQ on an excluded node's output
+    stays too (it is its readers' input quantization): a node out of INT8 takes no neighbour with it. A graph output
+    an excluded node writes is written in float.
 
     ORT's quantizer keeps a tensor quantized while any neighbour is quantized, so an excluded node would still
-    read fake-quantized inputs. Keeping a node in higher precision means no Q/DQ on its inputs and outputs.
-    """
+    read fake-quantized inputs; keeping a node in higher precision means exact float inputs (TensorRT then quantizes
+    the tensor for its INT8 readers only)."""
     if not excluded:
         return model
-    touched: set[str] = set()
-    for node in original.graph.node:
-        if node.name in excluded:
-            touched.update(t for t in list(node.input) + list(node.output) if t)
-    producers = GraphIndex(model.graph).producer
-    rename: dict[str, str] = {}
-    drop: set[int] = set()
-    for node in model.graph.node:
-        if node.op_type != "DequantizeLinear":
-            continue
-        q = producers.get(node.input[0])
-        # A graph output keeps its name on the DequantizeLinear; its producer writes "<name>_QuantizeLinear_Input".
-        if q is None or q.op_type != "QuantizeLinear" or not touched.intersection((q.input[0], node.output[0])):
-            continue
-        rename[node.output[0]] = q.input[0]
-        drop.update({id(node), id(q)})
-    if not rename:
-        return model
-    kept = [n for n in model.graph.node if id(n) not in drop]
-    for node in kept:
-        for i, name in enumerate(node.input):
-            if name in rename:
-                node.input[i] = rename[name]
+    index = GraphIndex(model.graph)
+    float_of: dict[str, str] = {}  # DequantizeLinear output → the float tensor its pair quantizes
+    for dq in model.graph.node:
+        if dq.op_type == "DequantizeLinear":
+            q = index.producer.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":
+                float_of[dq.output[0]] = q.input[0]
     graph_outputs = {o.name for o in model.graph.output}
-    for dq_out, float_name in rename.items():
-        if dq_out in graph_outputs:
-            _rename_producer_output(kept, float_name, dq_out)
-    del model.graph.node[:]
-    model.graph.node.extend(kept)
+    outputs_of = {n.name: set(n.output) for n in original.graph.node if n.name in excluded}
+    for node in model.graph.node:
+        if node.name in excluded:
+            node.input[:] = [float_of.get(name, name) for name in node.input]
+    # A graph output with a Q/DQ pair keeps its name on the DequantizeLinear; an excluded writer writes it in float.
+    for dq_out, float_name in list(float_of.items()):
+        if dq_out in graph_outputs and any(float_name in outs or dq_out in outs for outs in outputs_of.values()):
+            for node in model.graph.node:
+                node.input[:] = [float_name if n == dq_out else n for n in node.input]
+            _drop_pair(model, index, dq_out)
+            _rename_producer_output(list(model.graph.node), float_name, dq_out)
+    _drop_unread_pairs(model)
     return model
+
+
+def _drop_pair(model: onnx.ModelProto, index: GraphIndex, dq_out: str) -> None:
+    dq = index.producer[dq_out]
+    q = index.producer[dq.input[0]]
+    for node in (dq, q):
+        if node in model.graph.node:
+            model.graph.node.remove(node)
+
+
+def _drop_unread_pairs(model: onnx.ModelProto) -> None:
+    """Remove the DequantizeLinear nodes nobody reads, then the QuantizeLinear nodes nobody reads."""
+    for op in ("DequantizeLinear", "QuantizeLinear"):
+        read = used_names(model.graph) | {o.name for o in model.graph.output}
+        kept = [n for n in model.graph.node if n.op_type != op or n.output[0] in read]
+        del model.graph.node[:]
+        model.graph.node.extend(kept)
 
 
 def unquantize_half(model: onnx.ModelProto, original: onnx.ModelProto) -> list[str]:

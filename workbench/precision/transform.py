@@ -19,7 +19,7 @@ from workbench.precision.calibration import CalibrationResult, calibrate
 from workbench.precision.recipe import Recipe, resolve_exclusions
 
 # Part of every transformed model's cache key: bump when a transform's output changes for the same inputs.
-TRANSFORM_VERSION = 9
+TRANSFORM_VERSION = 10
 KEPT_KEY = "workbench.kept_in_fp32"  # metadata: nodes kept out of the recipe's precision, and why
 
 
