@@ -296,9 +296,8 @@ def diagnose(
     With `remedies` (True: DEFAULT_REMEDIES; or a tuple of REMEDY_STEPS), fixes are tried in order of cost
     before any node leaves INT8: graph clean-up, the TensorRT Q/DQ placement, the range estimators MinMax lacks
     (mean of per-sample min/max, then least-error ranges; each kept when it improves the score), per-tensor
-    calibration overrides for
-    the tensors the ranking blames (clipped → minmax, coarse or outlier-ridden → entropy/percentile), each kept when
-    it improves the score; then activation equalization (workbench.precision.equalize), activation smoothing
+    calibration overrides for the tensors the ranking blames (clipped → minmax, coarse or outlier-ridden →
+    entropy/percentile), each kept when it improves the score; then activation equalization (workbench.precision.equalize), activation smoothing
     (workbench.precision.smooth) and bias correction (workbench.precision.biascorrect), kept only when they meet the
     target, each tried on top of the rescalings before it that did not. The node fallback search then runs on the
     best recipe so far (and from the best rescaling that improved the score without meeting it, keeping the cheaper
