@@ -159,7 +159,6 @@ class Search:
     report: Any = field(repr=False)  # workbench.analysis.compare.LayerReport
     base: Any = field(repr=False)  # workbench.precision.transform.TransformedModel
     cost: dict = field(default_factory=dict)
-    ranking_runs: int = 0  # runs on the ranking subset (the measured search's candidates), apart from `trials`
 
     @property
     def final_recipe(self) -> Any:

@@ -59,7 +59,6 @@ def measured_search(recipe, start_scores: Scores, target, reference_metric: floa
     budget = search_budget(len(base.quantized_nodes))  # the number diagnose's confidence level is split over
     trials: list[Trial] = []
     results: dict[tuple[str, ...], Scores] = {(): start_scores}
-    ranking_runs = 0  # counted here; diagnose also times each
 
     def with_nodes(nodes: list[str]):
         return recipe.with_exclude(list(recipe.exclude) + nodes)
@@ -76,7 +75,6 @@ def measured_search(recipe, start_scores: Scores, target, reference_metric: floa
 
     def measure(on: list[Candidate], pool: list[Candidate]) -> None:
         """Each candidate's gain in margin reverted on top of `on`, on the ranking subset."""
-        nonlocal ranking_runs
         recipes = [with_nodes(flat(on))] + [with_nodes(flat(on + [c])) for c in pool]
         if rank_evaluator is not None and rank_evaluator.parallel:
             rank_evaluator.submit(recipes)
@@ -86,7 +84,6 @@ def measured_search(recipe, start_scores: Scores, target, reference_metric: floa
 
             with ThreadPoolExecutor(max(1, threads)) as pool_:
                 scores = list(pool_.map(rank_score, recipes))
-        ranking_runs += len(recipes)
         here = _key(target, scores[0], reference_metric)
         for c, s in zip(pool, scores[1:]):
             c.gain, c.cosine = _key(target, s, reference_metric) - here, s.cosine
@@ -137,7 +134,7 @@ def measured_search(recipe, start_scores: Scores, target, reference_metric: floa
                                if r.node in by_node else r for r in ranking),
                               key=lambda r: order.get(r.node, len(order)))
     return Search(measured_ranking, nodes, results[tuple(nodes)], trials, budget, recipe, report, base,
-                  cost(nodes) if cost else {}, ranking_runs)
+                  cost(nodes) if cost else {})
 
 
 def _key(target, scores: Scores, reference_metric: float | None) -> float:
