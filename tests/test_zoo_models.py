@@ -39,12 +39,14 @@ def test_mobilenet_recognises_a_real_photo(mobilenet):
 
 def test_mobilenet_int8_diagnosis_restores_logits(mobilenet):
     """The local search (bisection over the local ranking: the cheap one) still restores MobileNetV2's logits and
-    top-1 from a percentile recipe; the measured search is compared with it in test_search.py."""
+    top-1 from a percentile recipe, keeping most nodes INT8 (25 of 54 out: an excluded node no longer takes its
+    neighbours with it, so the local ranking, which scores a node with its output's quantization, needs more of
+    them); the measured search, far cheaper, is compared with it in test_search.py."""
     calib, data = mobilenet.zoo.calibration_data(), mobilenet.zoo.evaluation_data()
     d = diagnose(mobilenet, wb.Recipe("int8", "percentile"), calib, data, Target(cosine=0.99), progress=False,
                  search="local")
     assert d.before.cosine < 0.97 and d.after.cosine >= 0.99 and d.met
-    assert len(d.fallback) <= d.quantized_nodes // 3, "most of the network stays INT8"
+    assert len(d.fallback) < d.quantized_nodes / 2, "most of the network stays INT8"
     assert 1 + len(d.trials) <= d.budget, "the fallback search stays within ⌈log2 N⌉ + 3 evaluations"
     backend = get_backend()
     reference = run(backend.build(mobilenet.path), data)
@@ -72,9 +74,13 @@ def test_minilm_naive_int8_collapse_is_found_and_fixed(minilm):
     assert d.before.value("embedding_cosine") < 0.5, "naive INT8 collapses MiniLM"
     assert d.after.value("embedding_cosine") >= 0.98 and d.met
     ops = {n.name: n.op_type for n in minilm.proto.graph.node}
-    top = d.ranking[:12]
+    top = d.initial_ranking[:12]  # the local ranking names the mask adds and the attention probabilities
     assert all(r.module.endswith("attention.self") for r in top), "the collapse is in the attention blocks"
     assert Counter(r.op_type for r in top) == {"Add": 6, "Softmax": 6}, "mask add and attention probabilities"
+    # The measured search reverts single nodes: a mask Add read in float still writes a ±FLT_MAX-ranged quantized
+    # tensor, so only an Add and its Softmax together restore a layer; it reaches the target through the Softmaxes
+    # first (and more nodes: the TensorRT placement, a remedy, needs none; test_minilm_cheapest_fix_...).
+    assert d.ranking[0].op_type == "Softmax" and d.ranking[0].module.endswith("attention.self")
     assert "additive mask" in d.explanation
     matmuls = [n for n, op in ops.items() if op == "MatMul"]
     kept_fp32 = [n for n in d.fallback if ops[n] == "MatMul"]
