@@ -9,6 +9,7 @@ import tempfile
 import time
 
 os.environ.setdefault("WORKBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="workbench-bench-"))
+os.environ.setdefault("WORKBENCH_RUN_CACHE", "0")  # time the runs, not cache reads
 
 import workbench as wb  # noqa: E402
 from workbench.analysis.compare import compare  # noqa: E402

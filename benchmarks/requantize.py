@@ -12,6 +12,7 @@ import tempfile
 import time
 
 os.environ.setdefault("WORKBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="workbench-bench-"))
+os.environ.setdefault("WORKBENCH_RUN_CACHE", "0")  # time the runs, not cache reads
 
 import workbench as wb  # noqa: E402
 from workbench.precision.quantize import quantize_int8  # noqa: E402

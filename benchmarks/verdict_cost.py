@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("WORKBENCH_CACHE_DIR", tempfile.mkdtemp(prefix="workbench-bench-"))
+os.environ.setdefault("WORKBENCH_RUN_CACHE", "0")  # time the runs, not cache reads
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import workbench as wb  # noqa: E402

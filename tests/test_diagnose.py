@@ -141,6 +141,35 @@ def test_every_search_cycle_goes_through_the_evaluator(monkeypatch):
     assert again.score(d.recipe).cosine == pytest.approx(d.after.cosine, abs=1e-12)
 
 
+def test_a_diagnosis_run_again_reads_every_run_from_the_cache(monkeypatch):
+    """Every run's outputs are cached by the model's bytes, the data and the engine: the same diagnosis again (a
+    notebook cell re-run, a workshop's pre-warmed solution) runs no engine and finds the same fix; with
+    WORKBENCH_RUN_CACHE=0 (the timing benchmarks) every evaluation runs again (the FP32 references stay cached)."""
+    from workbench.analysis import evaluate
+    from workbench.zoo import planted as P
+
+    runs = []
+    run = evaluate.run
+    monkeypatch.setattr(evaluate, "run", lambda engine, *a, **k: runs.append(engine) or run(engine, *a, **k))
+    spec, model = P.planted((2,))
+    data = P.digits("eval").take(150)  # data no other test scores: nothing of it is cached yet
+
+    def once():
+        return diagnose(model, wb.Recipe("int8"), P.digits("calib"), data, remedies=False, progress=False,
+                        deployment_check=False)
+
+    first = once()
+    computed = len(runs)
+    assert computed > first.evaluations + first.ranking_runs > 2  # and the FP32 references
+    second = once()
+    assert len(runs) == computed, "no engine ran the second time"
+    assert second.fallback == first.fallback and second.after.to_dict() == {**first.after.to_dict(),
+                                                                            "seconds": second.after.seconds}
+    monkeypatch.setenv(evaluate.RUN_CACHE_ENV, "0")
+    once()
+    assert len(runs) - computed == first.evaluations + first.ranking_runs, "every evaluation ran again"
+
+
 def test_diagnosis_results_are_typed_with_one_json_form():
     """Scores, ranking rows, trials and remedies are dataclasses; the diagnosis' JSON is built from their to_dict."""
     from workbench.analysis.results import RankedNode, RemedyStep, Scores, Trial

@@ -127,17 +127,37 @@ def batch_coupling(backend, model, data: Dataset, batch_size: int = 32, probe: i
 
 
 def reference_run(backend, model, data: Dataset, batch_size: int = 32) -> Outputs:
-    """`run` of the FP32 model, cached on disk by model, data fingerprint, engine settings and batch: every
-    diagnosis, held-out check and recipe table of the same model and data scores against one reference run instead
-    of recomputing it (a detector's reference is a sizeable share of a diagnosis)."""
+    """`run` of the FP32 model, cached on disk: every diagnosis, held-out check and recipe table of the same model
+    and data scores against one reference run instead of recomputing it (a detector's reference is a sizeable
+    share of a diagnosis)."""
+    return cached_run(backend, model, data, batch_size, kind="reference")
+
+
+# A run's outputs larger than this are not kept (a detector's raw heads: ~3 MB a sample); the reference always is.
+RUN_CACHE_MAX_BYTES = 32 << 20
+# Set to 0 to recompute every run but the reference (benchmarks that time evaluations set it).
+RUN_CACHE_ENV = "WORKBENCH_RUN_CACHE"
+
+
+def cached_run(backend, model, data: Dataset, batch_size: int = 32, kind: str = "outputs") -> Outputs:
+    """`run` of `model` (anything with `path` and `sha256`: a ModelHandle or a TransformedModel) over `data`,
+    cached on disk by the model's bytes, the data's fingerprint, the engine's settings and the batch: a recipe
+    evaluated again (a diagnosis re-run in a notebook or the app, the same recipe in another search, a workshop's
+    pre-warmed solutions) costs a file read. Runs are deterministic on a given engine, so a cached result is the
+    result; outputs over RUN_CACHE_MAX_BYTES are recomputed instead of stored, except the reference's (and all
+    but the reference with $WORKBENCH_RUN_CACHE=0)."""
     import io
+    import os
 
     from workbench.core import cache
 
+    if kind != "reference" and os.environ.get(RUN_CACHE_ENV) == "0":
+        with backend.build(model.path) as engine:
+            return run(engine, data, batch_size)
     with backend.build(model.path) as engine:
         size = data.batch_size(min(batch_size, _profile_max_batch(engine, data)))
-        key = cache.digest("reference-outputs", 2, model.sha256, data.fingerprint(), engine.describe(), size)
-        path = cache.artifact_path("reference", key, ".npz")
+        key = cache.digest(f"{kind}-run", 2, model.sha256, data.fingerprint(), engine.describe(), size)
+        path = cache.artifact_path(kind, key, ".npz")
         if path.exists():
             try:
                 with np.load(path, allow_pickle=False) as stored:
@@ -145,9 +165,10 @@ def reference_run(backend, model, data: Dataset, batch_size: int = 32) -> Output
             except (OSError, ValueError):
                 path.unlink(missing_ok=True)
         outputs = run(engine, data, batch_size)
-    buffer = io.BytesIO()
-    np.savez(buffer, **outputs)
-    cache.atomic_write(path, buffer.getvalue())
+    if kind == "reference" or sum(np.asarray(v).nbytes for v in outputs.values()) <= RUN_CACHE_MAX_BYTES:
+        buffer = io.BytesIO()
+        np.savez(buffer, **outputs)
+        cache.atomic_write(path, buffer.getvalue())
     return outputs
 
 
@@ -254,8 +275,7 @@ def evaluate_recipe(model, calib: Dataset | None, data: Dataset, backend, batch_
 
     start = time.perf_counter()
     transformed = apply(receive(model), recipe, calib, progress=False)
-    with backend.build(transformed.path) as engine:
-        outputs = run(engine, data, batch_size)
+    outputs = cached_run(backend, transformed, data, batch_size)
     return Evaluated(outputs, len(transformed.quantized_nodes), time.perf_counter() - start)
 
 
