@@ -115,3 +115,26 @@ def test_measured_search_keeps_far_less_out_of_int8_on_mobilenet():
     held = score_heldout(model, apply(model, measured.recipe, calib, progress=False), heldout, Target(cosine=0.99),
                          simulated=get_backend(), task=None)
     assert held["simulated"]["cosine"] >= 0.985, held["simulated"]
+
+
+@pytest.mark.slow
+def test_a_cpu_deployment_gets_a_fallback_that_holds_on_its_integer_kernels():
+    """EfficientNet-Lite0 with `deploy="onnxruntime-cpu"`: the fallback must hold as ONNX Runtime CPU runs it (full
+    graph optimizations: fused integer kernels), not only in simulated Q/DQ. Where the simulated fallback does not,
+    the measured search goes on as deployed and adds nodes to it; either way the final recipe meets the target in
+    both arithmetics."""
+    from workbench.analysis.diagnose import Target, diagnose
+    from workbench.zoo import corpus
+
+    m = corpus.get("efficientnet-lite0")
+    model = wb.load_model(str(m.path()))
+    calib, data = (m.dataset(s, model.inputs) for s in ("calib", "eval"))
+    d = diagnose(model, wb.Recipe("int8"), calib, data, Target(cosine=0.99), remedies=False, progress=False,
+                 task=None, deploy="onnxruntime-cpu")
+    assert d.met and d.deployment["met"] and d.deployment["target"] == "onnxruntime-cpu", d.deployment
+    assert d.after.cosine >= 0.99 and d.deployment["cosine"] >= 0.99
+    searched = [r for r in d.remedies if "searched as ONNX Runtime" in r.remedy]
+    simulated = [r for r in d.remedies if r.search and r is not (searched[0] if searched else None)]
+    if searched:  # the simulated fallback missed on this CPU's kernels: the deployed one extends it
+        assert searched[0].adopted and searched[0].nodes_in_higher_precision > simulated[0].nodes_in_higher_precision
+    assert d.cost["share_of_macs_in_higher_precision"] <= 0.10, "still most of the MACs in INT8"

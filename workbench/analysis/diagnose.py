@@ -20,7 +20,7 @@ import numpy as np
 from workbench.analysis.compare import LayerReport, compare
 from workbench.analysis.evaluate import Evaluator, TaskMetric, output_scores
 from workbench.analysis.results import RankedNode, RemedyStep, Scores, Search, Trial
-from workbench.analysis.search import SEARCHES, measured_search
+from workbench.analysis.search import DEPLOY_TARGETS, SEARCHES, measured_search
 from workbench.analysis.search import search_budget as measured_budget
 from workbench.core.errors import WorkbenchError
 from workbench.core.metrics import SQNR_CAP_DB, is_categorical
@@ -290,6 +290,7 @@ def diagnose(
     task_min: float | None = None,
     max_drop: float | None = None,
     search: str = "measured",
+    deploy: str = "tensorrt",
 ) -> Diagnosis:
     """Why INT8 hurts and the cheapest fix that meets `target` (default output cosine ≥ 0.99).
 
@@ -319,6 +320,11 @@ def diagnose(
     `search`: "measured" (default; analysis.search: candidates ranked by what reverting each does to the target on
     the ranking subset, greedy with re-ranking, then a put-back pass) or "local" (the shortest prefix of the local
     sensitivity ranking, by bisection: fewer runs, larger fallbacks on depthwise CNNs).
+
+    `deploy`: where the recipe will run. "tensorrt" (default): the target is judged on simulated Q/DQ, and a
+    deployment check that misses is a warning. "onnxruntime-cpu": a recipe that meets the target in simulation but
+    not on this CPU's integer kernels (after 7-bit weights) goes on to a second measured search scored as deployed,
+    which keeps the nodes those kernels need in float (EfficientNet-Lite0 on a CPU without VNNI).
     """
     from workbench.core.progress import Steps
 
@@ -326,6 +332,8 @@ def diagnose(
         raise WorkbenchError("diagnose searches INT8 fallbacks: use --precision int8")
     if search not in SEARCHES:
         raise WorkbenchError(f"unknown search {search!r}; choose from {', '.join(SEARCHES)}")
+    if deploy not in DEPLOY_TARGETS:
+        raise WorkbenchError(f"unknown deployment target {deploy!r}; choose from {', '.join(DEPLOY_TARGETS)}")
     steps = DEFAULT_REMEDIES if remedies is True else tuple(remedies or ())
     unknown = sorted(set(steps) - set(REMEDY_STEPS))
     if unknown:
@@ -357,7 +365,8 @@ def diagnose(
         why = "; ".join(f"{n}: {r}" for n, r in base.kept_in_fp32.items())
         raise WorkbenchError("no node is quantized by this recipe: nothing to diagnose" + (f" ({why})" if why else ""))
     budget_of = measured_budget if search == "measured" else search_budget
-    target = target.for_search(budget_of(len(base.quantized_nodes)))
+    # The confidence level is split over every evaluation the searches may run (the deployed one's too).
+    target = target.for_search(budget_of(len(base.quantized_nodes)) * (2 if deploy == "onnxruntime-cpu" else 1))
     before = score(recipe)
     tried = [RemedyStep(f"as given ({recipe.label})", before, target.met(before, reference_metric))]
     current, current_scores = recipe, before
@@ -427,14 +436,30 @@ def diagnose(
 
     searches = [search_from(*starts[0])]
     searches += [search_from(*start, prior=searches[0]) for start in starts[1:]]  # ordered by the first's gains
-    deploy = _deployment(evaluator, scorer) if deployment_check else None
+    deployer = _deployment(evaluator, scorer) if deployment_check or deploy == "onnxruntime-cpu" else None
+    deployed_cycles = 0
     deploys: dict[int, bool] = {}  # search index → its final recipe also meets the target as deployed
-    if deploy is not None and len(searches) > 1:
-        # The cheaper start can lose more on ONNX Runtime's CPU integer kernels (EfficientNet-Lite0, equalized:
-        # 18.5 dB without VNNI): prefer a fallback that holds as deployed too (verification runs, not cycles).
+    if deployer is not None and deploy == "onnxruntime-cpu":
+        # For a CPU deployment the fallback must hold on ONNX Runtime's integer kernels too (verification runs, not
+        # cycles); the cheapest one that meets the target in simulation but not there is searched on as deployed.
         for i, found in enumerate(searches):
             if target.met(found.after, reference_metric):
-                deploys[i] = target.met(deploy.score(found.final_recipe), reference_metric)
+                deploys[i] = target.met(deployer.score(found.final_recipe), reference_metric)
+        cheapest = min(deploys, key=lambda i: searches[i].cost["share_of_macs_in_higher_precision"], default=None)
+        if cheapest is not None and not deploys[cheapest]:
+            found = searches[cheapest]
+            more = _deployed_search(deployer, found.final_recipe, deployer.score(found.final_recipe), target,
+                                    reference_metric, found.report, found.base,
+                                    list(found.base.excluded_nodes) + found.fallback, data.take(ranking_samples),
+                                    batch_size, _ranking_threads(backend), bar, ranking_seconds)
+            deployed_cycles = len(more.trials) + 1
+            if more.fallback and target.met(more.after, reference_metric):
+                nodes = found.fallback + more.fallback
+                simulated = score(found.recipe.with_exclude(list(found.recipe.exclude) + nodes))
+                searches.append(replace(found, fallback=nodes, after=simulated, trials=found.trials + more.trials,
+                                        cost=_cost(found.report, found.base.quantized_nodes, nodes,
+                                                   found.recipe.fallback_precision), strategy="deployed"))
+                deploys[len(searches) - 1] = True
     best = min(range(len(searches)), key=lambda i: (
         not target.met(searches[i].after, reference_metric), not deploys.get(i, True),
         searches[i].cost["share_of_macs_in_higher_precision"], len(searches[i].fallback)))
@@ -445,7 +470,9 @@ def diagnose(
             tried.append(RemedyStep(
                 f"keep {len(found.fallback)} node(s) in {found.recipe.fallback_precision.upper()}"
                 + (f" on top of {', '.join(extra)}" if extra else "")
-                + f": {found.cost['share_of_macs_in_higher_precision']:.1%} of the INT8-eligible MACs",
+                + f": {found.cost['share_of_macs_in_higher_precision']:.1%} of the INT8-eligible MACs"
+                + (" (the last nodes searched as ONNX Runtime's CPU integer kernels run them)"
+                   if found.strategy == "deployed" else ""),
                 found.after, target.met(found.after, reference_metric), len(found.fallback), search=True,
                 adopted=(i == best) if len(searches) > 1 else None))
     chosen = searches[best]
@@ -461,11 +488,11 @@ def diagnose(
             if met:
                 current, after = half, scores
     deployed = None
-    if deploy is not None:
+    if deployer is not None:
         final_recipe = current.with_exclude(list(current.exclude) + fallback)
-        deployed = deploy.score(final_recipe)
+        deployed = deployer.score(final_recipe)
         if remedies and target.met(after, reference_metric) and not target.met(deployed, reference_metric):
-            remedy = _kernel_remedy(deploy, final_recipe, after, deployed, score, tried, target, reference_metric)
+            remedy = _kernel_remedy(deployer, final_recipe, after, deployed, score, tried, target, reference_metric)
             if remedy is not None:
                 current, after, deployed = current.with_(weight_bits=7), *remedy
     bar.close()
@@ -478,8 +505,10 @@ def diagnose(
         r for r in ranking if r.node in fallback][:8]}}
     diagnosis = Diagnosis(
         ranking=ranking, fallback=fallback, before=before, after=after,
-        evaluations=len(tried) - sum(1 for r in tried if r.search) + sum(len(f.trials) for f in searches),
-        budget=sum(f.budget for f in searches), ranking_runs=len(ranking_seconds),
+        evaluations=len(tried) - sum(1 for r in tried if r.search) + deployed_cycles
+        + sum(len(f.trials) for f in searches if f.strategy != "deployed"),
+        budget=sum(f.budget for f in searches if f.strategy != "deployed") * (2 if deploy == "onnxruntime-cpu" else 1),
+        ranking_runs=len(ranking_seconds),
         ranking_seconds=round(sum(ranking_seconds), 3),
         quantized_nodes=len(base.quantized_nodes), target=target.to_dict(),
         met=target.met(after, reference_metric), explanation="",
@@ -492,15 +521,16 @@ def diagnose(
     diagnosis.cost = _cost(report, base.quantized_nodes, fallback + diagnosis.collateral,
                            diagnosis.recipe.fallback_precision)
     diagnosis.warnings = _sample_warnings(data, target, after)
-    if deploy is not None:  # verification runs, counted apart from the search's cycles
-        diagnosis.deployment = {**deploy.describe(), **deployed.to_dict(),
-                                "met": target.met(deployed, reference_metric), "runs": deploy.runs}
+    if deployer is not None:  # verification runs, counted apart from the search's cycles
+        diagnosis.deployment = {**deployer.describe(), **deployed.to_dict(), "target": deploy,
+                                "met": target.met(deployed, reference_metric), "runs": deployer.runs}
         if diagnosis.met and not diagnosis.deployment["met"]:
             diagnosis.warnings.append(
                 f"the recipe meets {target.describe()} with simulated Q/DQ (the arithmetic TensorRT runs), but ONNX "
                 f"Runtime on this CPU with full graph optimizations (its integer kernels) reaches output cosine "
-                f"{deployed.cosine:.4f}, SQNR {deployed.sqnr_db:.1f} dB: deploy on TensorRT, or keep more "
-                "nodes in higher precision for ONNX Runtime")
+                f"{deployed.cosine:.4f}, SQNR {deployed.sqnr_db:.1f} dB: deploy on TensorRT, or diagnose with "
+                "--deploy onnxruntime-cpu to keep the nodes those kernels need in higher precision")
+            diagnosis.met = deploy != "onnxruntime-cpu"  # there, the deployed score is the verdict
     if heldout is not None:
         diagnosis.heldout = score_heldout(model, final, as_dataset(heldout, model.inputs, batch_axes,
                                                                    origin="held-out data"), target, batch_size,
@@ -632,6 +662,33 @@ def _kernel_remedy(deploy: _Deployment, recipe: Recipe, simulated: Scores, deplo
     return (sim7, dep7) if adopted else None
 
 
+def _deployed_search(deployer: _Deployment, recipe: Recipe, deployed: Scores, target: Target,
+                     reference_metric: float | None, report: LayerReport, base, excluded: list[str],
+                     ranking_data: Dataset, batch_size: int, threads: int, bar, ranking_seconds: list[float]
+                     ) -> Search:
+    """The measured search again from `recipe` (which meets the target in simulation), every run scored as ONNX
+    Runtime CPU deploys it: the nodes its integer kernels need in float on top of `recipe`'s."""
+    evaluator = deployer.evaluator
+    ranker = Evaluator(evaluator.model, evaluator.calib, ranking_data, evaluator.backend, batch_size,
+                       task=evaluator.judged)
+
+    def score(r: Recipe) -> Scores:
+        bar.update()
+        return deployer.score(r)
+
+    def rank_score(r: Recipe) -> Scores:
+        bar.update()
+        scores = ranker.score(r, lambda outputs, ref: _scores(ranker, outputs, ref, target))
+        ranking_seconds.append(scores.seconds)
+        return scores
+
+    left = [n for n in base.quantized_nodes if n not in set(excluded)]
+    return measured_search(recipe, deployed, target, reference_metric, report, base, score, rank_score,
+                           rank(report, left), ranker, threads=threads,
+                           cost=lambda nodes: _cost(report, base.quantized_nodes, excluded + nodes,
+                                                    recipe.fallback_precision))
+
+
 def search_budget(nodes: int) -> int:
     """Evaluations the fallback search may spend on N quantized nodes, counting the starting recipe's."""
     return math.ceil(math.log2(max(nodes, 2))) + 3
@@ -684,7 +741,7 @@ def _fallback_search(recipe: Recipe, start_scores: Scores, target: Target, refer
             if evaluate(trial):
                 fallback = trial
     return Search(ranking, fallback, results[tuple(fallback)], trials, budget, recipe, report, base,
-                  _cost(report, base.quantized_nodes, fallback, recipe.fallback_precision))
+                  _cost(report, base.quantized_nodes, fallback, recipe.fallback_precision), strategy="local")
 
 
 def _bisection_probes(lo: int, hi: int, width: int) -> list[int]:

@@ -159,6 +159,8 @@ class Search:
     report: Any = field(repr=False)  # workbench.analysis.compare.LayerReport
     base: Any = field(repr=False)  # workbench.precision.transform.TransformedModel
     cost: dict = field(default_factory=dict)
+    # "measured" or "local" (SEARCHES), or "deployed": a measured one continued as ONNX Runtime CPU runs it
+    strategy: str = "measured"
 
     @property
     def final_recipe(self) -> Any:

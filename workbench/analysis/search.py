@@ -20,6 +20,7 @@ from typing import Callable
 from workbench.analysis.results import RankedNode, Scores, Search, Trial
 
 SEARCHES = ("measured", "local")  # diagnose's strategies: this module's, or bisection over the local ranking
+DEPLOY_TARGETS = ("tensorrt", "onnxruntime-cpu")  # diagnose's `deploy`: whose arithmetic the target must hold on
 # Candidates measured on the ranking subset, most locally sensitive first; the rest follow in local order unmeasured.
 MAX_MEASURED = 64
 # After a step, re-measure this many of the next candidates when the step gained less than RERANK_WHEN of what its

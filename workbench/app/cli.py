@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from workbench.analysis.search import SEARCHES
+from workbench.analysis.search import DEPLOY_TARGETS, SEARCHES
 from workbench.core.errors import CheckFailed, WorkbenchError, one_line
 from workbench.precision.recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS
 
@@ -200,7 +200,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
                           _backend(args, inputs.model), batch_size=args.batch_size, remedies=not args.no_remedies,
                           heldout=args.heldout_data, batch_axes=inputs.batch_axes,
                           deployment_check=not args.no_deployment_check, executor=executor, task=args.task,
-                          task_min=args.target_task, max_drop=args.max_drop, search=args.search)
+                          task_min=args.target_task, max_drop=args.max_drop, search=args.search,
+                          deploy=args.deploy)
     out = result.to_dict()
     out["reproduce"] = reproduce_command(args, result.recipe)
     if args.html:
@@ -343,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="measured (default): each candidate reverted alone and its effect on the target measured on "
                         "the ranking samples, then greedy revert and put-back; local: bisection over the local "
                         "sensitivity ranking (fewer runs, larger fallbacks on depthwise CNNs)")
+    p.add_argument("--deploy", choices=DEPLOY_TARGETS, default="tensorrt",
+                   help="where the recipe will run: tensorrt (default; judged on simulated Q/DQ, TensorRT's "
+                        "arithmetic) or onnxruntime-cpu (also searched as this CPU's integer kernels run it)")
     _add_executor_args(p)
     p.set_defaults(func=cmd_diagnose)
 
