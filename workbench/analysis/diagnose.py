@@ -322,9 +322,9 @@ def diagnose(
     sensitivity ranking, by bisection: fewer runs, larger fallbacks on depthwise CNNs).
 
     `deploy`: where the recipe will run. "tensorrt" (default): the target is judged on simulated Q/DQ, and a
-    deployment check that misses is a warning. "onnxruntime-cpu": a recipe that meets the target in simulation but
-    not on this CPU's integer kernels (after 7-bit weights) goes on to a second measured search scored as deployed,
-    which keeps the nodes those kernels need in float (EfficientNet-Lite0 on a CPU without VNNI).
+    deployment check that misses is a warning. "onnxruntime-cpu": the verdict is the deployed score; the cheapest
+    fallback that meets the target in simulation but not on this CPU's integer kernels goes on to a second measured
+    search scored as deployed, which keeps the nodes those kernels need in float (EfficientNet-Lite0).
     """
     from workbench.core.progress import Steps
 
@@ -452,8 +452,9 @@ def diagnose(
                                     reference_metric, found.report, found.base,
                                     list(found.base.excluded_nodes) + found.fallback, data.take(ranking_samples),
                                     batch_size, _ranking_threads(backend), bar, ranking_seconds)
-            deployed_cycles = len(more.trials) + 1
+            deployed_cycles = len(more.trials)
             if more.fallback and target.met(more.after, reference_metric):
+                deployed_cycles += 1  # the simulated score of the extended fallback
                 nodes = found.fallback + more.fallback
                 simulated = score(found.recipe.with_exclude(list(found.recipe.exclude) + nodes))
                 searches.append(replace(found, fallback=nodes, after=simulated, trials=found.trials + more.trials,
