@@ -38,15 +38,15 @@ def test_mobilenet_recognises_a_real_photo(mobilenet):
 
 
 def test_mobilenet_int8_diagnosis_restores_logits(mobilenet):
-    """The local search (bisection over the local ranking: the cheap one) still restores MobileNetV2's logits and
-    top-1 from a percentile recipe, keeping most nodes INT8 (25 of 54 out: an excluded node no longer takes its
-    neighbours with it, so the local ranking, which scores a node with its output's quantization, needs more of
-    them); the measured search, far cheaper, is compared with it in test_search.py."""
+    """The local search (bisection over the local ranking: the cheap one) alone, no remedies, still restores
+    MobileNetV2's logits and top-1 from a percentile recipe with a third of the nodes or fewer out of INT8 (17 of
+    63, 55 s; with every remedy first it took 245 s of the suite); the measured search is compared with it in
+    test_search.py."""
     calib, data = mobilenet.zoo.calibration_data(), mobilenet.zoo.evaluation_data()
     d = diagnose(mobilenet, wb.Recipe("int8", "percentile"), calib, data, Target(cosine=0.99), progress=False,
-                 search="local")
+                 search="local", remedies=False)
     assert d.before.cosine < 0.97 and d.after.cosine >= 0.99 and d.met
-    assert len(d.fallback) < d.quantized_nodes / 2, "most of the network stays INT8"
+    assert len(d.fallback) <= d.quantized_nodes // 3, "most of the network stays INT8"
     assert 1 + len(d.trials) <= d.budget, "the fallback search stays within ⌈log2 N⌉ + 3 evaluations"
     backend = get_backend()
     reference = run(backend.build(mobilenet.path), data)
