@@ -134,7 +134,7 @@ def test_a_cpu_deployment_gets_a_fallback_that_holds_on_its_integer_kernels():
     assert d.met and d.deployment["met"] and d.deployment["target"] == "onnxruntime-cpu", d.deployment
     assert d.after.cosine >= 0.99 and d.deployment["cosine"] >= 0.99
     searched = [r for r in d.remedies if "searched as ONNX Runtime" in r.remedy]
-    simulated = [r for r in d.remedies if r.search and r is not (searched[0] if searched else None)]
+    simulated = [r for r in d.remedies if r.search and r not in searched]
     if searched:  # the simulated fallback missed on this CPU's kernels: the deployed one extends it
         assert searched[0].adopted and searched[0].nodes_in_higher_precision > simulated[0].nodes_in_higher_precision
     assert d.cost["share_of_macs_in_higher_precision"] <= 0.10, "still most of the MACs in INT8"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -365,8 +365,9 @@ def diagnose(
         why = "; ".join(f"{n}: {r}" for n, r in base.kept_in_fp32.items())
         raise WorkbenchError("no node is quantized by this recipe: nothing to diagnose" + (f" ({why})" if why else ""))
     budget_of = measured_budget if search == "measured" else search_budget
+    passes = 2 if deploy == "onnxruntime-cpu" else 1  # a CPU deployment may search again, as deployed
     # The confidence level is split over every evaluation the searches may run (the deployed one's too).
-    target = target.for_search(budget_of(len(base.quantized_nodes)) * (2 if deploy == "onnxruntime-cpu" else 1))
+    target = target.for_search(budget_of(len(base.quantized_nodes)) * passes)
     before = score(recipe)
     tried = [RemedyStep(f"as given ({recipe.label})", before, target.met(before, reference_metric))]
     current, current_scores = recipe, before
@@ -415,12 +416,7 @@ def diagnose(
     ranker = Evaluator(model, calib, data.take(ranking_samples), backend, batch_size, executor=executor,
                        task=task) if search == "measured" and not target.met(current_scores, reference_metric) else None
 
-    def rank_score(r: Recipe) -> Scores:
-        """One quantize + evaluate cycle on the ranking subset (the measured search's candidates)."""
-        scores = ranker.score(r, lambda outputs, ref: _scores(ranker, outputs, ref, target))
-        ranking_seconds.append(scores.seconds)
-        bar.update()
-        return scores
+    rank_score = _subset_scorer(ranker, target, bar, ranking_seconds) if ranker is not None else None
 
     def search_from(start: Recipe, start_scores: Scores, start_report: LayerReport, start_base,
                     prior: Search | None = None) -> Search:
@@ -508,7 +504,7 @@ def diagnose(
         ranking=ranking, fallback=fallback, before=before, after=after,
         evaluations=len(tried) - sum(1 for r in tried if r.search) + deployed_cycles
         + sum(len(f.trials) for f in searches if f.strategy != "deployed"),
-        budget=sum(f.budget for f in searches if f.strategy != "deployed") * (2 if deploy == "onnxruntime-cpu" else 1),
+        budget=sum(f.budget for f in searches if f.strategy != "deployed") * passes,
         ranking_runs=len(ranking_seconds),
         ranking_seconds=round(sum(ranking_seconds), 3),
         quantized_nodes=len(base.quantized_nodes), target=target.to_dict(),
@@ -531,7 +527,8 @@ def diagnose(
                 f"Runtime on this CPU with full graph optimizations (its integer kernels) reaches output cosine "
                 f"{deployed.cosine:.4f}, SQNR {deployed.sqnr_db:.1f} dB: deploy on TensorRT, or diagnose with "
                 "--deploy onnxruntime-cpu to keep the nodes those kernels need in higher precision")
-            diagnosis.met = deploy != "onnxruntime-cpu"  # there, the deployed score is the verdict
+            if deploy == "onnxruntime-cpu":  # there, the deployed score is the verdict
+                diagnosis.met = False
     if heldout is not None:
         diagnosis.heldout = score_heldout(model, final, as_dataset(heldout, model.inputs, batch_axes,
                                                                    origin="held-out data"), target, batch_size,
@@ -620,11 +617,16 @@ class _Deployment:
 
     evaluator: Evaluator
     scorer: Any
-    runs: int = 0
+    scored: dict = field(default_factory=dict)  # recipe → its deployed Scores: each recipe runs once
 
-    def score(self, recipe: Recipe) -> dict:
-        self.runs += 1
-        return self.evaluator.score(recipe, self.scorer)
+    @property
+    def runs(self) -> int:
+        return len(self.scored)
+
+    def score(self, recipe: Recipe) -> Scores:
+        if recipe not in self.scored:
+            self.scored[recipe] = self.evaluator.score(recipe, self.scorer)
+        return self.scored[recipe]
 
     def describe(self) -> dict:
         from workbench.runtime.onnxruntime_cpu import cpu_has_vnni, cpu_name
@@ -663,6 +665,19 @@ def _kernel_remedy(deploy: _Deployment, recipe: Recipe, simulated: Scores, deplo
     return (sim7, dep7) if adopted else None
 
 
+def _subset_scorer(ranker: Evaluator, target: Target, bar, seconds: list[float]) -> Callable[[Recipe], Scores]:
+    """One quantize + evaluate cycle on the ranking subset (a measured search's candidates), its wall time appended
+    to `seconds`."""
+
+    def score(r: Recipe) -> Scores:
+        scores = ranker.score(r, lambda outputs, ref: _scores(ranker, outputs, ref, target))
+        seconds.append(scores.seconds)
+        bar.update()
+        return scores
+
+    return score
+
+
 def _deployed_search(deployer: _Deployment, recipe: Recipe, deployed: Scores, target: Target,
                      reference_metric: float | None, report: LayerReport, base, excluded: list[str],
                      ranking_data: Dataset, batch_size: int, threads: int, bar, ranking_seconds: list[float]
@@ -677,15 +692,10 @@ def _deployed_search(deployer: _Deployment, recipe: Recipe, deployed: Scores, ta
         bar.update()
         return deployer.score(r)
 
-    def rank_score(r: Recipe) -> Scores:
-        bar.update()
-        scores = ranker.score(r, lambda outputs, ref: _scores(ranker, outputs, ref, target))
-        ranking_seconds.append(scores.seconds)
-        return scores
-
     left = [n for n in base.quantized_nodes if n not in set(excluded)]
-    return measured_search(recipe, deployed, target, reference_metric, report, base, score, rank_score,
-                           rank(report, left), ranker, threads=threads,
+    return measured_search(recipe, deployed, target, reference_metric, report, base, score,
+                           _subset_scorer(ranker, target, bar, ranking_seconds), rank(report, left), ranker,
+                           threads=threads,
                            cost=lambda nodes: _cost(report, base.quantized_nodes, excluded + nodes,
                                                     recipe.fallback_precision))
 

@@ -151,10 +151,9 @@ def cached_run(backend, model, data: Dataset, batch_size: int = 32, kind: str = 
 
     from workbench.core import cache
 
-    if kind != "reference" and os.environ.get(RUN_CACHE_ENV) == "0":
-        with backend.build(model.path) as engine:
-            return run(engine, data, batch_size)
     with backend.build(model.path) as engine:
+        if kind != "reference" and os.environ.get(RUN_CACHE_ENV) == "0":
+            return run(engine, data, batch_size)
         size = data.batch_size(min(batch_size, _profile_max_batch(engine, data)))
         key = cache.digest(f"{kind}-run", 2, model.sha256, data.fingerprint(), engine.describe(), size)
         path = cache.artifact_path(kind, key, ".npz")
