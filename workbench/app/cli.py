@@ -118,7 +118,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     _write_json({"output": str(target), "manifest": str(out / "manifest.json"), "recipe": inputs.recipe.to_dict(),
                  "quantized_nodes": len(transformed.quantized_nodes), "excluded_nodes": transformed.excluded_nodes,
-                 "kept_in_fp32": transformed.kept_in_fp32,
+                 "kept_in_fp32": transformed.kept_in_fp32, "specialized": transformed.specialized,
                  "profile": profile.to_dict(), "trtexec": manifest["trtexec"]["tensorrt_11"],
                  "seconds": round(transformed.seconds, 3)}, None)
     return EXIT_OK

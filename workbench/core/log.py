@@ -42,7 +42,7 @@ def quiet_onnxruntime() -> Iterator[None]:
     import onnxruntime
     from onnxruntime.quantization import calibrate
 
-    onnxruntime.set_default_logger_severity(3)
+    onnxruntime.set_default_logger_severity(ORT_SILENT)
     drop = _FromPackage("onnxruntime")
     root = logging.getLogger()
     root.addFilter(drop)
@@ -58,6 +58,28 @@ def quiet_onnxruntime() -> Iterator[None]:
             del calibrate.print
         else:
             calibrate.print = shadowed
+
+
+ORT_SILENT = 4  # FATAL only: every ONNX Runtime error reaches the user as the exception's one line
+
+
+def onnxruntime_options(optimization: str = "disable"):
+    """SessionOptions for a workbench session: `optimization` one of disable/basic/extended/all, and no log lines
+    of ONNX Runtime's own on stderr (`[W:onnxruntime ...] UnsqueezeElimination`, `[E:onnxruntime ...]` before the
+    exception that says the same). Sessions made by other libraries (Polygraphy's runner, ORT's calibrator) use
+    the default logger, which is quieted here too."""
+    import onnxruntime as ort
+
+    ort.set_default_logger_severity(ORT_SILENT)
+    options = ort.SessionOptions()
+    options.log_severity_level = ORT_SILENT
+    options.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    return options
 
 
 def _silent(*args, **kwargs) -> None:

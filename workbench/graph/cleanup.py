@@ -49,22 +49,53 @@ def _invalid(model: onnx.ModelProto) -> str | None:
 
 
 def fold_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
-    """Constant nodes become initializers (as TensorRT's parser reads them: weights), then Polygraphy's
-    FoldConstants (needs onnx-graphsurgeon) removes nodes computed entirely from constants."""
+    """Constant nodes become initializers (as TensorRT's parser reads them: weights), then onnx-graphsurgeon's
+    folder (as Polygraphy's FoldConstants drives it: shape inference, passes until nothing folds) removes nodes
+    computed entirely from constants, and an `If` whose condition folded to a constant becomes its taken branch
+    (workbench.graph.specialize: graphsurgeon's own flattening loses outputs of multi-output `If`s)."""
     model, lifted = lift_constants(model)
     if not _has_constant_subgraph(model):
         return model, lifted  # skip the folder (and the imports and inference it costs) when there is nothing to fold
     try:
         import onnx_graphsurgeon  # noqa: F401
-        from polygraphy.backend.onnx import FoldConstants
-
-        from workbench.core.log import quiet_polygraphy
     except ImportError:
         return model, {}
-    with quiet_polygraphy():
-        folded_model = FoldConstants(model, error_ok=True, copy=True)()
+    from workbench.graph.specialize import specialize
+
+    folded_model = _fold(model)
+    for _ in range(FOLD_PASSES):
+        flattened, inlined = specialize(folded_model, {})
+        if not inlined:
+            break
+        folded_model = _fold(flattened)
     remaining = {n.name for n in folded_model.graph.node}
     return folded_model, {**lifted, **{n.name: CONSTANT for n in model.graph.node if n.name and n.name not in remaining}}
+
+
+FOLD_PASSES = 4
+
+
+def _fold(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Graphsurgeon's constant folding, each pass followed by shape inference (which lets the next pass fold
+    shapes), until the node count stops falling; a pass that fails leaves the graph as the last good pass made
+    it (Polygraphy's error_ok)."""
+    import onnx_graphsurgeon as gs
+    from polygraphy.backend.onnx import InferShapes
+
+    from workbench.core.log import quiet_polygraphy
+
+    count = -1
+    with quiet_polygraphy():
+        while count != len(model.graph.node):
+            count = len(model.graph.node)
+            try:
+                graph = gs.import_onnx(model)
+                graph.fold_constants(fold_shapes=True, error_ok=True, flatten_subgraphs=False)
+                model = InferShapes(gs.export_onnx(graph.cleanup(), do_type_check=False), error_ok=True,
+                                    allow_onnxruntime=False)()  # ORT's writes files into the working directory
+            except Exception:
+                break
+    return model
 
 
 def lift_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import onnx
 
-from workbench.graph.topology import GraphIndex
+from workbench.graph.topology import GraphIndex, defined_names
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 SUFFIX = "::local::"
@@ -28,8 +28,7 @@ def local_branches(fp32: onnx.ModelProto, qdq: onnx.ModelProto, nodes: list[str]
     combined = onnx.ModelProto()
     combined.CopyFrom(fp32)
     # Constant folding may have turned FP32 node outputs into initializers of the quantized graph: keep those nodes.
-    known = {i.name for i in combined.graph.initializer} | {o for n in fp32.graph.node for o in n.output} | {
-        i.name for i in fp32.graph.input}
+    known = defined_names(fp32.graph)  # subgraphs too: a name defined there may not be defined again
     combined.graph.initializer.extend(i for i in qdq.graph.initializer if i.name not in known)
     del combined.opset_import[:]
     combined.opset_import.extend(qdq.opset_import)

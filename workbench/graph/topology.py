@@ -15,6 +15,26 @@ def subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
     return out
 
 
+def all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """The graph's nodes and, after each control-flow node, its subgraphs' nodes (depth first)."""
+    out = []
+    for node in graph.node:
+        out.append(node)
+        for g in subgraphs(node):
+            out.extend(all_nodes(g))
+    return out
+
+
+def defined_names(graph: onnx.GraphProto) -> set[str]:
+    """Every name the graph and its subgraphs define, at any depth (ONNX Runtime wants them unique across all)."""
+    names = {i.name for i in graph.input} | {i.name for i in graph.initializer}
+    for node in graph.node:
+        names.update(node.output)
+        for g in subgraphs(node):
+            names |= defined_names(g)
+    return names
+
+
 def outer_reads(node: onnx.NodeProto) -> set[str]:
     """Tensors a control-flow node's subgraphs read from the enclosing scope (not defined inside them)."""
     reads: set[str] = set()
@@ -66,6 +86,13 @@ def used_names(graph: onnx.GraphProto) -> set[str]:
     return used
 
 
+def fresh_name(base: str, taken: set[str]) -> str:
+    """`base`, or `base_1`, `base_2`, ... whichever `taken` lacks first; added to `taken`."""
+    name = next(c for c in (f"{base}_{k}" if k else base for k in range(len(taken) + 1)) if c not in taken)
+    taken.add(name)
+    return name
+
+
 def markable_outputs(graph: onnx.GraphProto) -> list[str]:
     """Every node output a runner can mark as a graph output: Constant nodes' outputs are left out (ONNX Runtime
     turns them into initializers, and marking one fails with "outputs were not found in the model")."""
@@ -89,10 +116,11 @@ def complete_types(model: onnx.ModelProto) -> bool:
 
     probe = onnx.ModelProto.FromString(model.SerializeToString())
     probe.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in missing)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    from workbench.core.log import onnxruntime_options
+
     try:
-        session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(probe.SerializeToString(), onnxruntime_options(),
+                                       providers=["CPUExecutionProvider"])
     except Exception:
         return False  # the caller's own validation reports what is wrong with the model
     added = False

@@ -343,6 +343,16 @@ def synthetic(specs: Sequence[TensorSpec], samples: int = 32, seed: int = 0, pro
         UserWarning, stacklevel=2,
     )
     profile = profile or default_profile(specs)
+    inputs, sample_axes, fixed = random_arrays(specs, profile, samples, seed, batch_axes)
+    return Dataset(inputs, synthetic=True, sample_axes={k: v for k, v in sample_axes.items() if v != 0},
+                   fixed_batch=next(iter(fixed), None))
+
+
+def random_arrays(specs: Sequence[TensorSpec], profile: Any, samples: int, seed: int,
+                  batch_axes: Mapping[str, int | None] | None = None
+                  ) -> tuple[dict[str, np.ndarray], dict[str, int | None], set[int]]:
+    """Random inputs at the profile's opt shapes with `samples` along each sample axis (normal floats, integers in
+    0..99, booleans); with each input's sample axis and the fixed batch sizes seen."""
     axes = dict(batch_axes or {})
     rng = np.random.default_rng(seed)
     inputs, sample_axes, fixed = {}, {}, set()
@@ -360,5 +370,4 @@ def synthetic(specs: Sequence[TensorSpec], samples: int = 32, seed: int = 0, pro
             inputs[spec.name] = rng.integers(0, 2, size=shape).astype(bool)
         else:
             inputs[spec.name] = rng.standard_normal(shape).astype(spec.dtype)
-    return Dataset(inputs, synthetic=True, sample_axes={k: v for k, v in sample_axes.items() if v != 0},
-                   fixed_batch=next(iter(fixed), None))
+    return inputs, sample_axes, fixed

@@ -19,6 +19,7 @@ from onnx import numpy_helper
 
 from workbench.core import cache
 from workbench.core.errors import WorkbenchError, one_line
+from workbench.graph.types import repair_types
 from workbench.graph.topology import (
     GraphIndex,
     complete_types,
@@ -51,19 +52,61 @@ def keep_in_fp32(model: "ModelHandle", data: "Dataset | None") -> dict[str, str]
         hits = [t for t in node.input if t in large]
         if hits and node.name not in kept:
             kept[node.name] = f"reads '{hits[0]}' with |value| up to {large[hits[0]]:.3g}, beyond FP16"
-    if data is None:
-        warnings.warn("fp16 without data: FP16 overflow of activations is not checked (pass --calib-data)",
-                      UserWarning, stacklevel=3)
-        return kept
+    real = data is not None and not getattr(data, "synthetic", False)
+    if not real:
+        ruled = overflow_prone(proto)
+        kept.update({n: r for n, r in ruled.items() if n not in kept})
+        warnings.warn(f"fp16 without real data: activations were not checked for FP16 overflow ({len(ruled)} "
+                      "overflow-prone node(s) kept in FP32 by rule; values a real input reaches, such as a power "
+                      "spectrum of loud audio, can still overflow): pass --calib-data", UserWarning, stacklevel=3)
+        if data is None:
+            return kept
+    where = "the calibration data" if real else "random data"
     amax = activation_amax(model, data)
     for node in proto.graph.node:
         if node.name in kept or node.op_type == "Constant":
             continue
         worst = max((amax.get(o, 0.0) for o in node.output), default=0.0)
         if worst > DATA_MAX:
-            kept[node.name] = (f"output reaches |x| = {worst:.3g} on the calibration data (> {DATA_MAX:g}, "
+            kept[node.name] = (f"output reaches |x| = {worst:.3g} on {where} (> {DATA_MAX:g}, "
                                "AutoCast's data range rule; FP16 overflows at 65504)")
     return kept
+
+
+OVERFLOW_OPS = {"Exp": "exp grows past 65504 from an input of 11.1", "ReduceSumSquare": "a sum of squares",
+                "ReduceL2": "a sum of squares under the root", "ReduceProd": "a product of many values",
+                "ReduceLogSumExp": "exp inside the reduction"}
+LARGE_REDUCTION = 4096  # summed elements past which an FP16 sum of O(16) values can overflow
+
+
+def overflow_prone(proto: onnx.ModelProto) -> dict[str, str]:
+    """Nodes that can overflow FP16 whatever the weights, kept in FP32 when no real data shows the activations:
+    OVERFLOW_OPS, squares (Pow with an exponent ≥ 2, Mul of a tensor by itself: power spectra, variances) and
+    ReduceSum over more than LARGE_REDUCTION elements of a known shape."""
+    graph = proto.graph
+    inferred = onnx.shape_inference.infer_shapes(proto).graph
+    shapes = {v.name: [d.dim_value if d.HasField("dim_value") else None for d in v.type.tensor_type.shape.dim]
+              for v in list(inferred.value_info) + list(inferred.input)}
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    out: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type in OVERFLOW_OPS:
+            out[node.name] = f"{node.op_type}: {OVERFLOW_OPS[node.op_type]} can overflow FP16 (rule, no real data)"
+        elif node.op_type == "Pow" and node.input[1] in consts and float(np.max(consts[node.input[1]])) >= 2:
+            out[node.name] = "Pow with exponent ≥ 2: a square can overflow FP16 (rule, no real data)"
+        elif node.op_type == "Mul" and node.input[0] == node.input[1]:
+            out[node.name] = "x·x: a square (power spectrum, variance) can overflow FP16 (rule, no real data)"
+        elif node.op_type == "ReduceSum":
+            shape = shapes.get(node.input[0]) or []
+            axes = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
+            if len(node.input) > 1 and node.input[1] in {i.name for i in graph.initializer}:
+                axes = [int(a) for a in numpy_helper.to_array(next(i for i in graph.initializer
+                                                                   if i.name == node.input[1])).ravel()]
+            extent = [shape[a] for a in (axes if axes is not None else range(len(shape)))] if shape else [None]
+            if all(extent) and int(np.prod(extent)) > LARGE_REDUCTION:
+                out[node.name] = (f"ReduceSum over {int(np.prod(extent))} elements can overflow FP16 (rule, "
+                                  "no real data)")
+    return out
 
 
 def _large_constants(proto: onnx.ModelProto) -> dict[str, float]:
@@ -148,6 +191,8 @@ def to_fp16(model: onnx.ModelProto, excluded: list[str]) -> onnx.ModelProto:
     toposort(converted.graph)
     converted = _align_casts(converted)
     _restore_tensor_names(converted, model)
+    fp32 = set(blocked) | {n.name for n in converted.graph.node if n.op_type in float16.DEFAULT_OP_BLOCK_LIST}
+    repair_types(converted, fp32)
     return converted
 
 
@@ -192,9 +237,11 @@ def _restore_output_types(model: onnx.ModelProto, original: dict[str, int]) -> N
             for attr in producer.attribute:
                 if attr.name == "to":
                     attr.i = want
-        elif producer is not None:
+        elif producer is not None:  # the graph's own readers keep the FP16 tensor (tf2onnx reads outputs inside)
             inner = f"{out.name}_fp16"
             producer.output[list(producer.output).index(out.name)] = inner
+            for node in model.graph.node:
+                node.input[:] = [inner if name == out.name else name for name in node.input]
             model.graph.node.append(onnx.helper.make_node("Cast", [inner], [out.name], name=f"{out.name}_cast_back",
                                                           to=want))
 

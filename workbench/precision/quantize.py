@@ -9,7 +9,7 @@ import onnx
 
 from workbench.core.errors import WorkbenchError, one_line
 from workbench.core.log import quiet_onnxruntime
-from workbench.graph.topology import GraphIndex, toposort, used_names
+from workbench.graph.topology import GraphIndex, fresh_name, toposort, used_names
 
 # TensorRT's parser rejects a DequantizeLinear on an INT32 bias: biases stay float (docs/DESIGN.md).
 TENSORRT_QDQ_OPTIONS = {"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False}
@@ -51,7 +51,7 @@ def _quantize_all(fp32_path: Path, calibration_path: Path, method: str, per_chan
     from workbench.core import cache
     from workbench.precision.calibration import ort_method
 
-    key = cache.digest("quantized-all", 1, cache.file_digest(fp32_path), Path(calibration_path).name, method,
+    key = cache.digest("quantized-all", 2, cache.file_digest(fp32_path), Path(calibration_path).name, method,
                        per_channel, placement, weight_bits, onnxruntime.__version__)
     path = cache.artifact_path("quantized", key, ".onnx")
     if path.exists():
@@ -59,9 +59,15 @@ def _quantize_all(fp32_path: Path, calibration_path: Path, method: str, per_chan
     op_types, placement_extra = placement_options(placement)
     with tempfile.TemporaryDirectory(prefix="workbench-q-") as tmp, quiet_onnxruntime():
         out = Path(tmp) / "int8.onnx"
+        source = fp32_path
+        model = onnx.load(str(fp32_path))
+        if unshare_biases(model):
+            source = Path(tmp) / "fp32.onnx"
+            onnx.save(model, str(source))
+        del model
         try:
             quantize_static(
-                str(fp32_path), str(out), calibration_data_reader=None, calibration_cache_path=str(calibration_path),
+                str(source), str(out), calibration_data_reader=None, calibration_cache_path=str(calibration_path),
                 calibrate_method=ort_method(method), quant_format=QuantFormat.QDQ, per_channel=per_channel,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
                 reduce_range=weight_bits == 7, extra_options={**TENSORRT_QDQ_OPTIONS, **placement_extra},
@@ -69,6 +75,38 @@ def _quantize_all(fp32_path: Path, calibration_path: Path, method: str, per_chan
         except Exception as exc:
             raise WorkbenchError(_quantizer_error(exc, fp32_path)) from None
         return cache.atomic_write(path, out.read_bytes())
+
+
+BIAS_INPUT = {"Conv": 2, "ConvTranspose": 2, "Gemm": 2}
+
+
+def unshare_biases(model: onnx.ModelProto) -> int:
+    """Give every Conv/ConvTranspose/Gemm but the first that reads a shared bias initializer its own copy, named
+    `<bias>/<node>` (made unique against every name in the graph), in place; returns how many copies.
+
+    ORT's quantizer copies a shared bias itself as `<bias><n>` with n past the initializers' numeric suffixes,
+    without looking at node outputs: a tf2onnx graph whose Conv writes a tensor of that name became invalid ("bias
+    must be a 1D tensor of size output_channels"). Biases stay float for TensorRT, so the copies change no value."""
+    inits = {i.name: i for i in model.graph.initializer}
+    taken = used_names(model.graph) | set(inits) | {o for n in model.graph.node for o in n.output}
+    seen: set[str] = set()
+    copies = 0
+    for node in model.graph.node:
+        index = BIAS_INPUT.get(node.op_type)
+        if index is None or len(node.input) <= index or node.input[index] not in inits:
+            continue
+        bias = node.input[index]
+        if bias not in seen:
+            seen.add(bias)
+            continue
+        name = fresh_name(f"{bias}/{node.name}", taken)
+        copy = onnx.TensorProto()
+        copy.CopyFrom(inits[bias])
+        copy.name = name
+        model.graph.initializer.append(copy)
+        node.input[index] = name
+        copies += 1
+    return copies
 
 
 def _quantizer_error(exc: Exception, path: Path) -> str:

@@ -155,15 +155,20 @@ class Recipe:
 
 
 def resolve_exclusions(model: onnx.ModelProto, patterns: Iterable[str]) -> list[str]:
-    """Node names selected by exact name, op type, or regex (fullmatch on names); unknown patterns are errors."""
-    names = [n.name for n in model.graph.node]
-    op_types = {n.op_type for n in model.graph.node}
+    """Node names selected by exact name, op type, or regex (fullmatch on names); unknown patterns are errors.
+    Nodes inside control-flow branches count: a branch the data decides becomes part of the main graph
+    (workbench.graph.specialize)."""
+    from workbench.graph.topology import all_nodes
+
+    nodes = all_nodes(model.graph)
+    names = [n.name for n in nodes]
+    op_types = {n.op_type for n in nodes}
     selected: list[str] = []
     for pattern in patterns:
         if pattern in names:
             hits = [pattern]
         elif pattern in op_types:
-            hits = [n.name for n in model.graph.node if n.op_type == pattern]
+            hits = [n.name for n in nodes if n.op_type == pattern]
         else:
             regex = pattern[3:] if pattern.startswith("re:") else pattern
             try:

@@ -19,7 +19,7 @@ from workbench.precision.calibration import CalibrationResult, calibrate
 from workbench.precision.recipe import Recipe, resolve_exclusions
 
 # Part of every transformed model's cache key: bump when a transform's output changes for the same inputs.
-TRANSFORM_VERSION = 10
+TRANSFORM_VERSION = 11
 KEPT_KEY = "workbench.kept_in_fp32"  # metadata: nodes kept out of the recipe's precision, and why
 
 
@@ -45,6 +45,8 @@ class TransformedModel:
     equalized: list[dict] = field(default_factory=list)  # workbench.precision.equalize.EqualizedGroup, as dicts
     smoothed: list[dict] = field(default_factory=list)  # workbench.precision.smooth.SmoothedTensor, as dicts
     bias_corrected: list[dict] = field(default_factory=list)  # workbench.precision.biascorrect.BiasCorrection, as dicts
+    # input → the value every sample shares that control flow was specialized on (workbench.graph.specialize)
+    specialized: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fp32(self) -> ModelHandle:
@@ -62,7 +64,7 @@ class TransformedModel:
             "output_sha256": self.sha256,
             "excluded_nodes": self.excluded_nodes, "folded_nodes": self.folded,
             "kept_in_fp32": self.kept_in_fp32, "equalized": self.equalized,
-            "smoothed": self.smoothed, "bias_corrected": self.bias_corrected,
+            "smoothed": self.smoothed, "bias_corrected": self.bias_corrected, "specialized": self.specialized,
             "quantized_nodes": len(self.quantized_nodes),
             "calibration": None if self.calibration is None else {
                 "method": self.calibration.method, "samples": self.calibration.samples,
@@ -102,6 +104,10 @@ def apply(
     excluded = list(dict.fromkeys(folded.get(n, n) for n in resolve_exclusions(model.proto, recipe.exclude)
                                   if folded.get(n) != CONSTANT))
     calibration, ranges_path, kept, equalization, smoothing = None, None, {}, [], []
+    specialized_on: dict[str, Any] = {}
+    if calib_data is not None:
+        base, specialized_on, more = specialized(base, calib_data)
+        folded = {**folded, **more}
     if recipe.precision == "int8":
         if calib_data is None:
             raise WorkbenchError("int8 needs calibration data: pass --calib-data FILE.npz (keys = input names)")
@@ -112,7 +118,7 @@ def apply(
         # smoothing feeds the quantized layers a new tensor (<tensor>/smoothed): overrides name the user's tensor
         renamed = {t["tensor"]: f"{t['tensor']}/smoothed" for t in smoothing if t["mul"]}
         calibration, ranges_path = _calibrate(base, recipe, calib_data, progress, renamed)
-        kept = {n.name: f"control flow ({n.op_type}): its subgraphs are not quantized (left in FP32)"
+        kept = {n.name: CONTROL_FLOW_REASON.format(op=n.op_type)
                 for n in base.proto.graph.node if n.op_type in fp16.CONTROL_FLOW}
     else:
         kept = {n: r for n, r in fp16.keep_in_fp32(base, calib_data).items() if n not in excluded}
@@ -157,8 +163,9 @@ def apply(
         quantized_nodes=quantized_nodes(transformed) if recipe.precision == "int8" else [],
         calibration=calibration, ranges_path=ranges_path, seconds=time.perf_counter() - start, from_cache=from_cache,
         folded=folded,
-        kept_in_fp32=kept, reference=base if recipe.rescales and recipe.precision == "int8" else None,
-        equalized=equalization, smoothed=smoothing,
+        kept_in_fp32=kept,
+        reference=base if (recipe.rescales and recipe.precision == "int8") or specialized_on else None,
+        equalized=equalization, smoothed=smoothing, specialized=specialized_on,
         bias_corrected=json.loads(next((p.value for p in transformed.metadata_props if p.key == BIAS_KEY), "[]")),
     )
 
@@ -175,11 +182,10 @@ def check_artifact(model: bytes, recipe: Recipe, name: str, data: Dataset | None
         return
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    from workbench.core.log import onnxruntime_options
+
     try:
-        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        session = ort.InferenceSession(model, onnxruntime_options(), providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise WorkbenchError(f"{what} does not load in ONNX Runtime: {one_line(exc)}") from None
     if data is None:
@@ -217,6 +223,48 @@ def cleaned(model: ModelHandle) -> tuple[ModelHandle, dict[str, str]]:
 
 
 _CLEANED: dict[str, tuple[ModelHandle, dict[str, str]]] = {}
+
+CONTROL_FLOW_REASON = ("control flow ({op}) whose condition reads a shape or a per-sample input: its subgraphs stay "
+                       "FP32 (ONNX Runtime's quantizer and TensorRT's Q/DQ placement see only the main graph)")
+
+
+def specialized(base: ModelHandle, data: Dataset) -> tuple[ModelHandle, dict[str, Any], dict[str, str]]:
+    """The FP32 graph with each `If` that an input shared by every sample decides (Silero VAD's `sr`) replaced by
+    the branch it takes on `data`, cleaned again, cached; what it was specialized on; the nodes the clean-up
+    folded. `base` itself when no such `If` exists."""
+    from workbench.graph.specialize import condition_inputs, specialize
+    from workbench.model.loading import from_onnx
+
+    shared = {k: np.asarray(v) for k, v in data.inputs.items() if data.axis(k) is None}
+    wanted = sorted(condition_inputs(base.proto.graph) & set(shared))
+    if not wanted:
+        return base, {}, {}
+    values = {k: shared[k] for k in wanted}
+    on = {k: v.tolist() for k, v in values.items()}
+    digest = cache.digest("specialized", TRANSFORM_VERSION, base.sha256, on)
+    path = cache.artifact_path("models", digest, ".onnx")
+    if digest not in _SPECIALIZED:
+        if not path.exists():
+            proto, inlined = specialize(base.proto, values)
+            folded = {}
+            if inlined:
+                from workbench.graph.cleanup import clean
+
+                proto, folded = clean(proto)
+            cache.atomic_write(path.with_suffix(".json"), json.dumps(folded).encode())
+            cache.atomic_write(path, proto.SerializeToString())
+        _SPECIALIZED[digest] = json.loads(path.with_suffix(".json").read_text())
+    import warnings
+
+    warnings.warn(f"control flow specialized on {', '.join(f'{k} = {v}' for k, v in on.items())} (the value every "
+                  "calibration sample shares): the artifact computes the branch taken for it, and refuses another "
+                  "value in the workbench", UserWarning, stacklevel=3)
+    handle = from_onnx(path, name=f"{base.name} (specialized)", source=base.source)
+    handle.module_of, handle.torch_module, handle.zoo = dict(base.module_of), base.torch_module, base.zoo
+    return handle, on, _SPECIALIZED[digest]
+
+
+_SPECIALIZED: dict[str, dict[str, str]] = {}
 
 EQUALIZED_KEY = "workbench.equalized"
 SMOOTHED_KEY = "workbench.smoothed"

@@ -52,12 +52,18 @@ class OnnxRuntimeCpuEngine(Engine):
         self.name = name
         self.output_names = [o.name for o in session.get_outputs()]
         self.input_names = [i.name for i in session.get_inputs()]
+        self.specialized = _specialized_on(session)
 
     def close(self) -> None:
         self.session = None  # the session's arena goes with its last reference
 
     def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.backend.check_profile(feed)
+        for name, value in self.specialized.items():
+            if name in feed and not np.array_equal(np.asarray(feed[name]), value):
+                raise WorkbenchError(f"this model was specialized on {name} = {value.tolist()} (its control flow "
+                                     f"for that value only); got {name} = {np.asarray(feed[name]).tolist()}: build "
+                                     f"it with calibration data that has this {name}")
         try:
             values = self.session.run(self.output_names, feed)
         except Exception as exc:
@@ -86,6 +92,16 @@ class OnnxRuntimeCpuEngine(Engine):
             "graph_optimization": self.backend.optimization, "timing": "host clock (no device timer on CPU)",
             "label": f"ONNX Runtime CPU, {self.backend.threads} thread{'s' if self.backend.threads != 1 else ''}",
         }
+
+
+def _specialized_on(session: Any) -> dict[str, np.ndarray]:
+    """Inputs the model's control flow was specialized on (workbench.graph.specialize), from its metadata."""
+    import json
+
+    from workbench.graph.specialize import SPECIALIZED_KEY
+
+    text = session.get_modelmeta().custom_metadata_map.get(SPECIALIZED_KEY)
+    return {k: np.asarray(v) for k, v in json.loads(text).items()} if text else {}
 
 
 def _numpy_runner_class() -> type:
@@ -139,17 +155,12 @@ class OnnxRuntimeCpu(Backend):
     def session_options(self) -> Any:
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
+        from workbench.core.log import onnxruntime_options
+
+        opts = onnxruntime_options(self.optimization)
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[self.optimization]
-        opts.log_severity_level = 3
         return opts
 
     def build(self, model_path: Path) -> OnnxRuntimeCpuEngine:
