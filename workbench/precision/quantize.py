@@ -8,7 +8,7 @@ from typing import Iterable
 import onnx
 
 from workbench.core.errors import WorkbenchError, one_line
-from workbench.core.log import quiet_onnxruntime
+from workbench.core.log import native_log_lines_dropped, quiet_onnxruntime
 from workbench.graph.topology import GraphIndex, fresh_name, toposort, used_names
 
 # TensorRT's parser rejects a DequantizeLinear on an INT32 bias: biases stay float (docs/DESIGN.md).
@@ -57,7 +57,7 @@ def _quantize_all(fp32_path: Path, calibration_path: Path, method: str, per_chan
     if path.exists():
         return path
     op_types, placement_extra = placement_options(placement)
-    with tempfile.TemporaryDirectory(prefix="workbench-q-") as tmp, quiet_onnxruntime():
+    with tempfile.TemporaryDirectory(prefix="workbench-q-") as tmp, quiet_onnxruntime(), native_log_lines_dropped():
         out = Path(tmp) / "int8.onnx"
         source = fp32_path
         model = onnx.load(str(fp32_path))

