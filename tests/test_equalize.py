@@ -76,12 +76,27 @@ def test_nothing_to_equalize_leaves_the_graph_alone(mnist):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, groups", [("mobilenet-v2", 41), ("efficientnet-lite0", 31), ("ppocr-cls", 8),
-                                          ("ppocr-det", 15)])
-def test_fp32_outputs_unchanged_on_real_models(name, groups):
-    """Groups rescaled per model (the PP-OCR detector's weights are Constant nodes that clean-up lifts; hard-swish,
-    not scale-equivariant, follows most of its Convs)."""
-    assert _fp32_unchanged(*real_model(name)) == groups
+@pytest.mark.parametrize("name", ["mobilenet-v2", "efficientnet-lite0", "ppocr-cls", "ppocr-det"])
+def test_fp32_outputs_unchanged_on_real_models(name):
+    """FP32 outputs unchanged, and at least every depthwise Conv that reads a Conv through ReLU/ReLU6 (the chain
+    equalization exists for, counted here from the graph alone) is rescaled: 17 on MobileNetV2, 16 on
+    EfficientNet-Lite0; the PP-OCR models (weights as Constant nodes that clean-up lifts; hard-swish, not
+    scale-equivariant, after most Convs) have few such chains."""
+    model, data, calib = real_model(name)
+    assert _fp32_unchanged(model, data, calib) >= _depthwise_after_conv(cleaned(model)[0].proto) >= 1
+
+
+def _depthwise_after_conv(proto: onnx.ModelProto) -> int:
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    count = 0
+    for node in proto.graph.node:
+        if node.op_type != "Conv" or not any(a.name == "group" and a.i > 1 for a in node.attribute):
+            continue
+        source = producer.get(node.input[0])
+        while source is not None and source.op_type in ("Relu", "Clip"):
+            source = producer.get(source.input[0])
+        count += source is not None and source.op_type == "Conv"
+    return count
 
 
 def real_model(name: str) -> tuple:

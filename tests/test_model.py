@@ -71,13 +71,16 @@ def test_torch_module_export_keeps_dynamic_axes_and_module_paths():
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
 
 
-def test_import_is_fast_and_lazy():
-    code = ("import sys, time; t = time.perf_counter(); import workbench; workbench.Recipe; "
-            "dt = time.perf_counter() - t; bad = [m for m in ('torch', 'tensorrt') if m in sys.modules]; "
-            "print(dt, bad); assert not bad, bad")
+def test_import_is_lazy():
+    """`import workbench` and a Recipe load none of the heavy libraries (their import time is what made it slow;
+    a wall-clock bound here failed on a loaded machine, so speed is left to what is imported)."""
+    heavy = ("torch", "tensorrt", "tensorrt_rtx", "ray", "onnxruntime", "polygraphy", "plotly", "ipywidgets",
+             "pandas", "transformers")
+    code = (f"import sys; import workbench; workbench.Recipe('int8'); "
+            f"print([m for m in {heavy!r} if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert float(result.stdout.split()[0]) < 2.0
+    assert result.stdout.strip() == "[]", result.stdout
 
 
 def test_an_exception_without_a_message_is_still_one_line_and_exit_2(tmp_path, monkeypatch, capsys):
