@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from workbench.graph.topology import defined_names, fresh_name, subgraphs, toposort, used_names
+from workbench.graph.topology import defined_names, fresh_name, rename_reads, subgraphs, toposort, used_names
 
 SPECIALIZED_KEY = "workbench.specialized"  # metadata: {input name: value} the graph was specialized on
 
@@ -63,19 +63,13 @@ def specialize(model: onnx.ModelProto, values: Mapping[str, np.ndarray]) -> tupl
     every sample shares) and the initializers replaced by its taken branch, repeatedly (an inlined branch's own
     `If`s are tried too). The inputs stay in the graph's interface. Returns the model and the names of the `If`
     nodes inlined; the model itself (same object) when none was."""
-    graph = model.graph
-    inits = {i.name for i in graph.initializer}
-    if not any(n.op_type == "If" and (leaves := _leaves(n.input[0], {o: p for p in graph.node for o in p.output}))
-               is not None and leaves - inits <= set(values) for n in graph.node):
+    if not _decidable(model.graph, values):
         return model, []
     out = onnx.ModelProto.FromString(model.SerializeToString())
     graph = out.graph
     inlined: list[str] = []
     while True:
-        producer = {o: n for n in graph.node for o in n.output}
-        inits = {i.name for i in graph.initializer}
-        decidable = [n for n in graph.node if n.op_type == "If"
-                     and (leaves := _leaves(n.input[0], producer)) is not None and leaves - inits <= set(values)]
+        decidable = _decidable(graph, values)
         if not decidable:
             break
         conditions = _evaluate(out, [n.input[0] for n in decidable], values)
@@ -89,6 +83,14 @@ def specialize(model: onnx.ModelProto, values: Mapping[str, np.ndarray]) -> tupl
         used = {k: np.asarray(v).tolist() for k, v in values.items()}
         helper.set_model_props(out, {**props, SPECIALIZED_KEY: json.dumps(used)})
     return out, inlined
+
+
+def _decidable(graph: onnx.GraphProto, values: Mapping[str, np.ndarray]) -> list[onnx.NodeProto]:
+    """Main-graph `If`s whose condition is computed from initializers and `values` alone."""
+    producer = {o: n for n in graph.node for o in n.output}
+    known = {i.name for i in graph.initializer} | set(values)
+    return [n for n in graph.node if n.op_type == "If"
+            and (leaves := _leaves(n.input[0], producer)) is not None and leaves <= known]
 
 
 def _evaluate(model: onnx.ModelProto, tensors: list[str], values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -145,7 +147,7 @@ def _inline(graph: onnx.GraphProto, node: onnx.NodeProto, condition: bool) -> No
         copy.input[:] = [rename.get(i, i) for i in copy.input]
         copy.output[:] = [rename.get(o, o) for o in copy.output]
         for g in subgraphs(copy):
-            _rename_reads(g, rename)
+            rename_reads(g, rename)
         if copy.name:
             copy.name = fresh_name(copy.name, node_names)
         moved.append(copy)
@@ -162,19 +164,6 @@ def _inline(graph: onnx.GraphProto, node: onnx.NodeProto, condition: bool) -> No
     graph.node.remove(node)
     for offset, new in enumerate(moved):
         graph.node.insert(position + offset, new)
-
-
-def _rename_reads(graph: onnx.GraphProto, rename: Mapping[str, str]) -> None:
-    """Outer-scope reads inside `graph` (and deeper) follow `rename`, except names the subgraph defines itself."""
-    local = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {
-        o for n in graph.node for o in n.output}
-    rename = {k: v for k, v in rename.items() if k not in local}
-    if not rename:
-        return
-    for node in graph.node:
-        node.input[:] = [rename.get(i, i) for i in node.input]
-        for g in subgraphs(node):
-            _rename_reads(g, rename)
 
 
 def _drop_dead(graph: onnx.GraphProto) -> None:

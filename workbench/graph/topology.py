@@ -2,6 +2,8 @@
 topological order that respects those reads (ONNX's checker requires it; some tools reorder without it)."""
 from __future__ import annotations
 
+from typing import Mapping
+
 import onnx
 
 
@@ -33,6 +35,19 @@ def defined_names(graph: onnx.GraphProto) -> set[str]:
         for g in subgraphs(node):
             names |= defined_names(g)
     return names
+
+
+def rename_reads(graph: onnx.GraphProto, rename: Mapping[str, str]) -> None:
+    """Outer-scope reads inside `graph` (and deeper) follow `rename`, except names the subgraph defines itself."""
+    local = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {
+        o for n in graph.node for o in n.output}
+    rename = {k: v for k, v in rename.items() if k not in local}
+    if not rename:
+        return
+    for node in graph.node:
+        node.input[:] = [rename.get(i, i) for i in node.input]
+        for g in subgraphs(node):
+            rename_reads(g, rename)
 
 
 def outer_reads(node: onnx.NodeProto) -> set[str]:

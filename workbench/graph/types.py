@@ -12,7 +12,7 @@ from __future__ import annotations
 import onnx
 from onnx import TensorProto, helper
 
-from workbench.graph.topology import fresh_name, subgraphs
+from workbench.graph.topology import fresh_name, rename_reads, subgraphs
 
 FLOATS = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.BFLOAT16)
 SUFFIX = {TensorProto.FLOAT: "fp32", TensorProto.FLOAT16: "fp16", TensorProto.BFLOAT16: "bf16"}
@@ -133,18 +133,8 @@ def _outputs_as_declared(graph: onnx.GraphProto, types: dict[str, int], taken: s
             node.output[:] = [inner if o == out.name else o for o in node.output]
             node.input[:] = [inner if i == out.name else i for i in node.input]
             for g in subgraphs(node):
-                _rename_reads(g, out.name, inner)
+                rename_reads(g, {out.name: inner})
         graph.node.append(helper.make_node("Cast", [inner], [out.name], name=f"{out.name}_cast_to_output", to=want))
         types[inner], types[out.name] = have, want
         added += 1
     return added
-
-
-def _rename_reads(graph: onnx.GraphProto, old: str, new: str) -> None:
-    if old in {i.name for i in graph.input} | {i.name for i in graph.initializer} | {
-            o for n in graph.node for o in n.output}:
-        return  # the subgraph defines its own `old`
-    for node in graph.node:
-        node.input[:] = [new if i == old else i for i in node.input]
-        for g in subgraphs(node):
-            _rename_reads(g, old, new)
