@@ -165,10 +165,34 @@ def test_the_round_trip_recipe_sets_every_field():
     wb.Recipe("fp16", exclude=("Gemm",)),
     wb.Recipe("bf16", cleanup=False),
 ])
-def test_recipe_round_trips_through_its_cli_line_and_python(recipe):
-    """One source of truth: the CLI flags and the Python snippet a recipe writes give the same recipe back."""
+def test_recipe_round_trips_through_cli_python_json_and_the_app(recipe):
+    """One source of truth (each field's spec): the CLI flags, the Python snippet, the JSON form and the app's
+    widgets each give the same recipe back."""
+    import json
+
     from workbench.app.cli import _recipe, build_parser
+    from workbench.app.ui.form import RecipeForm
 
     args = build_parser().parse_args(["build", "mnist-cnn", "-o", "out", *recipe.to_cli_args()])
     assert _recipe(args) == recipe
     assert eval(recipe.to_python(), {"Recipe": wb.Recipe}) == recipe
+    assert wb.Recipe.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+    form = RecipeForm()
+    form.widgets["exclude"].options = [(f"{n} (node)", n) for n in ("first", *recipe.exclude, "last")]
+    form.show(recipe)
+    assert form.recipe() == recipe
+
+
+def test_fields_that_do_not_apply_are_dropped_everywhere():
+    """An int8-only flag on an fp16 recipe means nothing: the CLI and the app give the recipe without it, so the
+    cache key, the label and the JSON do not pretend otherwise."""
+    from workbench.app.cli import _recipe, build_parser
+    from workbench.app.ui.form import RecipeForm
+
+    args = build_parser().parse_args(["build", "mnist-cnn", "-o", "out", "--precision", "fp16", "--equalize",
+                                      "--calibration", "entropy", "--exclude", "Gemm"])
+    assert _recipe(args) == wb.Recipe("fp16", exclude=("Gemm",))
+    form = RecipeForm(precision="fp32", equalize=True, cleanup=False)
+    assert form.recipe() == wb.Recipe("fp32") and wb.Recipe("fp32").to_dict() == {"precision": "fp32"}
+    with pytest.raises(wb.WorkbenchError, match="unknown recipe field"):
+        wb.Recipe.from_dict({"precision": "int8", "calibrate": "entropy"})

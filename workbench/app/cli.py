@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 from workbench.analysis.search import DEPLOY_TARGETS, SEARCHES
 from workbench.core.errors import CheckFailed, WorkbenchError, one_line
-from workbench.precision.recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS
+from workbench.precision.recipe import FIELDS, PRECISIONS, FieldSpec
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -23,41 +23,33 @@ class _Parser(argparse.ArgumentParser):
         raise WorkbenchError(f"{self.prog}: {message}")
 
 
-def _add_recipe_args(p: argparse.ArgumentParser, precisions: Sequence[str] = PRECISIONS) -> None:
+def _add_recipe_args(p: argparse.ArgumentParser) -> None:
+    """The model and one flag per Recipe field, from the field's spec; defaults stay with the Recipe (a flag not
+    given leaves None), so the CLI, the app and Python cannot disagree on them."""
     p.add_argument("model", metavar="MODEL", help="zoo name (e.g. mnist-cnn) or path to an .onnx file")
-    p.add_argument("--precision", default="int8", help=f"one of {', '.join(precisions)} (default int8; bench takes "
-                   "a comma-separated list)")
-    p.add_argument("--calibration", default="minmax", help=f"INT8 calibration: {', '.join(CALIBRATIONS)}")
-    p.add_argument("--percentile", type=float, default=99.99, help="for --calibration percentile (default 99.99)")
-    p.add_argument("--placement", default="tensorrt",
-                   help=f"INT8 Q/DQ placement: {', '.join(PLACEMENTS)} (default tensorrt: inputs of Conv/Gemm/MatMul)")
-    p.add_argument("--override", nargs="+", action="extend", default=[], metavar="TENSOR=METHOD[:P]",
-                   help="per-tensor calibration, e.g. relu_1=percentile:99.9 or block1.out=entropy")
-    p.add_argument("--no-cleanup", action="store_true",
-                   help="quantize the graph as is: no constant or BatchNorm folding (TensorRT folds both)")
-    p.add_argument("--fallback-precision", default="fp32", choices=("fp32", "fp16"),
-                   help="what excluded nodes of an int8 recipe run in (default fp32)")
-    p.add_argument("--per-tensor-weights", action="store_true",
-                   help="int8: one scale per weight tensor instead of one per output channel (the default)")
-    p.add_argument("--weight-bits", type=int, default=8, choices=(7, 8),
-                   help="INT8 weight range: 7 = [-64, 64] for ONNX Runtime's CPU kernels on x86 without VNNI, "
-                        "whose u8*s8 pair sums saturate on full 8-bit weights (default 8)")
-    p.add_argument("--equalize", action="store_true",
-                   help="int8: rescale activation channels into the neighbouring Convs' weights first (cross-layer "
-                        "equalization; the FP32 outputs stay the same)")
-    p.add_argument("--smooth", action="store_true",
-                   help="int8: migrate activation outlier channels into the reading Conv/Gemm/MatMul weights first "
-                        "(SmoothQuant: LayerNorm and GELU outputs; the FP32 outputs stay the same)")
-    p.add_argument("--bias-correction", action="store_true",
-                   help="int8: add each quantized Conv/Gemm's mean output shift (measured on the calibration data) "
-                        "back to its bias")
-    p.add_argument("--exclude", nargs="+", action="extend", default=[], metavar="NODE",
-                   help="keep these nodes in higher precision: node names, op types or regexes")
+    group = p.add_argument_group("recipe")
+    for spec in FIELDS:
+        group.add_argument(spec.flag, dest=spec.name, **_flag_options(spec))
+    group.set_defaults(precision="int8")
     p.add_argument("--calib-data", metavar="FILE.npz", help="calibration samples (keys = input names, axis 0)")
     p.add_argument("--shapes", nargs="+", action="extend", default=[], metavar="NAME:MIN,OPT,MAX",
                    help="optimization profile per input, e.g. input:1x1x28x28,8x1x28x28,32x1x28x28 "
                         "(default: 1/8/32 for a dynamic batch, 1/64/256 for other dynamic dims)")
     _add_batch_axis(p)
+
+
+def _flag_options(spec: FieldSpec) -> dict[str, Any]:
+    """argparse options for one Recipe field."""
+    where = "" if spec.precisions == PRECISIONS else f"[{'/'.join(spec.precisions)}] "
+    if isinstance(spec.default, bool):
+        return {"action": "store_const", "const": spec.switch_value, "help": where + (spec.flag_help or spec.help)}
+    if isinstance(spec.default, tuple):
+        return {"nargs": "+", "action": "extend", "metavar": spec.metavar, "help": where + spec.help}
+    if spec.name == "precision":  # bench takes a comma-separated list of them
+        return {"help": f"one of {', '.join(spec.choices)} (default int8; bench takes a comma-separated list)"}
+    choices = f"{', '.join(map(str, spec.choices))}; " if spec.choices else ""
+    return {"type": type(spec.default), "metavar": spec.metavar,
+            "help": f"{where}{spec.help} ({choices}default {spec.default})"}
 
 
 def _add_batch_axis(p: argparse.ArgumentParser) -> None:
@@ -73,14 +65,13 @@ def _batch_axes(args: argparse.Namespace) -> dict:
 
 
 def _recipe(args: argparse.Namespace, precision: str | None = None):
-    """The recipe the flags describe (`precision` overrides --precision: bench takes a list of them)."""
+    """The recipe the flags describe (`precision` overrides --precision: bench takes a list of them); flags that do
+    not apply to the precision are dropped (Recipe.normalized)."""
     from workbench.precision.recipe import Recipe
 
-    return Recipe(precision or args.precision, args.calibration, args.percentile, tuple(args.exclude),
-                  per_channel=not args.per_tensor_weights, placement=args.placement,
-                  overrides=tuple(args.override), cleanup=not args.no_cleanup,
-                  fallback_precision=args.fallback_precision, weight_bits=args.weight_bits, equalize=args.equalize,
-                  smooth=args.smooth, bias_correction=args.bias_correction)
+    given = {s.name: tuple(v) if isinstance(v, list) else v for s in FIELDS for v in [getattr(args, s.name)]
+             if v is not None}
+    return Recipe(**{**given, "precision": precision or args.precision}).normalized()
 
 
 _STDOUT = sys.stdout  # the JSON channel; while a command runs, anything else printed goes to stderr
@@ -313,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("diagnose", help="find where INT8 collapses and a minimal higher-precision fallback")
-    _add_recipe_args(p, ("int8",))
+    _add_recipe_args(p)
     _add_eval_args(p)
     p.add_argument("--target-cosine", type=float,
                    help="mean per-sample output cosine to reach, on every output and channel group (default 0.99)")

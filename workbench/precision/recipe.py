@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, replace
-from typing import Iterable
+from dataclasses import MISSING, dataclass, field, fields, replace
+from typing import Any, Callable, Iterable
 
 import onnx
 
@@ -19,49 +19,104 @@ PLACEMENTS = ("tensorrt", "all")
 
 
 @dataclass(frozen=True)
+class FieldSpec:
+    """How one Recipe field appears on the command line, in the app, in JSON and in the Python snippet. It sits in
+    the field's metadata, so adding a field is one edit; the CLI (app/cli.py) and the app's form (app/ui/form.py)
+    read these instead of listing fields themselves."""
+
+    flag: str
+    help: str
+    label: str  # the app widget's description
+    widget: str = "dropdown"  # dropdown, toggle, checkbox, float, text, nodes (the graph's node names)
+    choices: tuple = ()
+    precisions: tuple[str, ...] = PRECISIONS  # where the field means something; elsewhere it keeps its default
+    when: Callable[["Recipe"], bool] | None = None  # a further condition on the other fields
+    switch_value: Any = None  # for a boolean: the value its flag sets (False for --no-cleanup)
+    metavar: str | None = None
+    flag_help: str = ""  # what a flag that turns a default-on field off does (--no-cleanup)
+    bounds: tuple[float, float, float] = ()  # float widget: min, max, step
+    name: str = ""  # filled from the dataclass field
+    default: Any = None
+
+    def applies(self, recipe: "Recipe") -> bool:
+        return recipe.precision in self.precisions and (self.when is None or self.when(recipe))
+
+
+def _spec(default: Any, **spec: Any) -> Any:
+    """A Recipe field with its FieldSpec (a tuple default becomes a factory, so instances never share it)."""
+    if isinstance(default, tuple):
+        return field(default_factory=tuple, metadata={"spec": FieldSpec(**spec)})
+    return field(default=default, metadata={"spec": FieldSpec(**spec)})
+
+
+_INT8 = ("int8",)
+_CONVERTED = ("fp16", "bf16", "int8")
+
+
+@dataclass(frozen=True)
 class Recipe:
     """What to do to the FP32 graph. `exclude` items are node names, op types, or regexes over node names."""
 
-    precision: str = "fp32"
-    calibration: str = "minmax"
-    percentile: float = 99.99
-    exclude: tuple[str, ...] = field(default_factory=tuple)
-    per_channel: bool = True
-    placement: str = "tensorrt"
-    overrides: tuple[str, ...] = field(default_factory=tuple)  # per-tensor calibration: "TENSOR=METHOD[:P]"
-    cleanup: bool = True  # fold constants and BatchNorm before quantizing, as TensorRT would
-    fallback_precision: str = "fp32"  # what excluded nodes run in, for int8: fp32 or fp16
+    precision: str = _spec("fp32", flag="--precision", label="precision", widget="toggle", choices=PRECISIONS,
+                           help="what the graph runs in")
+    calibration: str = _spec("minmax", flag="--calibration", label="calibration", choices=CALIBRATIONS,
+                             precisions=_INT8, help="how INT8 activation ranges are chosen from the calibration data")
+    percentile: float = _spec(99.99, flag="--percentile", label="percentile", widget="float", precisions=_INT8,
+                              when=lambda r: r.calibration == "percentile", bounds=(50.01, 100.0, 0.01),
+                              help="for --calibration percentile")
+    exclude: tuple[str, ...] = _spec((), flag="--exclude", label="keep FP32", widget="nodes", precisions=_CONVERTED,
+                                     metavar="NODE", help="keep these nodes in higher precision: node names, op "
+                                                          "types or regexes")
+    per_channel: bool = _spec(True, flag="--per-tensor-weights", label="per-channel weights", widget="checkbox",
+                              switch_value=False, precisions=_INT8,
+                              help="one scale per output channel of each weight",
+                              flag_help="one scale per weight tensor instead of one per output channel")
+    placement: str = _spec("tensorrt", flag="--placement", label="Q/DQ placement", choices=PLACEMENTS,
+                           precisions=_INT8, help="INT8 Q/DQ placement: tensorrt = inputs of Conv/Gemm/MatMul, "
+                                                  "all = ONNX Runtime's default")
+    overrides: tuple[str, ...] = _spec((), flag="--override", label="overrides", widget="text", precisions=_INT8,
+                                       metavar="TENSOR=METHOD[:P]",
+                                       help="per-tensor calibration, e.g. relu_1=percentile:99.9 or block1.out=entropy")
+    cleanup: bool = _spec(True, flag="--no-cleanup", label="clean up first", widget="checkbox", switch_value=False,
+                          precisions=_CONVERTED,
+                          help="fold constants and BatchNorm before converting, as TensorRT does",
+                          flag_help="convert the graph as is: no constant or BatchNorm folding (TensorRT folds both)")
+    fallback_precision: str = _spec("fp32", flag="--fallback-precision", label="fallback in", choices=("fp32", "fp16"),
+                                    precisions=_INT8, help="what excluded nodes of an int8 recipe run in")
     # 7: weights in [-64, 64] (ORT's reduce_range). ONNX Runtime's x86 integer kernels without VNNI multiply u8 by
     # s8 with VPMADDUBSW, whose 16-bit pair sums saturate on 8-bit weights; TensorRT needs no such thing.
-    weight_bits: int = 8
-    # Rescale activation channels into the neighbouring Convs' weights before calibrating (workbench.precision.equalize): the
-    # FP32 function is unchanged, per-tensor INT8 steps fit every channel.
-    equalize: bool = False
-    # Migrate activation outlier channels into the reading layers' per-channel weight scales (workbench.precision.smooth,
-    # SmoothQuant): LayerNorm/GELU outputs that equalization cannot reach.
-    smooth: bool = False
-    # Add each quantized Conv/Gemm's measured mean output shift back to its float bias (workbench.precision.biascorrect).
-    bias_correction: bool = False
+    weight_bits: int = _spec(8, flag="--weight-bits", label="weight bits", choices=(8, 7), precisions=_INT8,
+                             help="INT8 weight range: 7 = [-64, 64] for ONNX Runtime's CPU kernels on x86 without "
+                                  "VNNI, whose u8*s8 pair sums saturate on full 8-bit weights")
+    # Rescale activation channels into the neighbouring Convs' weights before calibrating
+    # (workbench.precision.equalize): the FP32 function is unchanged, per-tensor INT8 steps fit every channel.
+    equalize: bool = _spec(False, flag="--equalize", label="equalize channels", widget="checkbox", switch_value=True,
+                           precisions=_INT8, help="rescale activation channels into the neighbouring Convs' "
+                                                  "weights first (cross-layer equalization; FP32 outputs unchanged)")
+    # Migrate activation outlier channels into the reading layers' per-channel weight scales
+    # (workbench.precision.smooth, SmoothQuant): LayerNorm/GELU outputs that equalization cannot reach.
+    smooth: bool = _spec(False, flag="--smooth", label="smooth outliers", widget="checkbox", switch_value=True,
+                         precisions=_INT8, help="migrate activation outlier channels into the reading "
+                                                "Conv/Gemm/MatMul weights first (SmoothQuant; FP32 outputs unchanged)")
+    # Add each quantized Conv/Gemm's measured mean output shift back to its float bias
+    # (workbench.precision.biascorrect).
+    bias_correction: bool = _spec(False, flag="--bias-correction", label="bias correction", widget="checkbox",
+                                  switch_value=True, precisions=_INT8,
+                                  help="add each quantized Conv/Gemm's mean output shift (measured on the "
+                                       "calibration data) back to its bias")
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise WorkbenchError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        if self.calibration not in CALIBRATIONS:
-            raise WorkbenchError(
-                f"unknown calibration method {self.calibration!r}; choose one of {', '.join(CALIBRATIONS)}")
-        if self.fallback_precision not in ("fp32", "fp16"):
-            raise WorkbenchError(f"fallback precision must be fp32 or fp16, got {self.fallback_precision!r}")
-        if self.weight_bits not in (7, 8):
-            raise WorkbenchError(f"weight bits must be 7 or 8, got {self.weight_bits!r}")
-        if self.placement not in PLACEMENTS:
-            raise WorkbenchError(f"unknown Q/DQ placement {self.placement!r}; choose one of {', '.join(PLACEMENTS)}")
+        for spec in FIELDS:
+            value = getattr(self, spec.name)
+            if spec.choices and value not in spec.choices:
+                raise WorkbenchError(f"unknown {spec.label} {value!r}; choose one of "
+                                     f"{', '.join(map(str, spec.choices))}")
         if not 50.0 < float(self.percentile) <= 100.0:
             raise WorkbenchError(f"percentile must be in (50, 100], got {self.percentile}")
         object.__setattr__(self, "exclude", tuple(self.exclude))
         object.__setattr__(self, "overrides", tuple(self.overrides))
-        if self.overrides:
-            for item in self.overrides:
-                parse_override(item)
+        for item in self.overrides:
+            parse_override(item)
 
     @property
     def rescales(self) -> bool:
@@ -76,57 +131,44 @@ class Recipe:
         """A copy with some fields changed (e.g. placement or overrides), validated again."""
         return replace(self, **changes)
 
+    def normalized(self) -> "Recipe":
+        """The same transform with every field that does not apply at its default (e.g. no --equalize on fp16), so
+        two recipes that do the same thing compare and cache equal."""
+        unused = {s.name: s.default for s in FIELDS if not s.applies(self) and getattr(self, s.name) != s.default}
+        return replace(self, **unused) if unused else self
+
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["exclude"] = list(self.exclude)
-        d["overrides"] = list(self.overrides)
-        if self.precision != "int8":
-            for k in ("calibration", "percentile", "per_channel", "placement", "overrides", "fallback_precision",
-                      "weight_bits", "equalize", "smooth", "bias_correction"):
-                d.pop(k)
-        elif self.calibration != "percentile":
-            d.pop("percentile")
-        if self.precision == "fp32":
-            d.pop("cleanup")
-        return d
+        """The JSON form: the fields that apply to this precision."""
+        return {s.name: list(v) if isinstance(v, tuple) else v
+                for s in FIELDS if s.applies(self) for v in [getattr(self, s.name)]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Recipe":
+        unknown = sorted(set(data) - {s.name for s in FIELDS})
+        if unknown:
+            raise WorkbenchError(f"unknown recipe field(s) {', '.join(unknown)}; known: "
+                                 f"{', '.join(s.name for s in FIELDS)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
     def to_cli_args(self) -> list[str]:
-        """The `workbench build/compare/diagnose` flags that give this recipe (defaults left out)."""
-        default = Recipe()
-        args = ["--precision", self.precision]
-        if self.precision == "int8":
-            if self.calibration != default.calibration:
-                args += ["--calibration", self.calibration]
-            if self.calibration == "percentile" and self.percentile != default.percentile:
-                args += ["--percentile", f"{self.percentile:g}"]
-            if not self.per_channel:
-                args.append("--per-tensor-weights")
-            if self.placement != default.placement:
-                args += ["--placement", self.placement]
-            if self.overrides:
-                args += ["--override", *self.overrides]
-            if self.fallback_precision != default.fallback_precision:
-                args += ["--fallback-precision", self.fallback_precision]
-            if self.weight_bits != default.weight_bits:
-                args += ["--weight-bits", str(self.weight_bits)]
-            if self.equalize:
-                args.append("--equalize")
-            if self.smooth:
-                args.append("--smooth")
-            if self.bias_correction:
-                args.append("--bias-correction")
-        if not self.cleanup and self.precision != "fp32":
-            args.append("--no-cleanup")
-        if self.exclude:
-            args += ["--exclude", *self.exclude]
-        return args
+        """The `workbench build/compare/diagnose` flags that give this recipe (defaults left out, lists last)."""
+        scalars, lists = ["--precision", self.precision], []
+        for spec in FIELDS[1:]:
+            value = getattr(self, spec.name)
+            if not spec.applies(self) or value == spec.default:
+                continue
+            if isinstance(value, tuple):
+                lists += [spec.flag, *value]
+            elif isinstance(value, bool):
+                scalars.append(spec.flag)
+            else:
+                scalars += [spec.flag, f"{value:g}" if isinstance(value, float) else str(value)]
+        return scalars + lists
 
     def to_python(self) -> str:
         """`Recipe(...)` with the non-default fields, as Python source."""
-        default = Recipe()
-        fields = [f"{k}={getattr(self, k)!r}" for k in self.__dataclass_fields__
-                  if getattr(self, k) != getattr(default, k)]
-        return f"Recipe({', '.join(fields)})"
+        changed = [f"{s.name}={getattr(self, s.name)!r}" for s in FIELDS if getattr(self, s.name) != s.default]
+        return f"Recipe({', '.join(changed)})"
 
     @property
     def label(self) -> str:
@@ -152,6 +194,11 @@ class Recipe:
         if self.exclude:
             text += f" ({len(self.exclude)} excluded)"
         return text
+
+
+FIELDS: tuple[FieldSpec, ...] = tuple(
+    replace(f.metadata["spec"], name=f.name, default=f.default if f.default is not MISSING else f.default_factory())
+    for f in fields(Recipe))
 
 
 def resolve_exclusions(model: onnx.ModelProto, patterns: Iterable[str]) -> list[str]:

@@ -21,7 +21,8 @@ from workbench.app.worst import worst_inputs_html
 from workbench.core.errors import WorkbenchError, one_line
 from workbench.core.log import LOGGER
 from workbench.core.progress import Stopped, Watch, watching
-from workbench.precision.recipe import CALIBRATIONS, PLACEMENTS, PRECISIONS, Recipe
+from workbench.app.ui.form import RecipeForm
+from workbench.precision.recipe import FIELDS, Recipe
 from workbench.runtime import availability, get_backend
 
 
@@ -100,31 +101,12 @@ class Workbench:
         for role, box in (("calib", self.calib_file), ("eval", self.eval_file)):
             box.observe(functools.partial(self._on_data_file, role), names="value")
         self.data_note = w.HTML()
-        self.precision = w.ToggleButtons(options=list(PRECISIONS), value="int8", description="precision")
+        self.form = RecipeForm(precision="int8")  # one widget per Recipe field, from its spec
+        self.precision, self.placement = self.form.widgets["precision"], self.form.widgets["placement"]
+        self.fallback_precision, self.exclude = self.form.widgets["fallback_precision"], self.form.widgets["exclude"]
         self.precision.observe(functools.partial(
             self._toggled, self.precision, "the precision stays {old}",
             lambda change: self._background(self._on_precision)), names="value")
-        self.calibration = w.Dropdown(options=list(CALIBRATIONS), value="minmax", description="calibration")
-        self.percentile = w.BoundedFloatText(value=99.99, min=50.01, max=100.0, step=0.01, description="percentile")
-        self.placement = w.Dropdown(options=list(PLACEMENTS), value="tensorrt", description="Q/DQ placement")
-        self.equalize = w.Checkbox(value=False, description="equalize channels", indent=False,
-                                   tooltip="rescale activation channels into the neighbouring Convs (FP32 unchanged)")
-        self.smooth = w.Checkbox(value=False, description="smooth outliers", indent=False,
-                                 tooltip="migrate activation outlier channels into the reading layers' weights "
-                                         "(SmoothQuant; FP32 unchanged)")
-        self.bias_correction = w.Checkbox(value=False, description="bias correction", indent=False,
-                                          tooltip="add each quantized Conv/Gemm's measured mean output shift back to "
-                                                  "its bias")
-        self.cleanup = w.Checkbox(value=True, description="clean up first", indent=False,
-                                  tooltip="fold constants and BatchNorm before quantizing, as TensorRT does")
-        self.overrides = w.Text(placeholder="TENSOR=METHOD[:P] …", description="overrides",
-                                tooltip="per-tensor calibration, e.g. relu_1=percentile:99.9 block1.out=entropy",
-                                layout=w.Layout(width="420px"))
-        self.fallback_precision = w.Dropdown(options=["fp32", "fp16"], value="fp32", description="fallback in")
-        self.weight_bits = w.Dropdown(options=[8, 7], value=8, description="weight bits",
-                                      tooltip="7: ONNX Runtime's x86 kernels without VNNI saturate 8-bit weights")
-        self.exclusions = w.SelectMultiple(options=[], rows=8, description="keep FP32",
-                                           layout=w.Layout(width="420px"))
         self.profile_box = w.VBox()
         self.profile_message = w.HTML()
         self.task = w.Combobox(options=[t for t in TASKS if t != "none"] + ["none"], value="auto", description="task",
@@ -206,12 +188,11 @@ class Workbench:
         controls = w.VBox([
             w.HBox([self.zoo_picker, self.path, self.load_button]), self.model_info,
             w.HBox([self.calib_file, self.eval_file]), self.data_note, self.precision,
-            w.HBox([self.calibration, self.percentile, self.placement]),
-            w.HBox([self.cleanup, self.equalize, self.smooth, self.bias_correction, self.fallback_precision,
-                    self.weight_bits]),
-            self.overrides,
-            w.HBox([self.exclusions, w.VBox([w.HTML("<b>optimization profile</b> (min,opt,max)"), self.profile_box,
-                                            self.profile_message])]),
+            w.HBox(self._fields("dropdown", "float"), layout=w.Layout(flex_flow="row wrap")),
+            w.HBox(self._fields("checkbox"), layout=w.Layout(flex_flow="row wrap")),
+            *self._fields("text"),
+            w.HBox([*self._fields("nodes"), w.VBox([w.HTML("<b>optimization profile</b> (min,opt,max)"),
+                                                     self.profile_box, self.profile_message])]),
             w.HBox([self.backend, self.task, self.backend_note]),
             w.HBox([self.build_button, self.stop_button, self.progress, self.step]), self.status,
         ])
@@ -289,7 +270,7 @@ class Workbench:
         self.model_info.value = (f"<b>{html.escape(info['name'])}</b>: {info['nodes']} nodes, opset {info['opset']}"
                                  f" · inputs {html.escape(shapes)}")
         modules = {k: v for k, v in self.model.module_of.items() if v and not v.startswith("_")}  # torch internals
-        self.exclusions.options = [(f"{n.name} ({n.op_type}" + (f", {modules[n.name]}" if n.name in modules else "")
+        self.exclude.options = [(f"{n.name} ({n.op_type}" + (f", {modules[n.name]}" if n.name in modules else "")
                                     + ")", n.name) for n in self.model.proto.graph.node
                                    if n.op_type not in NOT_EXCLUDABLE]
         fixed = {s.shape[0] for s in self.model.inputs if s.shape and isinstance(s.shape[0], int)}
@@ -413,15 +394,13 @@ class Workbench:
         self.profile_message.value = "<span style='color:green'>✓ valid profile</span>"
         return True
 
+    def _fields(self, *kinds: str) -> list:
+        """The form's widgets of these kinds, in field order (a new Recipe field lands in its row)."""
+        return [self.form.widgets[s.name] for s in FIELDS if s.widget in kinds and s.name != "precision"]
+
     def recipe(self) -> Recipe:
-        int8 = self.precision.value == "int8"
-        return Recipe(self.precision.value, self.calibration.value, self.percentile.value,
-                      tuple(self.exclusions.value) if self.precision.value in ("fp16", "int8") else (),
-                      placement=self.placement.value, cleanup=self.cleanup.value,
-                      overrides=tuple(self.overrides.value.replace(",", " ").split()) if int8 else (),
-                      fallback_precision=self.fallback_precision.value if int8 else "fp32",
-                      weight_bits=self.weight_bits.value if int8 else 8, equalize=self.equalize.value and int8,
-                      smooth=self.smooth.value and int8, bias_correction=self.bias_correction.value and int8)
+        """The recipe the widgets show (fields that do not apply to the precision at their defaults)."""
+        return self.form.recipe()
 
     def _calib(self):
         from workbench.model.defaults import calibration_data
@@ -538,7 +517,7 @@ class Workbench:
                                    f"{', module ' + html.escape(str(r['module'])) if r['module'] else ''})<br>"
                                    f"SQNR {r['sqnr_db']:.1f} dB · cosine {r['cosine']:.5f} · max |Δ| {r['max_abs']:.3g}"
                                    f"{local}")
-        kept = node in self.exclusions.value
+        kept = node in self.exclude.value
         self.toggle_button.description = "Quantize this node again" if kept else "Keep this node in FP32"
         self.toggle_button.disabled = self.precision.value not in ("int8", "fp16")
 
@@ -588,11 +567,11 @@ class Workbench:
         current = next((n["precision"] for n in self.graph_view.graph["nodes"] if n["id"] == node), None)
         if current == precision.lower():
             return
-        chosen = set(self.exclusions.value) - {node} if precision == "INT8" else set(self.exclusions.value) | {node}
+        chosen = set(self.exclude.value) - {node} if precision == "INT8" else set(self.exclude.value) | {node}
         with self.precision.hold_trait_notifications():
             if precision != "INT8":
                 self.fallback_precision.value = precision.lower()
-            self._set_exclusions(chosen)
+            self.form.set("exclude", chosen)
         self.run(reuse_local=True)
         self.select_graph_node(node)
 
@@ -616,8 +595,8 @@ class Workbench:
     def toggle_selected(self) -> None:
         if self.selected_node is None:
             return
-        chosen = set(self.exclusions.value) ^ {self.selected_node}
-        self._set_exclusions(chosen)
+        chosen = set(self.exclude.value) ^ {self.selected_node}
+        self.form.set("exclude", chosen)
         self.run()
 
     @_guard
@@ -672,20 +651,9 @@ class Workbench:
         self._status(f"report saved to {target.resolve()}")
         return str(target)
 
-    def _set_exclusions(self, nodes: set[str]) -> None:
-        """Select these nodes in the exclusion list, in the list's (graph) order."""
-        self.exclusions.value = tuple(n for _, n in self.exclusions.options if n in nodes)
-
     def set_recipe(self, recipe: Recipe) -> None:
-        """Show a recipe in the widgets (no run): every field has one; `recipe()` reads it back."""
-        with self.precision.hold_trait_notifications():
-            self.calibration.value, self.percentile.value = recipe.calibration, recipe.percentile
-            self.placement.value, self.cleanup.value = recipe.placement, recipe.cleanup
-            self.equalize.value, self.smooth.value = recipe.equalize, recipe.smooth
-            self.bias_correction.value, self.weight_bits.value = recipe.bias_correction, recipe.weight_bits
-            self.fallback_precision.value = recipe.fallback_precision
-            self.overrides.value = " ".join(recipe.overrides)
-            self._set_exclusions(set(recipe.exclude))
+        """Show a recipe in the widgets but its precision (changing that runs; apply_fallback does it last)."""
+        self.form.show(recipe, skip=("precision",))
 
     @_guard
     def run_latency(self) -> None:
