@@ -1,23 +1,19 @@
 """`workbench build`: the contract scripts rely on (files written, exit codes, one-line errors)."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
+from conftest import run_cli
 
 from workbench.analysis import evaluate
 from workbench.app import cli
 from workbench.runtime import get_backend
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "workbench.app.cli", *args], capture_output=True, text=True)
-
-
 def test_build_int8_writes_model_and_manifest(tmp_path, mnist_eval):
-    result = run_cli("build", "mnist-cnn", "--precision", "int8", "-o", str(tmp_path / "out"))
+    """The process contract: `python -m workbench.app.cli` writes JSON on stdout and exits 0."""
+    result = run_cli("build", "mnist-cnn", "--precision", "int8", "-o", str(tmp_path / "out"), subprocess=True)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
@@ -41,7 +37,7 @@ def test_build_with_own_calibration_data_and_exclusions(tmp_path, mnist_calib):
 
 @pytest.mark.parametrize("args, message", [
     (["build", "mnist-cnn", "--precision", "int4", "-o", "x"], "unknown precision 'int4'"),
-    (["build", "mnist-cnn", "--calibration", "magic", "-o", "x"], "unknown calibration method 'magic'"),
+    (["build", "mnist-cnn", "--calibration", "magic", "-o", "x"], "unknown calibration 'magic'"),
     (["build", "missing.onnx", "-o", "x"], "model file not found"),
     (["build", "mnist-cnn", "--exclude", "nope", "-o", "x"], "matches no node name"),
     (["build", "mnist-cnn", "--calib-data", "nope.npz", "-o", "x"], "data file not found"),

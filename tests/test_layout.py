@@ -118,3 +118,19 @@ def test_files_the_code_cites_are_in_the_repository():
                                                                       path.read_text())}
     assert "docs/DESIGN.md" in cited
     assert not [c for c in cited if not (root / c.rstrip(".")).exists()]
+
+
+def _body_lines(fn: ast.FunctionDef) -> int:
+    """Lines of a function's body, its docstring left out."""
+    body = fn.body[1:] if ast.get_docstring(fn) is not None else fn.body
+    return fn.end_lineno - body[0].lineno + 1 if body else 0
+
+
+def test_functions_in_analysis_and_app_stay_short():
+    """Issue 28: a function of more than 60 lines in analysis/ or app/ does several jobs; split it by job."""
+    long = [f"{path.relative_to(PACKAGE)}:{fn.lineno} {fn.name} ({_body_lines(fn)} lines)"
+            for stage_dir in ("analysis", "app") for path in (PACKAGE / stage_dir).rglob("*.py")
+            for fn in ast.walk(ast.parse(path.read_text()))
+            if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) and _body_lines(fn) > 60]
+    assert not long, "functions over 60 lines:\n" + "\n".join(long)
+    assert _body_lines(ast.parse("def f():\n    '''doc'''\n" + "    x = 1\n" * 61).body[0]) == 61

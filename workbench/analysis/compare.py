@@ -193,40 +193,20 @@ def compare(
     deployed. The final outputs are judged per sample, per output and channel group, and by the model's task
     (`task`: "auto" chooses from the output layout; see evaluate.verdict): `verdict`.
     """
-    from workbench.analysis.evaluate import OutputCollector, batch_coupling, verdict
-    from workbench.analysis.tasks import make_task, output_groups
+    from workbench.analysis.evaluate import batch_coupling
+    from workbench.analysis.tasks import make_task
     from workbench.core.progress import Steps
 
     model = transformed.fp32
     data = as_dataset(data, model.inputs, origin="evaluation data")
     backend = backend or get_backend()
     coupling = batch_coupling(backend, model, data, batch_size)
-    task = make_task(task, model)
-    reference = model.proto
     candidate = onnx.load(str(transformed.path), load_external_data=False)
-    rows = _layer_rows(reference)
-    graph_inputs = {i.name for i in model.inputs}
+    rows = _layer_rows(model.proto)
     names = _effective_names(candidate, [t for t, _, _ in rows])
-    ref_marked = _reference_marks(model, rows)
-    cand_marked = sorted({n for pair in names.values() for n in pair if n and n not in graph_inputs})
-    if reuse_reference and not local_sensitivity:
-        ref_engine, local_pairs = _reference_engine(model, ref_marked, candidate, backend), {}
-    else:
-        combined, local_pairs = local_branches(reference, candidate,
-                                               list(transformed.quantized_nodes) if local_sensitivity else [])
-        ref_engine = backend.build_marked(combined, ref_marked + [c for _, c in local_pairs.values()],
-                                          name="fp32-reference")
-    cand_engine = backend.build_marked(transformed.path, cand_marked, name=transformed.recipe.label)
-
-    stats = {t: RunningStats() for t in names}
-    raw_stats = {t: RunningStats() for t, (_, raw) in names.items() if raw is not None}
-    local_stats = {node: RunningStats() for node in local_pairs}
-    output_names = [o.name for o in model.outputs]
-    out_stats = {o: RunningStats() for o in output_names}
-    ref_outputs, cand_outputs = OutputCollector(), OutputCollector()
-    torch_check = _FrameworkCheck.create(model) if framework else None
-    float_tensors: set[str] | None = None
-    shapes: dict[str, tuple[int, ...]] = {}
+    ref_engine, cand_engine, local_pairs = _engines(transformed, candidate, rows, names, backend, local_sensitivity,
+                                                    reuse_reference)
+    tally = _Tally(model, names, local_pairs, framework)
     ref_runner, cand_runner = ref_engine.runner(), cand_engine.runner()
     saved = _SavedRun(save_dir, ref_runner.name, cand_runner.name) if save_dir else None
     bar = Steps(len(data), "comparing", "sample", progress)
@@ -247,70 +227,115 @@ def compare(
                 step = int(max(1, min(batch_size, memory_budget_mb * 2**20 // max(per_sample, 1))))
             start += n
             bar.update(n)
-            if float_tensors is None:
-                float_tensors = {t for t in names if t in ref_values and names[t][0] in cand_values  # fused away?
-                                 and np.issubdtype(np.asarray(ref_values[t]).dtype, np.floating)}
-                shapes = {t: np.shape(v) for t, v in ref_values.items()}
-
-            fed = fixed or n
-
-            def update(t: str) -> None:
-                effective, raw = names[t]
-                stats[t].update(ref_values[t], cand_values[effective], fed)
-                if raw is not None and raw in cand_values:
-                    raw_stats[t].update(ref_values[t], cand_values[raw], fed)
-                    stats[t].track_channels(ref_values[t])
-
-            def update_local(node: str) -> None:
-                fp32_tensor, clone = local_pairs[node]
-                if fp32_tensor in ref_values and clone in ref_values:
-                    local_stats[node].update(ref_values[fp32_tensor], ref_values[clone], fed)
-
-            list(pool.map(update, sorted(float_tensors, key=lambda t: -ref_values[t].size)))
-            list(pool.map(update_local, local_pairs))
-            for o in output_names:
-                out_stats[o].update(ref_values[o], cand_values[names[o][0]])
-            ref_outputs.add({o: ref_values[o] for o in output_names}, fed, n)
-            cand_outputs.add({o: cand_values[names[o][0]] for o in output_names}, fed, n)
-            if torch_check is not None:
-                torch_check.update(feed, ref_values, output_names)
+            tally.add(pool, feed, ref_values, cand_values, n, fixed or n)
             if saved is not None:
-                saved.add(feed, {o: ref_values[o] for o in output_names},
-                          {o: cand_values[names[o][0]] for o in output_names})
+                saved.add(feed, *tally.outputs_of(ref_values, cand_values))
     bar.close()
     if saved is not None:
         saved.write()
+    return tally.report(transformed, candidate, rows, data, make_task(task, model), coupling, threshold_db,
+                        {**cand_engine.describe(), "batch_size": step, "synthetic_data": data.synthetic})
 
-    float_tensors = float_tensors or set()
-    local_sqnr = {node: s.sample_sqnr_db for node, s in local_stats.items() if s.count}
-    local = {local_pairs[node][0]: db for node, db in local_sqnr.items()}
-    table = _table(rows, names, float_tensors, stats, raw_stats, local, model.module_of, candidate)
-    first = next((r.tensor for r in table.itertuples() if r.sqnr_db < threshold_db), None)
-    judged = verdict(cand_outputs.result(), ref_outputs.result(), len(data), output_groups(model, task), task, data)
-    return LayerReport(
-        layers=table,
-        outputs=_output_rows(judged, out_stats),
-        verdict=judged,
-        evaluation=coupling.to_dict(),
-        task=task.to_dict() if task is not None else None,
-        first_divergence=first,
-        largest_drop=_largest_drop(table),
-        threshold_db=threshold_db,
-        recipe=transformed.recipe.to_dict(),
-        samples=len(data),
-        context={**cand_engine.describe(), "batch_size": step, "synthetic_data": data.synthetic},
-        framework=None if torch_check is None else torch_check.result(),
-        excluded_nodes=list(transformed.excluded_nodes),
-        macs=macs_per_sample(reference, shapes),
-        local_sqnr=local_sqnr,
-        folded=dict(transformed.folded),
-        node_info={n.name: {"op_type": n.op_type, "module": model.module_of.get(n.name)} for n in candidate.graph.node
-                   if n.op_type not in ("QuantizeLinear", "DequantizeLinear")},
-        channel_rms={t: s.channel_rms() for t, s in stats.items() if s.channel_sq is not None},
-        amax={t: s.ref_amax for t, s in stats.items() if s.ref_amax},
-        shapes={t: ["N" if i == 0 and d == (fixed or 1) else d for i, d in enumerate(shape)]
-                for t, shape in shapes.items()},
-    )
+
+def _engines(transformed: TransformedModel, candidate: onnx.ModelProto, rows: list, names: dict, backend: Backend,
+             local_sensitivity: bool, reuse_reference: bool) -> tuple[Any, Any, dict]:
+    """The marked FP32 engine (with each quantized node's local-sensitivity clone when asked), the marked candidate
+    engine, and the clones: {node: (FP32 output, clone output)}."""
+    model = transformed.fp32
+    graph_inputs = {i.name for i in model.inputs}
+    ref_marked = _reference_marks(model, rows)
+    cand_marked = sorted({n for pair in names.values() for n in pair if n and n not in graph_inputs})
+    if reuse_reference and not local_sensitivity:
+        ref_engine, local_pairs = _reference_engine(model, ref_marked, candidate, backend), {}
+    else:
+        combined, local_pairs = local_branches(model.proto, candidate,
+                                               list(transformed.quantized_nodes) if local_sensitivity else [])
+        ref_engine = backend.build_marked(combined, ref_marked + [c for _, c in local_pairs.values()],
+                                          name="fp32-reference")
+    return ref_engine, backend.build_marked(transformed.path, cand_marked, name=transformed.recipe.label), local_pairs
+
+
+class _Tally:
+    """compare()'s running statistics: per marked tensor (candidate vs FP32, and the raw pre-fusion tensor), per
+    quantized node's local clone, per output, the outputs themselves for the verdict, and the framework check."""
+
+    def __init__(self, model: Any, names: dict, local_pairs: dict, framework: bool) -> None:
+        from workbench.analysis.evaluate import OutputCollector
+
+        self.model, self.names, self.local_pairs = model, names, local_pairs
+        self.stats = {t: RunningStats() for t in names}
+        self.raw_stats = {t: RunningStats() for t, (_, raw) in names.items() if raw is not None}
+        self.local_stats = {node: RunningStats() for node in local_pairs}
+        self.output_names = [o.name for o in model.outputs]
+        self.out_stats = {o: RunningStats() for o in self.output_names}
+        self.ref_outputs, self.cand_outputs = OutputCollector(), OutputCollector()
+        self.torch_check = _FrameworkCheck.create(model) if framework else None
+        self.float_tensors: set[str] | None = None
+        self.shapes: dict[str, tuple[int, ...]] = {}
+
+    def outputs_of(self, ref_values: dict, cand_values: dict) -> tuple[dict, dict]:
+        return ({o: ref_values[o] for o in self.output_names},
+                {o: cand_values[self.names[o][0]] for o in self.output_names})
+
+    def add(self, pool: ThreadPoolExecutor, feed: dict, ref_values: dict, cand_values: dict, n: int,
+            fed: int) -> None:
+        """One batch of `n` samples (`fed` rows per tensor: a fixed-batch model pads)."""
+        names = self.names
+        if self.float_tensors is None:
+            self.float_tensors = {t for t in names if t in ref_values and names[t][0] in cand_values  # fused away?
+                                  and np.issubdtype(np.asarray(ref_values[t]).dtype, np.floating)}
+            self.shapes = {t: np.shape(v) for t, v in ref_values.items()}
+
+        def update(t: str) -> None:
+            effective, raw = names[t]
+            self.stats[t].update(ref_values[t], cand_values[effective], fed)
+            if raw is not None and raw in cand_values:
+                self.raw_stats[t].update(ref_values[t], cand_values[raw], fed)
+                self.stats[t].track_channels(ref_values[t])
+
+        def update_local(node: str) -> None:
+            fp32_tensor, clone = self.local_pairs[node]
+            if fp32_tensor in ref_values and clone in ref_values:
+                self.local_stats[node].update(ref_values[fp32_tensor], ref_values[clone], fed)
+
+        list(pool.map(update, sorted(self.float_tensors, key=lambda t: -ref_values[t].size)))
+        list(pool.map(update_local, self.local_pairs))
+        for o in self.output_names:
+            self.out_stats[o].update(ref_values[o], cand_values[names[o][0]])
+        ref, cand = self.outputs_of(ref_values, cand_values)
+        self.ref_outputs.add(ref, fed, n)
+        self.cand_outputs.add(cand, fed, n)
+        if self.torch_check is not None:
+            self.torch_check.update(feed, ref_values, self.output_names)
+
+    def report(self, transformed: TransformedModel, candidate: onnx.ModelProto, rows: list, data: Dataset, task: Any,
+               coupling: Any, threshold_db: float, context: dict) -> "LayerReport":
+        from workbench.analysis.evaluate import verdict
+        from workbench.analysis.tasks import output_groups
+
+        model, stats, fixed = self.model, self.stats, data.fixed_batch
+        float_tensors = self.float_tensors or set()
+        local_sqnr = {node: s.sample_sqnr_db for node, s in self.local_stats.items() if s.count}
+        local = {self.local_pairs[node][0]: db for node, db in local_sqnr.items()}
+        table = _table(rows, self.names, float_tensors, stats, self.raw_stats, local, model.module_of, candidate)
+        judged = verdict(self.cand_outputs.result(), self.ref_outputs.result(), len(data), output_groups(model, task),
+                         task, data)
+        return LayerReport(
+            layers=table, outputs=_output_rows(judged, self.out_stats), verdict=judged,
+            evaluation=coupling.to_dict(), task=task.to_dict() if task is not None else None,
+            first_divergence=next((r.tensor for r in table.itertuples() if r.sqnr_db < threshold_db), None),
+            largest_drop=_largest_drop(table), threshold_db=threshold_db, recipe=transformed.recipe.to_dict(),
+            samples=len(data), context=context,
+            framework=None if self.torch_check is None else self.torch_check.result(),
+            excluded_nodes=list(transformed.excluded_nodes), macs=macs_per_sample(model.proto, self.shapes),
+            local_sqnr=local_sqnr, folded=dict(transformed.folded),
+            node_info={n.name: {"op_type": n.op_type, "module": model.module_of.get(n.name)}
+                       for n in candidate.graph.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")},
+            channel_rms={t: s.channel_rms() for t, s in stats.items() if s.channel_sq is not None},
+            amax={t: s.ref_amax for t, s in stats.items() if s.ref_amax},
+            shapes={t: ["N" if i == 0 and d == (fixed or 1) else d for i, d in enumerate(shape)]
+                    for t, shape in self.shapes.items()},
+        )
 
 
 def _output_rows(judged, pooled: dict[str, RunningStats]) -> list[dict]:

@@ -14,8 +14,8 @@ whatever the target does not need. A candidate is one node: excluding it takes n
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 from workbench.analysis.results import RankedNode, Scores, Search, Trial
 
@@ -57,85 +57,110 @@ def measured_search(recipe, start_scores: Scores, target, reference_metric: floa
     candidates = [Candidate(r.node, report.macs.get(r.node, 0), r.score) for r in ranking]  # most harmful first
     if prior:
         candidates.sort(key=lambda c: -prior.get(c.node, -math.inf))  # stable: unknown ones keep the local order
-    budget = search_budget(len(base.quantized_nodes))  # the number diagnose's confidence level is split over
-    trials: list[Trial] = []
-    results: dict[tuple[str, ...], Scores] = {(): start_scores}
-
-    def with_nodes(nodes: list[str]):
-        return recipe.with_exclude(list(recipe.exclude) + nodes)
-
-    def flat(chosen: list[Candidate]) -> list[str]:
-        return [c.node for c in chosen]
-
-    def evaluate(chosen: list[Candidate]) -> bool:
-        key = tuple(flat(chosen))
-        if key not in results:
-            results[key] = score(with_nodes(list(key)))
-            trials.append(Trial(list(key), results[key], target.met(results[key], reference_metric)))
-        return target.met(results[key], reference_metric)
-
-    def measure(on: list[Candidate], pool: list[Candidate]) -> None:
-        """Each candidate's gain in margin reverted on top of `on`, on the ranking subset."""
-        recipes = [with_nodes(flat(on))] + [with_nodes(flat(on + [c])) for c in pool]
-        if rank_evaluator is not None and rank_evaluator.parallel:
-            rank_evaluator.submit(recipes)
-            scores = [rank_score(r) for r in recipes]
-        else:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max(1, threads)) as pool_:
-                scores = list(pool_.map(rank_score, recipes))
-        here = _key(target, scores[0], reference_metric)
-        for c, s in zip(pool, scores[1:]):
-            c.gain, c.cosine = _key(target, s, reference_metric) - here, s.cosine
-
-    def by_gain(pool: list[Candidate]) -> list[Candidate]:
-        return sorted(pool, key=lambda c: (-(c.gain if c.gain is not None else -math.inf), c.macs))
-
+    run = _Run(recipe, target, reference_metric, score, rank_score, rank_evaluator, threads,
+               search_budget(len(base.quantized_nodes)), {(): start_scores})  # the budget diagnose's level splits
     fallback: list[Candidate] = []
     if not target.met(start_scores, reference_metric) and candidates:
         limit = MAX_REMEASURED if prior else MAX_MEASURED
-        measured, rest = candidates[:limit], candidates[limit:]
-        measure([], measured)
-        remaining = by_gain(measured) + rest
-        step, singles = 1, 0
-        met = False
-        while remaining and len(trials) + 1 < budget:
-            take = remaining[:step]
-            before = _key(target, results[tuple(flat(fallback))], reference_metric)
-            if evaluate(fallback + take):
-                fallback = _shortest(fallback, take, evaluate)
-                met = True
-                break
-            fallback, remaining = fallback + take, remaining[len(take):]
-            singles += 1
-            step = 1 if singles < 2 else min(2 * step, max(1, len(remaining)))
-            predicted = sum(c.gain or 0.0 for c in take)
-            gained = _key(target, results[tuple(flat(fallback))], reference_metric) - before
-            if remaining and predicted > 0 and gained < RERANK_WHEN * predicted and remaining[0].gain is not None:
-                head = remaining[:RERANK]
-                measure(fallback, head)
-                remaining = by_gain(head) + remaining[RERANK:]
-        if not met and remaining and evaluate(fallback + remaining):
-            fallback, met = fallback + remaining, True
-        if not met:
-            fallback = fallback + remaining
-        for c in sorted(fallback, key=lambda c: -c.macs):  # put back what the target does not need, largest first
-            if len(trials) + 1 >= budget or len(fallback) <= 1:
-                break
-            trial = [x for x in fallback if x is not c]
-            if evaluate(trial):
-                fallback = trial
-    nodes = flat(fallback)
-    if tuple(nodes) not in results:
-        evaluate(fallback)
-    order = {c.node: i for i, c in enumerate(by_gain(candidates))}
+        fallback = run.put_back(run.greedy(candidates[:limit], candidates[limit:]))
+    nodes = _nodes(fallback)
+    if tuple(nodes) not in run.results:
+        run.evaluate(fallback)
+    order = {c.node: i for i, c in enumerate(_by_gain(candidates))}
     by_node = {c.node: c for c in candidates}
     measured_ranking = sorted((replace(r, gain=by_node[r.node].gain, reverted_cosine=by_node[r.node].cosine)
                                if r.node in by_node else r for r in ranking),
                               key=lambda r: order.get(r.node, len(order)))
-    return Search(measured_ranking, nodes, results[tuple(nodes)], trials, budget, recipe, report, base,
+    return Search(measured_ranking, nodes, run.results[tuple(nodes)], run.trials, run.budget, recipe, report, base,
                   cost(nodes) if cost else {})
+
+
+def _nodes(chosen: list[Candidate]) -> list[str]:
+    return [c.node for c in chosen]
+
+
+def _by_gain(pool: list[Candidate]) -> list[Candidate]:
+    return sorted(pool, key=lambda c: (-(c.gain if c.gain is not None else -math.inf), c.macs))
+
+
+@dataclass
+class _Run:
+    """One measured search: its scorers, the results of every fallback evaluated, its trials and budget."""
+
+    recipe: Any
+    target: Any
+    reference_metric: float | None
+    score: Callable
+    rank_score: Callable
+    rank_evaluator: Any
+    threads: int
+    budget: int
+    results: dict[tuple[str, ...], Scores]
+    trials: list[Trial] = field(default_factory=list)
+
+    def with_nodes(self, nodes: list[str]):
+        return self.recipe.with_exclude(list(self.recipe.exclude) + nodes)
+
+    def key(self, scores: Scores) -> float:
+        return _key(self.target, scores, self.reference_metric)
+
+    def evaluate(self, chosen: list[Candidate]) -> bool:
+        """Whether these candidates reverted meet the target on the evaluation data (each fallback run once)."""
+        key = tuple(_nodes(chosen))
+        if key not in self.results:
+            self.results[key] = self.score(self.with_nodes(list(key)))
+            self.trials.append(Trial(list(key), self.results[key], self.target.met(self.results[key],
+                                                                                   self.reference_metric)))
+        return self.target.met(self.results[key], self.reference_metric)
+
+    def measure(self, on: list[Candidate], pool: list[Candidate]) -> None:
+        """Each candidate's gain in margin reverted on top of `on`, on the ranking subset."""
+        recipes = [self.with_nodes(_nodes(on))] + [self.with_nodes(_nodes(on + [c])) for c in pool]
+        if self.rank_evaluator is not None and self.rank_evaluator.parallel:
+            self.rank_evaluator.submit(recipes)
+            scores = [self.rank_score(r) for r in recipes]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max(1, self.threads)) as threads:
+                scores = list(threads.map(self.rank_score, recipes))
+        here = self.key(scores[0])
+        for c, s in zip(pool, scores[1:]):
+            c.gain, c.cosine = self.key(s) - here, s.cosine
+
+    def greedy(self, measured: list[Candidate], rest: list[Candidate]) -> list[Candidate]:
+        """Revert by measured gain, galloping, re-measuring the next few after a step that gained less than its
+        measurement promised; the shortest prefix of the last step that meets the target."""
+        self.measure([], measured)
+        remaining, fallback = _by_gain(measured) + rest, []
+        step, singles = 1, 0
+        while remaining and len(self.trials) + 1 < self.budget:
+            take = remaining[:step]
+            before = self.key(self.results[tuple(_nodes(fallback))])
+            if self.evaluate(fallback + take):
+                return _shortest(fallback, take, self.evaluate)
+            fallback, remaining = fallback + take, remaining[len(take):]
+            singles += 1
+            step = 1 if singles < 2 else min(2 * step, max(1, len(remaining)))
+            predicted = sum(c.gain or 0.0 for c in take)
+            gained = self.key(self.results[tuple(_nodes(fallback))]) - before
+            if remaining and predicted > 0 and gained < RERANK_WHEN * predicted and remaining[0].gain is not None:
+                head = remaining[:RERANK]
+                self.measure(fallback, head)
+                remaining = _by_gain(head) + remaining[RERANK:]
+        if remaining:
+            self.evaluate(fallback + remaining)  # everything measured reverted: met or not, that is the fallback
+        return fallback + remaining
+
+    def put_back(self, fallback: list[Candidate]) -> list[Candidate]:
+        """Put back what the target does not need, largest first, within the budget."""
+        for c in sorted(fallback, key=lambda c: -c.macs):
+            if len(self.trials) + 1 >= self.budget or len(fallback) <= 1:
+                break
+            trial = [x for x in fallback if x is not c]
+            if self.evaluate(trial):
+                fallback = trial
+        return fallback
 
 
 def _key(target, scores: Scores, reference_metric: float | None) -> float:

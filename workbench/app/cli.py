@@ -288,12 +288,24 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="workbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _add_build(sub)
+    _add_compare(sub)
+    _add_diagnose(sub)
+    _add_bench(sub)
+    _add_trtexec(sub)
+    _add_lint(sub)
+    _add_zoo(sub)
+    return parser
 
+
+def _add_build(sub: Any) -> None:
     p = sub.add_parser("build", help="transform a model to a precision and write model.onnx + manifest.json")
     _add_recipe_args(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR")
     p.set_defaults(func=cmd_build)
 
+
+def _add_compare(sub: Any) -> None:
     p = sub.add_parser("compare", help="per-layer comparison of a precision against the FP32 reference")
     _add_recipe_args(p)
     _add_eval_args(p)
@@ -303,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-framework", action="store_true", help="skip the PyTorch-vs-ONNX export check")
     p.set_defaults(func=cmd_compare)
 
+
+def _add_diagnose(sub: Any) -> None:
     p = sub.add_parser("diagnose", help="find where INT8 collapses and a minimal higher-precision fallback")
     _add_recipe_args(p)
     _add_eval_args(p)
@@ -341,6 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_args(p)
     p.set_defaults(func=cmd_diagnose)
 
+
+def _add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="latency percentiles and throughput, swept over batch sizes and precisions")
     _add_recipe_args(p)
     p.set_defaults(precision="fp32,int8")
@@ -358,6 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor_args(p)
     p.set_defaults(func=cmd_bench)
 
+
+def _add_trtexec(sub: Any) -> None:
     p = sub.add_parser("trtexec", help="print the trtexec command lines that build and time this ONNX on a GPU")
     p.add_argument("model", metavar="MODEL.onnx", help="a transformed model (e.g. out/model.onnx from build)")
     p.add_argument("--shapes", nargs="+", action="extend", default=[], metavar="NAME:MIN,OPT,MAX")
@@ -365,15 +383,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_axis(p)
     p.set_defaults(func=cmd_trtexec)
 
+
+def _add_lint(sub: Any) -> None:
     p = sub.add_parser("lint", help="check an ONNX model against TensorRT's Q/DQ rules (exit 1 with findings)")
     p.add_argument("model", metavar="MODEL.onnx")
     p.add_argument("--target", default="tensorrt", help="what to check against (tensorrt)")
     p.add_argument("--json", metavar="OUT", help="also write the JSON result to this file")
     p.set_defaults(func=cmd_lint)
 
+
+def _add_zoo(sub: Any) -> None:
     p = sub.add_parser("zoo", help="list the bundled models")
     p.set_defaults(func=cmd_zoo)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -109,7 +109,7 @@ class Recipe:
         for spec in FIELDS:
             value = getattr(self, spec.name)
             if spec.choices and value not in spec.choices:
-                raise WorkbenchError(f"unknown {spec.label} {value!r}; choose one of "
+                raise WorkbenchError(f"unknown {spec.name.replace('_', ' ')} {value!r}; choose one of "
                                      f"{', '.join(map(str, spec.choices))}")
         if not 50.0 < float(self.percentile) <= 100.0:
             raise WorkbenchError(f"percentile must be in (50, 100], got {self.percentile}")

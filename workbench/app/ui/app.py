@@ -17,11 +17,11 @@ from workbench.analysis.tasks import TASKS
 from workbench.app import plots
 from workbench.app.graphview import GraphView, graph_payload
 from workbench.app.ui.code import CodeSetup, cli_command, python_snippet
+from workbench.app.ui.form import RecipeForm
 from workbench.app.worst import worst_inputs_html
 from workbench.core.errors import WorkbenchError, one_line
 from workbench.core.log import LOGGER
 from workbench.core.progress import Stopped, Watch, watching
-from workbench.app.ui.form import RecipeForm
 from workbench.precision.recipe import FIELDS, Recipe
 from workbench.runtime import availability, get_backend
 
@@ -89,6 +89,25 @@ class Workbench:
 
     # ---- layout -------------------------------------------------------------------------------------------
     def _build_widgets(self) -> None:
+        self._input_widgets()
+        self._run_widgets()
+        self._result_widgets()
+        self.tabs = self._tabs()
+        controls = w.VBox([
+            w.HBox([self.zoo_picker, self.path, self.load_button]), self.model_info,
+            w.HBox([self.calib_file, self.eval_file]), self.data_note, self.precision,
+            w.HBox(self._fields("dropdown", "float"), layout=w.Layout(flex_flow="row wrap")),
+            w.HBox(self._fields("checkbox"), layout=w.Layout(flex_flow="row wrap")),
+            *self._fields("text"),
+            w.HBox([*self._fields("nodes"), w.VBox([w.HTML("<b>optimization profile</b> (min,opt,max)"),
+                                                     self.profile_box, self.profile_message])]),
+            w.HBox([self.backend, self.task, self.backend_note]),
+            w.HBox([self.build_button, self.stop_button, self.progress, self.step]), self.status,
+        ])
+        self.widget = w.VBox([w.HTML("<h3>workbench</h3>"), controls, self.tabs])
+
+    def _input_widgets(self) -> None:
+        """The model, its data, the recipe (one widget per field), the profile, the task and the backend."""
         self.zoo_picker = w.Dropdown(options=zoo.names(), description="zoo model")
         self.path = w.Text(placeholder="or a path to model.onnx", layout=w.Layout(width="280px"))
         self.load_button = w.Button(description="Load", icon="folder-open")
@@ -121,6 +140,9 @@ class Workbench:
             f"<details style='color:gray'><summary>{len(missing)} backend(s) unavailable here</summary>"
             + "<br>".join(f"{html.escape(n)}: {html.escape(r)}" for n, r in missing.items()) + "</details>"
             if missing else "")
+
+    def _run_widgets(self) -> None:
+        """Build & compare, Stop, and the running step's progress."""
         self.build_button = w.Button(description="Build & compare", button_style="primary", icon="play",
                                      layout=w.Layout(min_width="165px"))
         self.build_button.on_click(lambda _: self._background(self.run))
@@ -133,6 +155,8 @@ class Workbench:
         self._watch: Watch | None = None
         self.status = w.HTML()
 
+    def _result_widgets(self) -> None:
+        """What the tabs show: figures, the graph view and its node panel, the diagnosis, latency, code."""
         self.layer_figure = go.FigureWidget()
         self.graph_view = GraphView(height=620)
         self.graph_view.observe(lambda change: self.select_graph_node(change["new"]), names="selected")
@@ -172,7 +196,8 @@ class Workbench:
         self.python_code = w.Textarea(layout=w.Layout(width="100%", height="260px"))
         self.cli_code = w.Textarea(layout=w.Layout(width="100%", height="60px"))
 
-        self.tabs = w.Tab(children=[
+    def _tabs(self) -> w.Tab:
+        tabs = w.Tab(children=[
             w.VBox([self.layer_figure, w.HBox([self.layer_detail, self.toggle_button]), self.worst_inputs]),
             w.HBox([w.Box([self.graph_view], layout=w.Layout(width="820px", border="1px solid #ddd")),
                     w.VBox([self.graph_node, self.node_precision, self.histogram_button, self.histogram_figure])]),
@@ -184,19 +209,8 @@ class Workbench:
                     w.VBox([w.HTML("<b>CLI</b> " + _COPY), self.cli_code])]),
         ])
         for i, title in enumerate(["Compare", "Graph", "Diagnose", "Latency", "Code"]):
-            self.tabs.set_title(i, title)
-        controls = w.VBox([
-            w.HBox([self.zoo_picker, self.path, self.load_button]), self.model_info,
-            w.HBox([self.calib_file, self.eval_file]), self.data_note, self.precision,
-            w.HBox(self._fields("dropdown", "float"), layout=w.Layout(flex_flow="row wrap")),
-            w.HBox(self._fields("checkbox"), layout=w.Layout(flex_flow="row wrap")),
-            *self._fields("text"),
-            w.HBox([*self._fields("nodes"), w.VBox([w.HTML("<b>optimization profile</b> (min,opt,max)"),
-                                                     self.profile_box, self.profile_message])]),
-            w.HBox([self.backend, self.task, self.backend_note]),
-            w.HBox([self.build_button, self.stop_button, self.progress, self.step]), self.status,
-        ])
-        self.widget = w.VBox([w.HTML("<h3>workbench</h3>"), controls, self.tabs])
+            tabs.set_title(i, title)
+        return tabs
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

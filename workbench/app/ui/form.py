@@ -8,7 +8,6 @@ import ipywidgets as w
 
 from workbench.precision.recipe import FIELDS, FieldSpec, Recipe
 
-
 _SPECS = {spec.name: spec for spec in FIELDS}
 
 
