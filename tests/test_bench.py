@@ -1,10 +1,9 @@
 """Latency maths, sweeps, figures built from real reports, and the bench CLI."""
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 import workbench as wb
 from workbench.analysis.bench import pareto_front, summarize, sweep, tradeoff
@@ -79,15 +78,14 @@ def test_layer_figure_marks_divergence_and_fallback():
 
 
 def test_cli_bench(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "workbench.app.cli", "bench", "mnist-cnn", "--precision", "fp32,fp16",
+    r = run_cli("bench", "mnist-cnn", "--precision", "fp32,fp16",
                         "--batch", "1,2", "--iterations", "10", "--json", str(tmp_path / "b.json"),
-                        "--html", str(tmp_path / "b.html")], capture_output=True, text=True)
+                        "--html", str(tmp_path / "b.html"))
     assert r.returncode == 0, r.stderr
     d = json.loads((tmp_path / "b.json").read_text())
     assert [(x["recipe"], x["batch"]) for x in d["results"]] == [("fp32", 1), ("fp32", 2), ("fp16", 1), ("fp16", 2)]
     assert {"p50_ms", "p90_ms", "p99_ms", "mean_ms", "throughput"} <= d["results"][0].keys()
     assert d["context"]["threads"] == 1 and d["context"]["backend"] == "onnxruntime-cpu"
     assert (tmp_path / "b.html").read_text().count("plotly") > 2
-    bad = subprocess.run([sys.executable, "-m", "workbench.app.cli", "bench", "mnist-cnn", "--batch", "one"],
-                         capture_output=True, text=True)
+    bad = run_cli("bench", "mnist-cnn", "--batch", "one")
     assert bad.returncode == 2 and "--batch takes" in bad.stderr

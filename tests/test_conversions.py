@@ -4,13 +4,11 @@ kernels), and the CLI must say nothing of ONNX Runtime's own on stderr."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import onnxruntime as ort
-import pytest
+from conftest import run_cli
 from onnx import TensorProto, helper, numpy_helper
 
 RNG = np.random.default_rng(0)
@@ -34,7 +32,7 @@ def save(path, nodes, inputs, outputs, inits, opset: int = 14) -> str:
 
 
 def cli(*args) -> tuple[int, dict | None, str]:
-    r = subprocess.run([sys.executable, "-m", "workbench.app.cli", *map(str, args)], capture_output=True, text=True)
+    r = run_cli(*args)
     assert "Traceback" not in r.stderr and r.returncode != 3, r.stderr[-2000:]
     assert ":onnxruntime:" not in r.stderr, "a raw ONNX Runtime log line reached stderr:\n" + r.stderr[-2000:]
     return r.returncode, json.loads(r.stdout) if r.stdout.strip() else None, r.stderr

@@ -6,13 +6,12 @@ must load and give finite outputs; int8 artifacts must lint clean for TensorRT.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+from conftest import run_cli
 
 from workbench.zoo import corpus
 
@@ -21,8 +20,9 @@ MODELS = corpus.names()
 
 
 def cli(*args: str) -> tuple[int, dict | None, str]:
-    """Run `workbench` in a subprocess: (exit code, parsed stdout or None when it is empty, stderr)."""
-    r = subprocess.run([sys.executable, "-m", "workbench.app.cli", *map(str, args)], capture_output=True, text=True)
+    """Run `workbench` (in this process, stderr captured at the file descriptor too): (exit code, parsed stdout or
+    None when it is empty, stderr)."""
+    r = run_cli(*args)
     assert "Traceback" not in r.stderr, r.stderr[-2000:]
     assert r.returncode != 3, r.stderr[-2000:]
     assert ":onnxruntime:" not in r.stderr, "a raw ONNX Runtime log line reached stderr:\n" + r.stderr[-2000:]

@@ -1,12 +1,11 @@
 """Diagnosis on models with planted collapses (real digit images), on a healthy model, and from the CLI."""
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import onnx
 import pytest
+from conftest import run_cli
 
 import workbench as wb
 from workbench.analysis.diagnose import Target, diagnose
@@ -67,14 +66,10 @@ def _planted_files(tmp_path):
     return spec
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "workbench.app.cli", *args], capture_output=True, text=True)
-
-
 def test_cli_diagnose_contract(tmp_path):
     spec = _planted_files(tmp_path)
     r = run_cli("diagnose", str(tmp_path / "planted.onnx"), "--calib-data", str(tmp_path / "calib.npz"),
-                "--eval-data", str(tmp_path / "eval.npz"), "--json", str(tmp_path / "d.json"))
+                "--eval-data", str(tmp_path / "eval.npz"), "--json", str(tmp_path / "d.json"), subprocess=True)
     assert r.returncode == 0, r.stderr
     d = json.loads((tmp_path / "d.json").read_text())
     assert d["initial_ranking"][0]["node"] == spec.culprits()[0]
@@ -104,7 +99,7 @@ def test_cli_unreachable_target_exits_1(tmp_path):
 
 def test_cli_without_data_warns_about_random_calibration(tmp_path):
     _planted_files(tmp_path)
-    r = run_cli("compare", str(tmp_path / "planted.onnx"))
+    r = run_cli("compare", str(tmp_path / "planted.onnx"), subprocess=True)
     assert r.returncode == 0 and "RANDOM synthetic data" in r.stderr
 
 

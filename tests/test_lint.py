@@ -1,11 +1,11 @@
 """`workbench lint --target tensorrt`: real violations are flagged, the workbench's own INT8 output is clean."""
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import onnx
 import pytest
+from conftest import run_cli
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.calibrate import CalibrationDataReader
 
@@ -89,9 +89,9 @@ def test_device_check_reads_the_conv_precision_from_the_build_log():
 
 def test_cli_exit_codes(mnist, mnist_calib, tmp_path):
     t = wb.apply(mnist, wb.Recipe("int8"), mnist_calib, progress=False)
-    clean = subprocess.run([sys.executable, "-m", "workbench.app.cli", "lint", str(t.path)], capture_output=True, text=True)
+    clean = run_cli("lint", str(t.path))
     assert clean.returncode == 0 and json.loads(clean.stdout)["clean"]
     onnx.save(_ort_quantize(mnist, mnist_calib, tmp_path, activation_type=QuantType.QUInt8), tmp_path / "bad.onnx")
-    bad = subprocess.run([sys.executable, "-m", "workbench.app.cli", "lint", str(tmp_path / "bad.onnx"), "--json",
-                          str(tmp_path / "l.json")], capture_output=True, text=True)
+    bad = run_cli("lint", str(tmp_path / "bad.onnx"), "--json",
+                          str(tmp_path / "l.json"))
     assert bad.returncode == 1 and json.loads((tmp_path / "l.json").read_text())["errors"] > 0

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 import workbench as wb
 from workbench.model.profiles import build_profile, default_profile
@@ -94,14 +95,14 @@ def test_trtexec_commands_use_tensorrt_11_flags(mnist):
 
 
 def test_build_manifest_carries_profile_and_trtexec(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "workbench.app.cli", "build", "mnist-cnn", "--shapes",
-                        "input:1x1x28x28,4x1x28x28,16x1x28x28", "-o", str(tmp_path)], capture_output=True, text=True)
+    r = run_cli("build", "mnist-cnn", "--shapes",
+                        "input:1x1x28x28,4x1x28x28,16x1x28x28", "-o", str(tmp_path))
     assert r.returncode == 0, r.stderr
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["profile"]["input"]["max"] == [16, 1, 28, 28]
     assert "--optShapes=input:4x1x28x28" in manifest["trtexec"]["tensorrt_11"]["build"]
-    r = subprocess.run([sys.executable, "-m", "workbench.app.cli", "build", "mnist-cnn", "--shapes",
-                        "input:4x1x28x28,2x1x28x28,16x1x28x28", "-o", str(tmp_path)], capture_output=True, text=True)
+    r = run_cli("build", "mnist-cnn", "--shapes",
+                        "input:4x1x28x28,2x1x28x28,16x1x28x28", "-o", str(tmp_path))
     assert r.returncode == 2 and "min ≤ opt ≤ max" in r.stderr and "Traceback" not in r.stderr
 
 

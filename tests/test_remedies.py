@@ -1,12 +1,11 @@
 """Cheap fixes before node fallback, on models built with the classic failure modes (real digit images)."""
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
+from conftest import run_cli
 
 import workbench as wb
 from workbench.analysis.diagnose import diagnose
@@ -114,14 +113,14 @@ def test_cli_override_and_remedies_in_json(tmp_path):
     onnx.save(model.proto, tmp_path / "bn.onnx")
     np.savez(tmp_path / "c.npz", **P.digits("calib").inputs)
     np.savez(tmp_path / "e.npz", **P.digits("eval").inputs)
-    r = subprocess.run([sys.executable, "-m", "workbench.app.cli", "diagnose", str(tmp_path / "bn.onnx"), "--placement",
+    r = run_cli("diagnose", str(tmp_path / "bn.onnx"), "--placement",
                         "all", "--no-cleanup", "--calib-data", str(tmp_path / "c.npz"), "--eval-data",
-                        str(tmp_path / "e.npz"), "--json", str(tmp_path / "d.json")], capture_output=True, text=True)
+                        str(tmp_path / "e.npz"), "--json", str(tmp_path / "d.json"))
     assert r.returncode == 0, r.stderr
     d = json.loads((tmp_path / "d.json").read_text())
     assert d["remedies"][1]["remedy"].startswith("clean up the graph") and d["fallback"] == []
-    bad = subprocess.run([sys.executable, "-m", "workbench.app.cli", "build", str(tmp_path / "bn.onnx"), "--override",
-                          "b0.out=magic", "-o", str(tmp_path / "o")], capture_output=True, text=True)
+    bad = run_cli("build", str(tmp_path / "bn.onnx"), "--override",
+                          "b0.out=magic", "-o", str(tmp_path / "o"))
     assert bad.returncode == 2 and "TENSOR=minmax|entropy|percentile" in bad.stderr
 
 
