@@ -410,7 +410,7 @@ class Workbench:
 
     def _fields(self, *kinds: str) -> list:
         """The form's widgets of these kinds, in field order (a new Recipe field lands in its row)."""
-        return [self.form.widgets[s.name] for s in FIELDS if s.widget in kinds and s.name != "precision"]
+        return [self.form.widgets[s.name] for s in FIELDS if s.widget in kinds]
 
     def recipe(self) -> Recipe:
         """The recipe the widgets show (fields that do not apply to the precision at their defaults)."""

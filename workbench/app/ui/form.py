@@ -39,7 +39,8 @@ def _write(spec: FieldSpec, widget: w.Widget, value: Any) -> None:
     if spec.widget == "text":
         widget.value = " ".join(value)
     elif spec.widget == "nodes":  # in the list's (graph) order; names the model lacks cannot be selected
-        widget.value = tuple(name for _, name in widget.options if name in set(value))
+        chosen = set(value)
+        widget.value = tuple(name for _, name in widget.options if name in chosen)
     else:
         widget.value = value
 
