@@ -71,7 +71,13 @@ def _recipe(args: argparse.Namespace, precision: str | None = None):
 
     given = {s.name: tuple(v) if isinstance(v, list) else v for s in FIELDS for v in [getattr(args, s.name)]
              if v is not None}
-    return Recipe(**{**given, "precision": precision or args.precision}).normalized()
+    recipe = Recipe(**{**given, "precision": precision or args.precision})
+    unused = [s.flag for s in FIELDS if s.name in given and s.name != "precision" and not s.applies(recipe)
+              and given[s.name] != s.default]
+    if unused and precision is None:  # bench's list of precisions: a flag may apply to only some of them
+        warnings.warn(f"{', '.join(unused)} {'does' if len(unused) == 1 else 'do'} not apply to {recipe.precision}: "
+                      "ignored")
+    return recipe.normalized()
 
 
 _STDOUT = sys.stdout  # the JSON channel; while a command runs, anything else printed goes to stderr
