@@ -61,6 +61,46 @@ def export(folder: Path, which: str, max_mb: float, only: set[str] | None = None
     print(f"{folder}: {sum(f.stat().st_size for f in folder.iterdir()) / 2**20:.1f} MB", file=sys.stderr)
 
 
+def export_diagnosed(folder: Path, only: list[str] | None, max_mb: float) -> None:
+    """Diagnose each corpus model as the corpus table does (CLI, eval split, target 0.99), rebuild the recipe from
+    its own `reproduce` line and write <model>-diagnosed.onnx beside the diagnosis JSON, so the device can check
+    the recipe's claims (which nodes run in INT8, FP16, FP32) against the engine TensorRT builds."""
+    import shlex
+    import shutil
+    import subprocess
+    import tempfile
+
+    from workbench.zoo import corpus
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in only or corpus.names():
+        m = corpus.get(name)
+        extra = list(m.cli) + (["--shapes", *m.shapes] if m.shapes else [])
+        cli = [sys.executable, "-m", "workbench.app.cli"]
+        proc = subprocess.run([*cli, "diagnose", str(m.path()), "--calib-data", str(m.npz("calib")), "--eval-data",
+                               str(m.npz("eval")), "--target-cosine", "0.99", *extra], capture_output=True, text=True)
+        if proc.returncode:
+            print(f"{name}: diagnose exit {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+            continue
+        diagnosis = json.loads(proc.stdout)
+        with tempfile.TemporaryDirectory() as tmp:
+            line = shlex.split(diagnosis["reproduce"])[1:]
+            line[line.index("-o") + 1] = tmp
+            built = subprocess.run([*cli, *line], capture_output=True, text=True)
+            if built.returncode:
+                print(f"{name}: build exit {built.returncode}", file=sys.stderr)
+                continue
+            target = folder / f"{name}-diagnosed.onnx"
+            if (Path(tmp) / "model.onnx").stat().st_size > max_mb * 2**20:
+                print(f"skip {target.name}: over one transfer", file=sys.stderr)
+                continue
+            shutil.copyfile(Path(tmp) / "model.onnx", target)
+        (folder / f"{name}-diagnosed.shapes").write_text(json.dumps(list(m.shapes)))
+        (folder / f"{name}-diagnosed.json").write_text(json.dumps(diagnosis, indent=1))
+        print(f"{name}: {'met' if diagnosis['met'] else 'missed'}, {target.stat().st_size / 2**20:.1f} MB",
+              file=sys.stderr, flush=True)
+
+
 def _inline(path) -> bytes:
     import onnx
 
@@ -160,10 +200,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("step", choices=("export", "check"))
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--set", default="zoo", choices=("zoo", "corpus"))
+    parser.add_argument("--set", default="zoo", choices=("zoo", "corpus", "corpus-diagnosed"))
     parser.add_argument("--max-mb", type=float, default=30.0)
     parser.add_argument("--models", help="comma-separated subset of the set (export)")
     args = parser.parse_args()
+    if args.step == "export" and args.set == "corpus-diagnosed":
+        export_diagnosed(args.folder, args.models.split(",") if args.models else None, args.max_mb)
+        return
     if args.step == "export":
         export(args.folder, args.set, args.max_mb, set(args.models.split(",")) if args.models else None)
         return

@@ -284,6 +284,18 @@ def cmd_lint(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_engine(args: argparse.Namespace) -> int:
+    from workbench.analysis.engine import engine_view
+
+    result = engine_view(args.model, layer_info=args.layer_info, against=args.against,
+                         against_layer_info=args.against_layer_info, runtime=args.runtime, shapes=args.shapes)
+    _write_json(result.to_dict(), args.json)
+    if args.check_claims and not result.claims.agrees:
+        raise CheckFailed(f"{len(result.claims.disagreements)} compute node(s) run in another precision than "
+                          f"{args.model}'s Q/DQ layout claims")
+    return EXIT_OK
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from workbench import zoo
 
@@ -298,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(sub)
     _add_diagnose(sub)
     _add_bench(sub)
+    _add_engine(sub)
     _add_trtexec(sub)
     _add_lint(sub)
     _add_zoo(sub)
@@ -396,6 +409,23 @@ def _add_lint(sub: Any) -> None:
     p.add_argument("--target", default="tensorrt", help="what to check against (tensorrt)")
     p.add_argument("--json", metavar="OUT", help="also write the JSON result to this file")
     p.set_defaults(func=cmd_lint)
+
+
+def _add_engine(sub: Any) -> None:
+    p = sub.add_parser("engine", help="what TensorRT built: engine layers, the ONNX nodes fused into each, their "
+                                      "precision, checked against the recipe's claims")
+    p.add_argument("model", metavar="MODEL.onnx", help="the ONNX the engine is built from (e.g. out/model.onnx)")
+    p.add_argument("--layer-info", metavar="FILE", help="read the engine's layers from this JSON instead of "
+                   "building (trtexec --profilingVerbosity=detailed --exportLayerInfo=FILE on your GPU machine)")
+    p.add_argument("--against", metavar="OTHER.onnx", help="a second recipe's model: diff the two engines")
+    p.add_argument("--against-layer-info", metavar="FILE", help="the second engine's layer info JSON")
+    p.add_argument("--runtime", default="auto", choices=("auto", "tensorrt", "tensorrt-rtx"),
+                   help="which TensorRT builds the engine (auto: TensorRT, else TensorRT-RTX)")
+    p.add_argument("--shapes", nargs="+", action="extend", default=[], metavar="NAME:MIN,OPT,MAX")
+    p.add_argument("--check-claims", action="store_true",
+                   help="exit 1 when a compute node runs in another precision than the Q/DQ layout claims")
+    p.add_argument("--json", metavar="OUT", help="also write the JSON result to this file")
+    p.set_defaults(func=cmd_engine)
 
 
 def _add_zoo(sub: Any) -> None:

@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import importlib
+import json
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -262,6 +264,26 @@ class TensorRT(Backend):
                 raise RuntimeError("the builder returned no engine")
         return bytes(data)
 
+    def layer_info(self, model_path: Path, profile: Profile) -> "BuiltLayers":
+        """Build with ProfilingVerbosity.DETAILED and read the engine inspector's JSON (the same JSON `trtexec
+        --exportLayerInfo` writes): every engine layer, its formats and the ONNX nodes fused into it."""
+        from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath
+
+        trt, _ = _import_trt(self.module)
+        model = Path(model_path).name
+        with _stage(self.product, model, "parse"), quiet_polygraphy():
+            network = NetworkFromOnnxPath(str(model_path), strongly_typed=True)()
+        config = CreateConfig(profiles=[profile.to_polygraphy()],
+                              profiling_verbosity=trt.ProfilingVerbosity.DETAILED)
+        with _stage(self.product, model, "build"), quiet_polygraphy():
+            data = bytes(EngineBytesFromNetwork(network, config)() or b"")
+            if not data:
+                raise RuntimeError("the builder returned no engine")
+        engine = self.deserialize(data, model)
+        with _stage(self.product, model, "inspect"):
+            text = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+        return BuiltLayers(json.loads(text), f"{self.product} {trt.__version__}", gpu_name(), len(data))
+
     def build_from_bytes(self, model: bytes, name: str) -> TensorRTEngine:
         return self.build(cache.store_model(model), name=name)
 
@@ -271,6 +293,15 @@ class TensorRT(Backend):
 
         data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else Path(model).read_bytes()
         return self.build(cache.store_model(data), debug_tensors=list(tensors), name=name)
+
+
+@dataclass(frozen=True)
+class BuiltLayers:
+    """What the builder said about one engine: the inspector's parsed JSON, which runtime, which GPU, plan size."""
+    layer_info: Any
+    runtime: str
+    device: str
+    plan_bytes: int
 
 
 class TensorRTRtx(TensorRT):
@@ -295,6 +326,21 @@ class TensorRTRtx(TensorRT):
                                  "start Python with POLYGRAPHY_USE_TENSORRT_RTX=1 to use TensorRT-RTX")
         os.environ["POLYGRAPHY_USE_TENSORRT_RTX"] = "1"  # read by Polygraphy when its TensorRT backend is imported
         super().__init__(**options)
+
+
+def available_builder(runtime: str = "auto") -> TensorRT:
+    """The TensorRT that can build here: `auto` takes TensorRT, else TensorRT-RTX; none is one actionable line."""
+    choices = {"tensorrt": (TensorRT,), "tensorrt-rtx": (TensorRTRtx,), "auto": (TensorRT, TensorRTRtx)}
+    if runtime not in choices:
+        raise WorkbenchError(f"unknown runtime {runtime!r}; one of {', '.join(choices)}")
+    reasons = []
+    for cls in choices[runtime]:
+        ok, reason = cls.availability()
+        if ok:
+            return cls()
+        reasons.append(reason)
+    raise WorkbenchError(f"{'; '.join(dict.fromkeys(reasons))} (or pass --layer-info FILE written on your GPU machine "
+                         "by trtexec --profilingVerbosity=detailed --exportLayerInfo=FILE)")
 
 
 OOM_WORDS = ("out of memory", "outofmemory", "cudaerrormemoryallocation", "insufficient memory")

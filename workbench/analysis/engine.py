@@ -1,0 +1,342 @@
+"""What TensorRT actually built: engine layers, the ONNX nodes fused into each, and the precision each runs in.
+
+The builder's engine inspector (ProfilingVerbosity.DETAILED, LayerInformationFormat.JSON — the same JSON
+`trtexec --exportLayerInfo` writes) names every engine layer, its kernel's input and output formats, and the ONNX
+nodes fused into it (its "Metadata": `[ONNX Layer: name]` records joined by U+001E). From that this module builds an
+`EngineReport`, checks a recipe's claims (graph/placement.py reads them from the Q/DQ layout) against the builder's
+choice, and diffs two engines. Everything here is plain parsing: it runs without TensorRT on captured layer info.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Mapping
+
+from workbench.core.errors import WorkbenchError
+
+ONNX_LAYER = re.compile(r"\[ONNX Layer: ([^\]\x1e]*)\]")
+# Format/Datatype strings as TensorRT writes them ("Row major linear FP32 format (kLINEAR)", "Channel major FP16
+# format where channel % 8 == 0", "Thirty-two wide channel vectorized row major Int8 format", "Float(1,3,224,224)")
+DTYPE_WORDS = (("int8", ("int8", "char")), ("fp8", ("fp8", "e4m3")), ("int4", ("int4",)), ("fp4", ("fp4",)),
+               ("bf16", ("bf16", "bfloat16")), ("fp16", ("fp16", "half")), ("fp32", ("fp32", "float")),
+               ("int64", ("int64",)), ("int32", ("int32",)), ("bool", ("bool",)), ("uint8", ("uint8",)))
+FLOAT_RANK = {"int4": 0, "fp4": 0, "int8": 1, "fp8": 1, "bf16": 2, "fp16": 2, "fp32": 3}
+FOREIGN = re.compile(r"ForeignNode\[(.+?)\.\.\.(.+?)\]")
+NAME_SPLIT = re.compile(r" \+ |PWN\(|\)|, |\{|\}|\[|\]")
+INSERTED_KINDS = ("Reformat", "NoOp", "Shuffle", "Copy")
+
+
+@dataclass(frozen=True)
+class EngineTensor:
+    name: str
+    dtype: str  # int8, fp16, bf16, fp32, int32, ... or "unknown"
+    shape: tuple[int, ...] = ()
+    format: str = ""
+
+
+@dataclass(frozen=True)
+class EngineLayer:
+    """One layer of the built engine; `onnx_nodes` are the graph's nodes fused into it (empty for what the builder
+    inserted itself: reformats, copies)."""
+    name: str
+    kind: str
+    onnx_nodes: tuple[str, ...]
+    inputs: tuple[EngineTensor, ...]
+    outputs: tuple[EngineTensor, ...]
+    tactic: str = ""
+
+    @property
+    def precision(self) -> str:
+        """The precision its kernel computes in: the narrowest float or INT8 type among the data it reads (an INT8
+        convolution reads INT8 and may write FP32), else what it writes."""
+        for tensors in (self.inputs, self.outputs):
+            ranked = [t.dtype for t in tensors if t.dtype in FLOAT_RANK]
+            if ranked:
+                return min(ranked, key=FLOAT_RANK.__getitem__)
+        kinds = [t.dtype for t in (*self.inputs, *self.outputs) if t.dtype != "unknown"]
+        return kinds[0] if kinds else "unknown"
+
+    @property
+    def inserted(self) -> bool:
+        """Added by the builder (a reformat between formats), not made from a node of the graph."""
+        return not self.onnx_nodes and (self.kind in INSERTED_KINDS or self.name.startswith("Reformatting"))
+
+
+@dataclass(frozen=True)
+class EngineReport:
+    """Every engine layer, the ONNX nodes mapped into them and where the answer came from."""
+    model: str
+    runtime: str  # "TensorRT-RTX 1.7.1.116", "TensorRT 11.0", "trtexec layer info"
+    device: str
+    layers: tuple[EngineLayer, ...]
+    onnx_nodes: tuple[str, ...] = ()  # the graph's node names, for the mapped share
+    plan_bytes: int | None = None
+    source: str = "engine inspector"
+    notes: tuple[str, ...] = ()
+
+    @property
+    def mapped_layers(self) -> int:
+        """Layers made from graph nodes that name at least one node of this graph (builder-inserted layers are
+        counted apart)."""
+        known = set(self.onnx_nodes)
+        return sum(1 for layer in self.layers if layer.onnx_nodes and (not known or set(layer.onnx_nodes) & known))
+
+    @property
+    def inserted_layers(self) -> int:
+        return sum(1 for layer in self.layers if layer.inserted)
+
+    @property
+    def mapped_share(self) -> float:
+        """Share of the engine's own layers (inserted reformats left out) mapped to ONNX nodes."""
+        own = len(self.layers) - self.inserted_layers
+        return self.mapped_layers / own if own else 1.0
+
+    def node_layers(self) -> dict[str, EngineLayer]:
+        """ONNX node → the engine layer it was fused into."""
+        return {node: layer for layer in self.layers for node in layer.onnx_nodes}
+
+    def unmapped_nodes(self) -> list[str]:
+        """Graph nodes no engine layer names (folded constants, Q/DQ pairs absorbed into a kernel, shape math)."""
+        seen = self.node_layers()
+        return [n for n in self.onnx_nodes if n not in seen]
+
+    def precision_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for layer in self.layers:
+            if not layer.inserted:
+                counts[layer.precision] = counts.get(layer.precision, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "runtime": self.runtime, "device": self.device, "source": self.source,
+                "plan_bytes": self.plan_bytes, "engine_layers": len(self.layers),
+                "inserted_layers": self.inserted_layers, "mapped_layers": self.mapped_layers,
+                "mapped_share": round(self.mapped_share, 4), "onnx_nodes": len(self.onnx_nodes),
+                "unmapped_onnx_nodes": len(self.unmapped_nodes()), "precisions": self.precision_counts(),
+                "notes": list(self.notes),
+                "layers": [{**asdict(layer), "precision": layer.precision, "inserted": layer.inserted}
+                           for layer in self.layers]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], onnx_nodes: Iterable[str] = ()) -> "EngineReport":
+        layers = tuple(EngineLayer(name=d["name"], kind=d["kind"], onnx_nodes=tuple(d["onnx_nodes"]),
+                                   inputs=tuple(EngineTensor(**{**t, "shape": tuple(t["shape"])}) for t in d["inputs"]),
+                                   outputs=tuple(EngineTensor(**{**t, "shape": tuple(t["shape"])})
+                                                 for t in d["outputs"]), tactic=d.get("tactic", ""))
+                       for d in data["layers"])
+        return cls(model=data["model"], runtime=data["runtime"], device=data["device"], layers=layers,
+                   onnx_nodes=tuple(onnx_nodes), plan_bytes=data.get("plan_bytes"),
+                   source=data.get("source", "engine inspector"), notes=tuple(data.get("notes", ())))
+
+    def to_frame(self):
+        """One row per engine layer (pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame([{"layer": layer.name, "kind": layer.kind, "precision": layer.precision,
+                              "onnx_nodes": len(layer.onnx_nodes), "inserted": layer.inserted,
+                              "first_node": layer.onnx_nodes[0] if layer.onnx_nodes else ""}
+                             for layer in self.layers])
+
+
+def dtype_of(text: str) -> str:
+    """The data type a TensorRT format string names ("Channel major FP16 format ..." → fp16)."""
+    lower = text.lower()
+    for dtype, words in DTYPE_WORDS:
+        if any(re.search(rf"(?<![a-z0-9]){re.escape(w)}(?![a-z0-9])", lower) for w in words):
+            return dtype
+    return "unknown"
+
+
+def nodes_of(metadata: str, name: str, known: Iterable[str] = ()) -> tuple[str, ...]:
+    """The ONNX nodes fused into a layer: its metadata records, else the node names its own name is made of
+    ("Conv_9 + PWN(Clip_13)"; a Myelin "{ForeignNode[first...last]}" covers the graph's nodes from first to last)."""
+    found = [n for n in ONNX_LAYER.findall(metadata or "") if n]
+    if found:
+        return tuple(dict.fromkeys(found))
+    order = list(known)
+    names = set(order)
+    foreign = FOREIGN.search(name)
+    if foreign and foreign.group(1) in names and foreign.group(2) in names:
+        first, last = order.index(foreign.group(1)), order.index(foreign.group(2))
+        return tuple(order[first:last + 1])
+    tokens = [t for t in NAME_SPLIT.split(name) if t]
+    return tuple(dict.fromkeys(t for t in tokens if t in names))
+
+
+def parse_layer_info(text: str | Mapping, model: str = "model", onnx_nodes: Iterable[str] = (),
+                     runtime: str = "trtexec layer info", device: str = "unknown GPU",
+                     plan_bytes: int | None = None) -> EngineReport:
+    """An EngineReport from the inspector's JSON (get_engine_information(JSON), or `trtexec --exportLayerInfo`)."""
+    data = json.loads(text) if isinstance(text, str) else text
+    entries = data.get("Layers") if isinstance(data, Mapping) else data
+    if not isinstance(entries, list):
+        raise WorkbenchError("layer info has no 'Layers' list: export it with ProfilingVerbosity DETAILED "
+                             "(trtexec --profilingVerbosity=detailed --exportLayerInfo=FILE)")
+    nodes = tuple(onnx_nodes)
+    notes = []
+    if entries and all(isinstance(e, str) for e in entries):
+        notes.append("built with layer names only: rebuild with ProfilingVerbosity DETAILED for formats and "
+                     "fused ONNX nodes")
+        entries = [{"Name": e} for e in entries]
+    layers = tuple(_layer(entry, nodes) for entry in entries)
+    return EngineReport(model=model, runtime=runtime, device=device, layers=layers, onnx_nodes=nodes,
+                        plan_bytes=plan_bytes, source="engine inspector", notes=tuple(notes))
+
+
+def _layer(entry: Mapping[str, Any], known: tuple[str, ...]) -> EngineLayer:
+    name = str(entry.get("Name", ""))
+    return EngineLayer(name=name, kind=str(entry.get("LayerType", "unknown")),
+                       onnx_nodes=nodes_of(str(entry.get("Metadata", "")), name, known),
+                       inputs=tuple(_tensor(t) for t in entry.get("Inputs", [])),
+                       outputs=tuple(_tensor(t) for t in entry.get("Outputs", [])),
+                       tactic=str(entry.get("TacticName", "")))
+
+
+def _tensor(entry: Mapping[str, Any]) -> EngineTensor:
+    fmt = str(entry.get("Format/Datatype", ""))
+    return EngineTensor(name=str(entry.get("Name", "")), dtype=dtype_of(fmt),
+                        shape=tuple(int(d) for d in entry.get("Dimensions", []) if isinstance(d, int)), format=fmt)
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    """The recipe's claimed precision per compute node beside the engine's; `disagreements` lists each mismatch."""
+    checked: int
+    agree: int
+    disagreements: tuple[dict, ...] = ()
+    not_in_engine: tuple[str, ...] = ()  # claimed nodes no engine layer names (fused away or renamed)
+    opaque: tuple[str, ...] = ()  # inside a layer whose I/O formats cannot tell that node's precision
+
+    @property
+    def agrees(self) -> bool:
+        return not self.disagreements
+
+    def to_dict(self) -> dict:
+        return {"checked": self.checked, "agree": self.agree, "agrees": self.agrees,
+                "disagreements": list(self.disagreements), "not_in_engine": list(self.not_in_engine),
+                "opaque": list(self.opaque)}
+
+
+def check_claims(claims: Mapping[str, str], report: EngineReport) -> ClaimCheck:
+    """Each compute node's claimed precision (graph/placement.claimed_precisions) against the precision of the
+    engine layer it was fused into. A layer fused from several compute nodes of different claims cannot answer for
+    each one from its I/O formats: those are listed as opaque, never counted as agreeing."""
+    where = report.node_layers()
+    agree, disagreements, missing, opaque = 0, [], [], []
+    for node, claim in claims.items():
+        layer = where.get(node)
+        if layer is None:
+            missing.append(node)
+            continue
+        compute = [n for n in layer.onnx_nodes if n in claims]
+        if len({claims[n] for n in compute}) > 1:
+            opaque.append(node)
+            continue
+        built = layer.precision
+        if _same(claim, built):
+            agree += 1
+        else:
+            disagreements.append({"node": node, "claimed": claim, "engine": built, "layer": layer.name,
+                                  "kind": layer.kind})
+    return ClaimCheck(checked=agree + len(disagreements), agree=agree, disagreements=tuple(disagreements),
+                      not_in_engine=tuple(missing), opaque=tuple(opaque))
+
+
+def _same(claim: str, built: str) -> bool:
+    """FP32 layers may run as TF32 and still report FP32 formats; a float claim is met by the same float type."""
+    return claim == built
+
+
+@dataclass(frozen=True)
+class EngineDiff:
+    """Two engines side by side: layer counts, plan sizes, and the ONNX nodes whose precision or fusion changed."""
+    a: str
+    b: str
+    layers: tuple[int, int]
+    plan_bytes: tuple[int | None, int | None]
+    precision_changes: tuple[dict, ...] = ()
+    fusion_changes: tuple[dict, ...] = ()
+    precisions: tuple[dict, dict] = field(default_factory=lambda: ({}, {}))
+
+    def to_dict(self) -> dict:
+        return {"a": self.a, "b": self.b, "layers": list(self.layers), "plan_bytes": list(self.plan_bytes),
+                "precisions": list(self.precisions), "precision_changes": list(self.precision_changes),
+                "fusion_changes": list(self.fusion_changes)}
+
+
+def diff(a: EngineReport, b: EngineReport) -> EngineDiff:
+    """Per ONNX node present in both engines: the precision of its layer and the nodes it is fused with."""
+    in_a, in_b = a.node_layers(), b.node_layers()
+    precision, fusion = [], []
+    for node in [n for n in in_a if n in in_b]:
+        la, lb = in_a[node], in_b[node]
+        if la.precision != lb.precision:
+            precision.append({"node": node, "a": la.precision, "b": lb.precision, "layer_a": la.name,
+                              "layer_b": lb.name})
+        if set(la.onnx_nodes) != set(lb.onnx_nodes):
+            fusion.append({"node": node, "a": la.name, "b": lb.name, "a_nodes": len(la.onnx_nodes),
+                           "b_nodes": len(lb.onnx_nodes)})
+    return EngineDiff(a=a.model, b=b.model, layers=(len(a.layers), len(b.layers)),
+                      plan_bytes=(a.plan_bytes, b.plan_bytes), precision_changes=tuple(precision),
+                      fusion_changes=tuple(fusion), precisions=(a.precision_counts(), b.precision_counts()))
+
+
+@dataclass(frozen=True)
+class EngineView:
+    """What `workbench engine` reports: the engine, the recipe's claims checked against it, and an optional diff."""
+    report: EngineReport
+    claims: ClaimCheck
+    against: EngineReport | None = None
+    diff: EngineDiff | None = None
+
+    def to_dict(self) -> dict:
+        out = {"engine": self.report.to_dict(), "claims": self.claims.to_dict()}
+        if self.against is not None and self.diff is not None:
+            out["against"] = {k: v for k, v in self.against.to_dict().items() if k != "layers"}
+            out["diff"] = self.diff.to_dict()
+        return out
+
+
+def engine_view(model: str, layer_info: str | None = None, against: str | None = None,
+                against_layer_info: str | None = None, runtime: str = "auto",
+                shapes: Iterable[str] = ()) -> EngineView:
+    """Build (or read the captured layer info of) the engine for `model`, map its layers to the ONNX nodes, check
+    the Q/DQ layout's precision claims against it and, with `against`, diff it with a second recipe's engine."""
+    from workbench.graph.placement import claimed_precisions
+    from workbench.model.loading import read_onnx
+
+    proto = read_onnx(model)
+    report = engine_report(model, proto, layer_info, runtime, shapes)
+    claims = check_claims(claimed_precisions(proto), report)
+    if against is None:
+        return EngineView(report, claims)
+    other = engine_report(against, read_onnx(against), against_layer_info, runtime, shapes)
+    return EngineView(report, claims, other, diff(report, other))
+
+
+def engine_report(path: str, proto: Any, layer_info: str | None, runtime: str = "auto",
+                  shapes: Iterable[str] = ()) -> EngineReport:
+    """From a captured layer info JSON when given, else built here by the available TensorRT."""
+    from pathlib import Path
+
+    nodes = tuple(n.name for n in proto.graph.node)
+    name = Path(path).name
+    if layer_info is not None:
+        source = Path(layer_info)
+        if not source.is_file():
+            raise WorkbenchError(f"layer info file not found: {source}")
+        try:
+            data = json.loads(source.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise WorkbenchError(f"{source} is not layer info JSON ({exc})") from None
+        return parse_layer_info(data, model=name, onnx_nodes=nodes, runtime="captured layer info")
+    from workbench.model.loading import from_onnx
+    from workbench.model.profiles import build_profile
+    from workbench.runtime.tensorrt import available_builder
+
+    backend = available_builder(runtime)
+    handle = from_onnx(path)
+    built = backend.layer_info(Path(path), build_profile(handle.inputs, list(shapes)))
+    return parse_layer_info(built.layer_info, model=name, onnx_nodes=nodes, runtime=built.runtime,
+                            device=built.device, plan_bytes=built.plan_bytes)
