@@ -40,7 +40,7 @@ def test_engine_without_tensorrt_is_one_line_naming_the_way_out(tmp_path):
     result = run_cli("engine", tmp_path / "int8" / "model.onnx")
     assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "not installed" in lines[0] and "--layer-info" in lines[0]
+    assert len(lines) == 1 and "no TensorRT here" in lines[0] and "--layer-info" in lines[0]
 
 
 def test_engine_reports_bad_layer_info_in_one_line(tmp_path):

@@ -290,6 +290,22 @@ class EngineView:
     against: EngineReport | None = None
     diff: EngineDiff | None = None
 
+    def summary(self) -> list[str]:
+        """A few lines for people: size, mapping, precisions, and whether the recipe's claims hold."""
+        r, c = self.report, self.claims
+        precisions = ", ".join(f"{k.upper()} {v}" for k, v in sorted(r.precision_counts().items()))
+        lines = [f"{r.model}: {len(r.layers)} engine layers ({r.inserted_layers} inserted reformats) from "
+                 f"{r.runtime} on {r.device}" + (f", plan {r.plan_bytes / 2**20:.1f} MiB" if r.plan_bytes else ""),
+                 f"mapped to ONNX nodes: {r.mapped_layers} of {len(r.layers) - r.inserted_layers} layers "
+                 f"({r.mapped_share:.0%}); precisions: {precisions}",
+                 f"recipe's claims: {c.agree} of {c.checked} compute nodes run as claimed"
+                 + (f"; {len(c.opaque)} inside mixed fused layers" if c.opaque else "")
+                 + (f"; {len(c.not_in_engine)} not named by any layer" if c.not_in_engine else "")]
+        lines += [f"  {d['node']}: claimed {d['claimed']}, engine runs {d['engine']} ({d['layer']})"
+                  for d in c.disagreements[:20]]
+        lines += list(r.notes)
+        return lines
+
     def to_dict(self) -> dict:
         out = {"engine": self.report.to_dict(), "claims": self.claims.to_dict()}
         if self.against is not None and self.diff is not None:

@@ -16,6 +16,7 @@ import traitlets
 
 if TYPE_CHECKING:
     from workbench.analysis.compare import LayerReport
+    from workbench.analysis.engine import EngineReport
 
 STATIC = Path(__file__).parent / "ui" / "static"
 SPAN_DB = 15.0  # the colour scale runs from threshold - SPAN_DB (red) to threshold + SPAN_DB (blue)
@@ -132,6 +133,47 @@ def graph_payload(report: "LayerReport", graph, quantized: Iterable[str], higher
     return {"nodes": nodes, "edges": edges, "threshold_db": threshold, "hidden_nodes": hidden,
             "scopes": scope_summary, "max_scope_depth": depth, "legend": _legend(threshold),
             "structure": f"{len(nodes)}:{len(edges)}:{graph.name}"}
+
+
+PRECISION_COLORS = {"int8": "#4393c3", "fp8": "#2166ac", "fp16": "#a6dba0", "bf16": "#5aae61", "fp32": "#f4a582",
+                    None: GREY}
+
+
+def engine_payload(graph, report: "EngineReport") -> dict:
+    """The graph the engine was built from, each node filled with the precision of the engine layer TensorRT fused
+    it into (grey: no layer names it — folded, or absorbed into a neighbour's kernel) and grouped by that layer:
+    collapsing scopes at depth 1 draws each fusion group as one box. Q/DQ nodes are left out (they become the
+    kernels' INT8 formats)."""
+    where = report.node_layers()
+    index = {layer.name: i for i, layer in enumerate(report.layers)}
+    nodes, edges, producer, groups, through_qdq = [], [], {}, {}, set()
+    for node in graph.node:
+        if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            if node.input[0] in producer:  # a Q/DQ pair passes its writer through to the readers
+                producer[node.output[0]] = producer[node.input[0]]
+                through_qdq.add(node.output[0])
+            continue
+        layer = where.get(node.name)
+        precision = layer.precision if layer is not None else None
+        color = PRECISION_COLORS.get(precision, GREY)
+        scope = f"L{index[layer.name]} {layer.kind}" if layer is not None and len(layer.onnx_nodes) > 1 else None
+        if scope:
+            groups.setdefault(scope, {"nodes": 0, "worst_db": None, "color": color, "text": text_color(color),
+                                      "summary": f"{precision or 'unknown'} · {layer.name[:40]}"})["nodes"] += 1
+        nodes.append({"id": node.name, "op": node.op_type, "label": node.name, "color": color,
+                      "text": text_color(color), "precision": precision, "sqnr_db": None, "local_sqnr_db": None,
+                      "divergence": False, "module": layer.name if layer is not None else None,
+                      "scopes": [scope] if scope else []})
+        for tensor in node.input:
+            if tensor in producer:
+                edges.append({"source": producer[tensor], "target": node.name, "tensor": tensor,
+                              "qdq": tensor in through_qdq and precision == "int8", "shape": ""})
+        producer.update({o: node.name for o in node.output if o})
+    legend = [{"color": PRECISION_COLORS[p], "label": p.upper()} for p in ("int8", "fp16", "bf16", "fp32")]
+    legend.append({"color": GREY, "label": "no engine layer"})
+    return {"nodes": nodes, "edges": edges, "threshold_db": 0.0, "hidden_nodes": 0, "scopes": groups,
+            "max_scope_depth": 1 if groups else 0, "legend": legend,
+            "structure": f"engine:{len(nodes)}:{len(edges)}:{report.model}"}
 
 
 class GraphView(anywidget.AnyWidget):

@@ -333,14 +333,13 @@ def available_builder(runtime: str = "auto") -> TensorRT:
     choices = {"tensorrt": (TensorRT,), "tensorrt-rtx": (TensorRTRtx,), "auto": (TensorRT, TensorRTRtx)}
     if runtime not in choices:
         raise WorkbenchError(f"unknown runtime {runtime!r}; one of {', '.join(choices)}")
-    reasons = []
     for cls in choices[runtime]:
-        ok, reason = cls.availability()
-        if ok:
+        if cls.availability()[0]:
             return cls()
-        reasons.append(reason)
-    raise WorkbenchError(f"{'; '.join(dict.fromkeys(reasons))} (or pass --layer-info FILE written on your GPU machine "
-                         "by trtexec --profilingVerbosity=detailed --exportLayerInfo=FILE)")
+    products = " nor ".join(cls.product for cls in choices[runtime])
+    raise WorkbenchError(f"no TensorRT here: {'neither ' if runtime == 'auto' else ''}{products} imports "
+                         f"({INSTALL_HINT}); or read the layer info JSON that trtexec --profilingVerbosity=detailed "
+                         "--exportLayerInfo=FILE wrote on your GPU machine (--layer-info FILE)")
 
 
 OOM_WORDS = ("out of memory", "outofmemory", "cudaerrormemoryallocation", "insufficient memory")

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from workbench import zoo
 from workbench.analysis.tasks import TASKS
 from workbench.app import plots
-from workbench.app.graphview import GraphView, graph_payload
+from workbench.app.graphview import GraphView, engine_payload, graph_payload
 from workbench.app.ui.code import CodeSetup, cli_command, python_snippet
 from workbench.app.ui.form import RecipeForm
 from workbench.app.worst import worst_inputs_html
@@ -193,6 +193,15 @@ class Workbench:
         self.distribution_figure = go.FigureWidget()
         self.tradeoff_figure = go.FigureWidget()
         self.tradeoff = None  # the last accuracy-vs-latency table (workbench.analysis.bench.tradeoff)
+        self.engine_button = w.Button(description="Build engine", icon="cogs",
+                                      tooltip="build the current recipe with the installed TensorRT and map every "
+                                              "engine layer to the graph's nodes")
+        self.engine_button.on_click(lambda _: self._background(self.run_engine))
+        self.layer_info = w.Text(description="or layer info", placeholder="layers.json from trtexec "
+                                 "--profilingVerbosity=detailed --exportLayerInfo", layout=w.Layout(width="520px"))
+        self.engine_text = w.HTML()
+        self.engine_graph = GraphView(height=560)
+        self.engine = None  # the last analysis.engine.EngineView
         self.python_code = w.Textarea(layout=w.Layout(width="100%", height="260px"))
         self.cli_code = w.Textarea(layout=w.Layout(width="100%", height="60px"))
 
@@ -205,10 +214,12 @@ class Workbench:
                     w.HBox([self.apply_button, self.report_button])]),
             w.VBox([w.HBox([self.batches, self.iterations, self.latency_button]), self.batch_figure,
                     self.tradeoff_figure, self.distribution_figure]),
+            w.VBox([w.HBox([self.engine_button, self.layer_info]), self.engine_text,
+                    w.Box([self.engine_graph], layout=w.Layout(width="980px", border="1px solid #ddd"))]),
             w.VBox([w.VBox([w.HTML("<b>Python</b> " + _COPY), self.python_code]),
                     w.VBox([w.HTML("<b>CLI</b> " + _COPY), self.cli_code])]),
         ])
-        for i, title in enumerate(["Compare", "Graph", "Diagnose", "Latency", "Code"]):
+        for i, title in enumerate(["Compare", "Graph", "Diagnose", "Latency", "Engine", "Code"]):
             tabs.set_title(i, title)
         return tabs
 
@@ -691,6 +702,24 @@ class Workbench:
         self.tradeoff = tradeoff(self.model, recipes, calib, data, batch=batches[0], latency=report)
         _show(self.tradeoff_figure, plots.pareto_figure(self.tradeoff))
         self._status(f"latency measured on {report.label}")
+
+    @_guard
+    def run_engine(self) -> None:
+        """The current recipe's engine (built by the installed TensorRT, or read from a captured layer info file):
+        its layers mapped to the graph, the recipe's precision claims checked, the graph coloured by precision."""
+        import onnx
+
+        from workbench.analysis.engine import engine_view
+
+        if self.transformed is None:
+            raise WorkbenchError("compare first: the engine is built from the model the current recipe makes")
+        self._status("building the engine …")
+        view = engine_view(str(self.transformed.path), layer_info=self.layer_info.value.strip() or None)
+        self.engine = view
+        self.engine_text.value = "<br>".join(html.escape(line) for line in view.summary())
+        graph = onnx.load(str(self.transformed.path), load_external_data=False).graph
+        self.engine_graph.graph = engine_payload(graph, view.report)
+        self._status(f"engine: {len(view.report.layers)} layers from {view.report.runtime}")
 
     def code_setup(self) -> CodeSetup:
         """What the last run used, for the Code tab: data the app holds only in memory is saved as an .npz in the

@@ -146,8 +146,9 @@ function draw(model, root, state) {
       rect.setAttribute("stroke", "#555");
       rect.setAttribute("stroke-dasharray", "3,2");
       op.textContent = `${item.scope} (${n.nodes})`;
-      label.textContent = `worst ${fmt(n.worst_db)} · click to expand`;
-      el("title", {}, group).textContent = `${item.scope}: ${n.nodes} nodes, worst ${fmt(n.worst_db)}`;
+      label.textContent = n.summary ? `${n.summary} · click to expand` : `worst ${fmt(n.worst_db)} · click to expand`;
+      el("title", {}, group).textContent = `${item.scope}: ${n.nodes} nodes, ` +
+        (n.summary || `worst ${fmt(n.worst_db)}`);
       group.addEventListener("click", () => { state.expanded.add(item.scope); draw(model, root, state); });
       continue;
     }
