@@ -337,7 +337,8 @@ def available_builder(runtime: str = "auto") -> TensorRT:
         if cls.availability()[0]:
             return cls()
     products = " nor ".join(cls.product for cls in choices[runtime])
-    raise WorkbenchError(f"no TensorRT here: {'neither ' if runtime == 'auto' else ''}{products} imports "
+    verb = f"neither {products} imports" if runtime == "auto" else f"{products} does not import"
+    raise WorkbenchError(f"no TensorRT here: {verb} "
                          f"({INSTALL_HINT}); or read the layer info JSON that trtexec --profilingVerbosity=detailed "
                          "--exportLayerInfo=FILE wrote on your GPU machine (--layer-info FILE)")
 
