@@ -6,7 +6,13 @@ Two steps (README, "TensorRT on a GPU machine"):
     python benchmarks/tensorrt_device.py export .device/models-zoo --set zoo        # here: write the variants
     python benchmarks/tensorrt_device.py check .device/models-zoo                   # there, after device-install
 
-`check` prints one row per model variant and build mode (plain, debug tensors): parse ok, layers in the network,
+    python benchmarks/tensorrt_device.py export .device/diag --set corpus-diagnosed      # here: diagnosed recipes
+    python benchmarks/tensorrt_device.py engine .device/diag --captured OUT              # there: build + layer info
+    python benchmarks/tensorrt_device.py engine-table .device/diag --captured OUT        # anywhere: the table again
+
+`engine` builds each variant with ProfilingVerbosity.DETAILED, saves the engine inspector's JSON and prints the
+engine table (layers, builder-inserted reformats, layers mapped to ONNX nodes, precisions chosen, the recipe's
+claims against them); `engine-table` prints it from saved layer info. `check` prints one row per model variant and build mode (plain, debug tensors): parse ok, layers in the network,
 build ok and seconds, engine bytes, how many ONNX tensors were found in the network and marked as debug tensors
 (explicit marking of every node output; TensorRT-RTX's own "unfused" marking is decided at build time and can only
 be counted from a deserialized engine; its plan bytes are shown beside), and deserialize/run: on a GPU the
@@ -196,19 +202,65 @@ def _parse(path: Path) -> dict:
             "debug_marked": marked}
 
 
+def engine_table(folder: Path, captured: Path, build: bool) -> list[dict]:
+    """One row per model variant: engine layers, builder-inserted reformats, layers mapped to ONNX nodes, the
+    precisions the builder chose and the recipe's claims checked against them. With `build` (on the GPU machine)
+    each engine is built here and its layer info saved to `captured`; without, the saved layer info is read."""
+    import onnx
+
+    from workbench.analysis.engine import check_claims, parse_layer_info
+    from workbench.graph.placement import claimed_precisions
+    from workbench.model.loading import from_onnx
+    from workbench.model.profiles import build_profile
+
+    captured.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path in sorted(folder.glob("*.onnx")):
+        info_path = captured / f"{path.stem}.layers.json"
+        meta_path = captured / f"{path.stem}.engine.json"
+        if build:
+            from workbench.runtime.tensorrt import available_builder
+
+            shapes = json.loads(path.with_suffix(".shapes").read_text()) if path.with_suffix(".shapes").exists() else []
+            built = available_builder().layer_info(path, build_profile(from_onnx(path).inputs, shapes))
+            info_path.write_text(json.dumps(built.layer_info, indent=1))
+            meta_path.write_text(json.dumps({"runtime": built.runtime, "device": built.device,
+                                             "plan_bytes": built.plan_bytes}))
+        if not info_path.exists():
+            continue
+        proto = onnx.load(str(path), load_external_data=False)
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        report = parse_layer_info(info_path.read_text(), model=path.stem, onnx_nodes=[n.name for n in proto.graph.node],
+                                  **meta)
+        claims = check_claims(claimed_precisions(proto), report)
+        rows.append({"variant": path.stem, "engine_layers": len(report.layers), "inserted": report.inserted_layers,
+                     "mapped": f"{report.mapped_layers}/{len(report.layers) - report.inserted_layers}",
+                     "mapped_share": f"{report.mapped_share:.1%}", "precisions": report.precision_counts(),
+                     "claims_agree": f"{claims.agree}/{claims.checked}", "disagree": len(claims.disagreements),
+                     "opaque": len(claims.opaque), "not_in_engine": len(claims.not_in_engine),
+                     "plan_mib": round(report.plan_bytes / 2**20, 2) if report.plan_bytes else None,
+                     "runtime": report.runtime})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("step", choices=("export", "check"))
+    parser.add_argument("step", choices=("export", "check", "engine", "engine-table"))
     parser.add_argument("folder", type=Path)
     parser.add_argument("--set", default="zoo", choices=("zoo", "corpus", "corpus-diagnosed"))
     parser.add_argument("--max-mb", type=float, default=30.0)
     parser.add_argument("--models", help="comma-separated subset of the set (export)")
+    parser.add_argument("--captured", type=Path, default=Path("tests/data/engine"),
+                        help="where engine/engine-table keep each variant's layer info")
     args = parser.parse_args()
     if args.step == "export" and args.set == "corpus-diagnosed":
         export_diagnosed(args.folder, args.models.split(",") if args.models else None, args.max_mb)
         return
     if args.step == "export":
         export(args.folder, args.set, args.max_mb, set(args.models.split(",")) if args.models else None)
+        return
+    if args.step in ("engine", "engine-table"):
+        print(markdown_table(engine_table(args.folder, args.captured, build=args.step == "engine")))
         return
     rows = check(args.folder)
     print(markdown_table(rows))
