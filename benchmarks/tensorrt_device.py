@@ -12,7 +12,9 @@ Two steps (README, "TensorRT on a GPU machine"):
 
 `engine` builds each variant with ProfilingVerbosity.DETAILED, saves the engine inspector's JSON and prints the
 engine table (layers, builder-inserted reformats, layers mapped to ONNX nodes, precisions chosen, the recipe's
-claims against them); `engine-table` prints it from saved layer info. `check` prints one row per model variant and build mode (plain, debug tensors): parse ok, layers in the network,
+claims against them); `engine-table` prints it from saved layer info.
+
+`check` prints one row per model variant and build mode (plain, debug tensors): parse ok, layers in the network,
 build ok and seconds, engine bytes, how many ONNX tensors were found in the network and marked as debug tensors
 (explicit marking of every node output; TensorRT-RTX's own "unfused" marking is decided at build time and can only
 be counted from a deserialized engine; its plan bytes are shown beside), and deserialize/run: on a GPU the

@@ -50,3 +50,87 @@ def test_engine_reports_bad_layer_info_in_one_line(tmp_path):
     for path, words in ((tmp_path / "missing.json", "not found"), (bad, "not layer info JSON")):
         result = run_cli("engine", tmp_path / "int8" / "model.onnx", "--layer-info", path)
         assert result.returncode == 2 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def _layer_info(model, float_nodes=()):
+    """Layer info in the inspector's JSON layout (TensorRT docs: Name, LayerType, Inputs/Outputs with
+    Format/Datatype, Metadata records joined by U+001E) for a model: one layer per compute node with its Q/DQ
+    neighbours fused in, INT8 formats unless the node is in `float_nodes`; one reformat the builder inserts."""
+    producers = {o: n for n in model.graph.node for o in n.output}
+    layers = [{"Name": "Reformatting CopyNode for Input Tensor 0", "LayerType": "Reformat",
+               "Inputs": [{"Name": "input", "Format/Datatype": "Row major linear FP32"}],
+               "Outputs": [{"Name": "q", "Format/Datatype": "Four wide channel vectorized row major Int8 format"}]}]
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "Gemm", "MatMul"):
+            continue
+        fused = [producers[i].name for i in node.input if i in producers
+                 and producers[i].op_type == "DequantizeLinear"] + [node.name]
+        fmt = "Row major linear FP32" if node.name in float_nodes else "Thirty-two wide channel vectorized Int8"
+        layers.append({"Name": " + ".join(fused), "LayerType": "CaskConvolution",
+                       "Inputs": [{"Name": node.input[0], "Dimensions": [1, 8], "Format/Datatype": fmt}],
+                       "Outputs": [{"Name": node.output[0], "Format/Datatype": "Row major linear FP32"}],
+                       "Metadata": "\x1e".join(f"[ONNX Layer: {n}]" for n in fused)})
+    return {"Layers": layers}
+
+
+def test_layer_info_maps_to_nodes_checks_claims_and_diffs(tmp_path):
+    from workbench.analysis.engine import check_claims, diff, parse_layer_info
+
+    model, _ = _build(tmp_path, "int8", "--precision", "int8")
+    nodes = [n.name for n in model.graph.node]
+    report = parse_layer_info(_layer_info(model), model="int8", onnx_nodes=nodes)
+    assert report.inserted_layers == 1 and report.mapped_share == 1.0
+    assert report.precision_counts() == {"int8": 4}
+    assert check_claims(claimed_precisions(model), report).agrees
+    wrong = parse_layer_info(_layer_info(model, float_nodes={"node_linear_1"}), model="wrong", onnx_nodes=nodes)
+    check = check_claims(claimed_precisions(model), wrong)
+    assert [d["node"] for d in check.disagreements] == ["node_linear_1"] and check.agree == 3
+    changed = diff(report, wrong)
+    assert {c["node"] for c in changed.precision_changes} >= {"node_linear_1"}
+    assert all(c["b"] == "fp32" for c in changed.precision_changes)
+
+
+def test_engine_cli_reads_layer_info_and_fails_the_claim_check(tmp_path):
+    model, _ = _build(tmp_path, "int8", "--precision", "int8")
+    path = tmp_path / "int8" / "model.onnx"
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps(_layer_info(model)))
+    bad.write_text(json.dumps(_layer_info(model, float_nodes={"node_linear_1"})))
+    result = run_cli("engine", path, "--layer-info", good, "--check-claims")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["engine"]["mapped_share"] == 1.0 and out["claims"]["agrees"]
+    result = run_cli("engine", path, "--layer-info", bad, "--check-claims", "--against", path,
+                     "--against-layer-info", good)
+    assert result.returncode == 1 and "node(s) run in another precision" in result.stderr
+    assert json.loads(result.stdout)["diff"]["precision_changes"][0]["a"] == "fp32"
+
+
+def test_names_only_layer_info_says_how_to_get_more():
+    from workbench.analysis.engine import parse_layer_info
+
+    report = parse_layer_info({"Layers": ["Conv_9 + Relu_10", "Gemm_12"]}, onnx_nodes=["Conv_9", "Relu_10", "Gemm_12"])
+    assert [layer.onnx_nodes for layer in report.layers] == [("Conv_9", "Relu_10"), ("Gemm_12",)]
+    assert "DETAILED" in report.notes[0]
+
+
+def test_app_engine_tab_colours_the_graph_by_the_engines_precision(tmp_path):
+    from workbench.app.graphview import PRECISION_COLORS
+    from workbench.app.ui.app import Workbench
+
+    app = Workbench("mnist-cnn").wait()
+    app._background(app.run_engine)
+    app.wait()
+    assert "no TensorRT here" in app.status.value or "not installed" in app.status.value  # no TensorRT on CPU
+    model = onnx.load(str(app.transformed.path))
+    layers = tmp_path / "layers.json"
+    layers.write_text(json.dumps(_layer_info(model, float_nodes={"node_linear_1"})))
+    app.layer_info.value = str(layers)
+    app._background(app.run_engine)
+    app.wait()
+    drawn = {n["id"]: n for n in app.engine_graph.graph["nodes"]}
+    assert drawn["node_linear_1"]["color"] == PRECISION_COLORS["fp32"]
+    assert drawn["node_conv2d"]["color"] == PRECISION_COLORS["int8"]
+    assert not any(n["op"] in ("QuantizeLinear", "DequantizeLinear") for n in drawn.values())
+    assert "3 of 4 compute nodes run as claimed" in app.engine_text.value
+    assert "node_linear_1: claimed int8, engine runs fp32" in app.engine_text.value
