@@ -245,9 +245,33 @@ def engine_table(folder: Path, captured: Path, build: bool) -> list[dict]:
     return rows
 
 
+def captured_table(captured: Path) -> list[dict]:
+    """The engine table from builder logs captured on the GPU machine (tests/data/engine: each variant's 'Layers:'
+    listing beside its ONNX node names, claims and plan size): TensorRT-RTX 1.7 builds on the H100 but cannot
+    deserialize there, so the builder's log, not the inspector, is what it tells."""
+    from workbench.analysis.engine import check_claims, parse_build_log
+
+    rows = []
+    for log in sorted(captured.glob("*.layers.log")):
+        name = log.name[:-len(".layers.log")]
+        graph = json.loads((captured / f"{name}.graph.json").read_text())
+        report = parse_build_log(log.read_text(), model=name, onnx_nodes=graph["nodes"], runtime=graph["runtime"],
+                                 device=graph["device"], plan_bytes=graph["plan_bytes"])
+        claims = check_claims(graph["claims"], report)
+        rows.append({"variant": name, "engine_layers": len(report.layers),
+                     "mapped": f"{report.mapped_layers}/{len(report.layers) - report.inserted_layers}",
+                     "onnx_nodes_named": f"{len(graph['nodes']) - len(report.unmapped_nodes())}/{len(graph['nodes'])}",
+                     "precisions": " ".join(f"{k}:{v}" for k, v in sorted(report.precision_counts().items())),
+                     "claims_agree": f"{claims.agree}/{claims.checked}",
+                     "disagreements": ", ".join(f"{d['node']} ({d['claimed']}→{d['engine']})"
+                                                for d in claims.disagreements) or "none",
+                     "plan_mib": round(report.plan_bytes / 2**20, 1) if report.plan_bytes else None})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("step", choices=("export", "check", "engine", "engine-table"))
+    parser.add_argument("step", choices=("export", "check", "engine", "engine-table", "captured"))
     parser.add_argument("folder", type=Path)
     parser.add_argument("--set", default="zoo", choices=("zoo", "corpus", "corpus-diagnosed"))
     parser.add_argument("--max-mb", type=float, default=30.0)
@@ -260,6 +284,9 @@ def main() -> None:
         return
     if args.step == "export":
         export(args.folder, args.set, args.max_mb, set(args.models.split(",")) if args.models else None)
+        return
+    if args.step == "captured":
+        print(markdown_table(captured_table(args.folder)))
         return
     if args.step in ("engine", "engine-table"):
         print(markdown_table(engine_table(args.folder, args.captured, build=args.step == "engine")))

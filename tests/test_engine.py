@@ -4,6 +4,7 @@ user's ONNX nodes, engines diffed. Parsing runs on layer info captured from Tens
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import onnx
 import pytest
@@ -47,7 +48,7 @@ def test_engine_reports_bad_layer_info_in_one_line(tmp_path):
     _build(tmp_path, "int8", "--precision", "int8")
     bad = tmp_path / "layers.json"
     bad.write_text("{not json")
-    for path, words in ((tmp_path / "missing.json", "not found"), (bad, "not layer info JSON")):
+    for path, words in ((tmp_path / "missing.json", "not found"), (bad, "not layer info JSON nor a builder log")):
         result = run_cli("engine", tmp_path / "int8" / "model.onnx", "--layer-info", path)
         assert result.returncode == 2 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
@@ -134,3 +135,51 @@ def test_app_engine_tab_colours_the_graph_by_the_engines_precision(tmp_path):
     assert not any(n["op"] in ("QuantizeLinear", "DequantizeLinear") for n in drawn.values())
     assert "3 of 4 compute nodes run as claimed" in app.engine_text.value
     assert "node_linear_1: claimed int8, engine runs fp32" in app.engine_text.value
+
+
+CAPTURED = Path(__file__).parent / "data" / "engine"
+
+
+def _captured(name):
+    """A TensorRT-RTX 1.7.1 builder log's 'Layers:' listing captured on the H100 (benchmarks/tensorrt_device.py),
+    with the node names and claims of the ONNX file it was built from."""
+    from workbench.analysis.engine import parse_build_log
+
+    graph = json.loads((CAPTURED / f"{name}.graph.json").read_text())
+    report = parse_build_log((CAPTURED / f"{name}.layers.log").read_text(), model=name, onnx_nodes=graph["nodes"],
+                             runtime=graph["runtime"], device=graph["device"], plan_bytes=graph["plan_bytes"])
+    return report, graph["claims"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name[:-len(".layers.log")] for p in CAPTURED.glob("*.layers.log")))
+def test_captured_engines_map_to_onnx_nodes(name):
+    from workbench.analysis.engine import check_claims
+
+    report, claims = _captured(name)
+    assert report.mapped_share >= 0.95 and len(report.layers) >= 7
+    check = check_claims(claims, report)
+    assert check.checked == len(claims) and not check.not_in_engine
+    # TensorRT-RTX runs PP-OCR's ConvTranspose and the CRNN's LSTM Gemms in FP32 although both read Q/DQ: the
+    # claim check must report exactly those (docs/tensorrt.md), and agree on everything else.
+    expected = {"ppocr-det-diagnosed": {"p2o.ConvTranspose.2"},
+                "ppocr-det-int8": {"p2o.ConvTranspose.0", "p2o.ConvTranspose.2"},
+                "captcha-crnn-diagnosed": {"/lstm_fwd/cell/Gemm", "/lstm_bwd/cell/Gemm"}}.get(name, set())
+    assert {d["node"] for d in check.disagreements} == expected
+    assert all(d["engine"] == "fp32" for d in check.disagreements)
+
+
+def test_captured_precisions_follow_the_recipe():
+    mnist = {p: _captured(f"mnist-cnn-{p}")[0].node_layers() for p in ("int8", "fp16", "bf16")}
+    assert {mnist["int8"][n].precision for n in ("node_conv2d", "node_linear_1")} == {"int8"}
+    assert mnist["fp16"]["node_conv2d"].precision == "fp16" and mnist["bf16"]["node_conv2d"].precision == "bf16"
+    eff, _ = _captured("efficientnet-lite0-diagnosed")
+    assert eff.node_layers()["node_Conv_881"].precision == "fp32"  # the diagnosis keeps the stem out of INT8
+
+
+def test_captured_engine_diff_shows_what_the_fallback_changed():
+    from workbench.analysis.engine import diff
+
+    changed = diff(_captured("efficientnet-lite0-int8")[0], _captured("efficientnet-lite0-diagnosed")[0])
+    moved = {c["node"] for c in changed.precision_changes if c["a"] == "int8" and c["b"] == "fp32"}
+    assert {"node_Conv_881", "node_Conv_882", "node_Conv_883"} <= moved
+    assert changed.layers[0] != changed.layers[1] and changed.plan_bytes[0] != changed.plan_bytes[1]

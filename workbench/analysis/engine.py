@@ -15,7 +15,14 @@ from typing import Any, Iterable, Mapping
 
 from workbench.core.errors import WorkbenchError
 
-ONNX_LAYER = re.compile(r"\[ONNX Layer: ([^\]\x1e]*)\]")
+ONNX_LAYER = re.compile(r"\[ONNX Layer: ([^\]\x1e\x1f]*)\]")
+# The builder's verbose log lists the engine's layers after "Layers:" (TensorRT-RTX 1.7, captured on an H100 where
+# its engines cannot be deserialized for the inspector): one line each, tensors as { Name: ..., Datatype: ... }.
+LOG_LAYER = re.compile(r"^Name: (?P<name>.*?), LayerType: (?P<kind>[^,]*), Inputs: \[(?P<inputs>.*?)\], "
+                       r"Constants: \[(?P<constants>.*?)\], Outputs: \[(?P<outputs>.*?)\], TacticName: "
+                       r"(?P<tactic>.*?), StreamId: \d+, Metadata: (?P<metadata>.*)$")
+LOG_TENSOR = re.compile(r"\{ Name: (?P<name>[^,]*), Dimensions: \[(?P<dims>[^\]]*)\].*?Datatype: (?P<dtype>\w+), "
+                        r"Format: (?P<format>[^}]*?) \}")
 # Format/Datatype strings as TensorRT writes them ("Row major linear FP32 format (kLINEAR)", "Channel major FP16
 # format where channel % 8 == 0", "Thirty-two wide channel vectorized row major Int8 format", "Float(1,3,224,224)")
 DTYPE_WORDS = (("int8", ("int8", "char")), ("fp8", ("fp8", "e4m3")), ("int4", ("int4",)), ("fp4", ("fp4",)),
@@ -24,6 +31,7 @@ DTYPE_WORDS = (("int8", ("int8", "char")), ("fp8", ("fp8", "e4m3")), ("int4", ("
 FLOAT_RANK = {"int4": 0, "fp4": 0, "int8": 1, "fp8": 1, "bf16": 2, "fp16": 2, "fp32": 3}
 FOREIGN = re.compile(r"ForeignNode\[(.+?)\.\.\.(.+?)\]")
 NAME_SPLIT = re.compile(r" \+ |PWN\(|\)|, |\{|\}|\[|\]")
+POINTWISE_KINDS = ("kgen", "Reformat", "PointWise", "PointWiseV2", "shape_call")
 INSERTED_KINDS = ("Reformat", "NoOp", "Shuffle", "Copy")
 
 
@@ -93,8 +101,16 @@ class EngineReport:
         return self.mapped_layers / own if own else 1.0
 
     def node_layers(self) -> dict[str, EngineLayer]:
-        """ONNX node → the engine layer it was fused into."""
-        return {node: layer for layer in self.layers for node in layer.onnx_nodes}
+        """ONNX node → the engine layer that computes it. Several layers can name one node (Myelin names a
+        convolution in the kernel that quantizes its input and in the epilogue that adds its bias, besides the
+        convolution itself), so the layer named after the node wins, then one that is not a generated pointwise
+        kernel, then the first."""
+        named: dict[str, list[EngineLayer]] = {}
+        for layer in self.layers:
+            for node in layer.onnx_nodes:
+                named.setdefault(node, []).append(layer)
+        return {node: min(layers, key=lambda layer: (not layer.name.startswith(node), layer.kind in POINTWISE_KINDS))
+                for node, layers in named.items()}
 
     def unmapped_nodes(self) -> list[str]:
         """Graph nodes no engine layer names (folded constants, Q/DQ pairs absorbed into a kernel, shape math)."""
@@ -182,6 +198,34 @@ def parse_layer_info(text: str | Mapping, model: str = "model", onnx_nodes: Iter
     layers = tuple(_layer(entry, nodes) for entry in entries)
     return EngineReport(model=model, runtime=runtime, device=device, layers=layers, onnx_nodes=nodes,
                         plan_bytes=plan_bytes, source="engine inspector", notes=tuple(notes))
+
+
+def parse_build_log(text: str, model: str = "model", onnx_nodes: Iterable[str] = (),
+                    runtime: str = "builder log", device: str = "unknown GPU",
+                    plan_bytes: int | None = None) -> EngineReport:
+    """An EngineReport from the builder's verbose log (its "Layers:" listing), for a runtime that cannot
+    deserialize the engine on this GPU (TensorRT-RTX on compute capability 9.0) or a log a user kept."""
+    nodes = tuple(onnx_nodes)
+    layers = []
+    for line in text.splitlines():
+        match = LOG_LAYER.match(line.strip())
+        if match is None:
+            continue
+        layers.append(EngineLayer(name=match["name"], kind=match["kind"],
+                                  onnx_nodes=nodes_of(match["metadata"], match["name"], nodes),
+                                  inputs=_log_tensors(match["inputs"]), outputs=_log_tensors(match["outputs"]),
+                                  tactic=match["tactic"]))
+    if not layers:
+        raise WorkbenchError("no engine layers in this log: capture the builder's VERBOSE log with "
+                             "ProfilingVerbosity DETAILED (its 'Layers:' listing)")
+    return EngineReport(model=model, runtime=runtime, device=device, layers=tuple(layers), onnx_nodes=nodes,
+                        plan_bytes=plan_bytes, source="builder log")
+
+
+def _log_tensors(text: str) -> tuple[EngineTensor, ...]:
+    return tuple(EngineTensor(name=m["name"], dtype=dtype_of(m["dtype"]),
+                              shape=tuple(int(d) for d in m["dims"].split(",") if d.strip().lstrip("-").isdigit()),
+                              format=m["format"]) for m in LOG_TENSOR.finditer(text))
 
 
 def _layer(entry: Mapping[str, Any], known: tuple[str, ...]) -> EngineLayer:
@@ -343,9 +387,15 @@ def engine_report(path: str, proto: Any, layer_info: str | None, runtime: str = 
         if not source.is_file():
             raise WorkbenchError(f"layer info file not found: {source}")
         try:
-            data = json.loads(source.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise WorkbenchError(f"{source} is not layer info JSON ({exc})") from None
+            text = source.read_text()
+        except UnicodeDecodeError:
+            raise WorkbenchError(f"{source} is not layer info JSON nor a builder log (not text)") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if LOG_LAYER.search(text) or "Name: " in text:
+                return parse_build_log(text, model=name, onnx_nodes=nodes, runtime="captured builder log")
+            raise WorkbenchError(f"{source} is not layer info JSON nor a builder log ({exc})") from None
         return parse_layer_info(data, model=name, onnx_nodes=nodes, runtime="captured layer info")
     from workbench.model.loading import from_onnx
     from workbench.model.profiles import build_profile
