@@ -183,3 +183,14 @@ def test_captured_engine_diff_shows_what_the_fallback_changed():
     moved = {c["node"] for c in changed.precision_changes if c["a"] == "int8" and c["b"] == "fp32"}
     assert {"node_Conv_881", "node_Conv_882", "node_Conv_883"} <= moved
     assert changed.layers[0] != changed.layers[1] and changed.plan_bytes[0] != changed.plan_bytes[1]
+
+
+def test_cli_reads_a_captured_builder_log_for_a_recipe_built_here(tmp_path):
+    """The MNIST INT8 recipe built here has the node names the captured engine's metadata records name."""
+    _build(tmp_path, "int8", "--precision", "int8")
+    result = run_cli("engine", tmp_path / "int8" / "model.onnx", "--layer-info", CAPTURED / "mnist-cnn-int8.layers.log",
+                     "--check-claims")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["engine"]["source"] == "builder log" and out["engine"]["mapped_share"] == 1.0
+    assert out["claims"]["agree"] == 4 and out["engine"]["precisions"]["int8"] >= 4
