@@ -210,7 +210,7 @@ def engine_table(folder: Path, captured: Path, build: bool) -> list[dict]:
     each engine is built here and its layer info saved to `captured`; without, the saved layer info is read."""
     import onnx
 
-    from workbench.analysis.engine import check_claims, parse_layer_info
+    from workbench.analysis.engine import check_claims, parse_build_log, parse_layer_info
     from workbench.graph.placement import claimed_precisions
     from workbench.model.loading import from_onnx
     from workbench.model.profiles import build_profile
@@ -225,15 +225,22 @@ def engine_table(folder: Path, captured: Path, build: bool) -> list[dict]:
 
             shapes = json.loads(path.with_suffix(".shapes").read_text()) if path.with_suffix(".shapes").exists() else []
             built = available_builder().layer_info(path, build_profile(from_onnx(path).inputs, shapes))
-            info_path.write_text(json.dumps(built.layer_info, indent=1))
+            if isinstance(built.layer_info, str):  # the builder's log: this GPU cannot deserialize the engine
+                info_path = captured / f"{path.stem}.layers.log"
+                info_path.write_text("\n".join(line for line in built.layer_info.splitlines()
+                                               if line.startswith("Name: ")) + "\n")
+            else:
+                info_path.write_text(json.dumps(built.layer_info, indent=1))
             meta_path.write_text(json.dumps({"runtime": built.runtime, "device": built.device,
                                              "plan_bytes": built.plan_bytes}))
+        if not info_path.exists():
+            info_path = captured / f"{path.stem}.layers.log"
         if not info_path.exists():
             continue
         proto = onnx.load(str(path), load_external_data=False)
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-        report = parse_layer_info(info_path.read_text(), model=path.stem, onnx_nodes=[n.name for n in proto.graph.node],
-                                  **meta)
+        parse = parse_build_log if info_path.suffix == ".log" else parse_layer_info
+        report = parse(info_path.read_text(), model=path.stem, onnx_nodes=[n.name for n in proto.graph.node], **meta)
         claims = check_claims(claimed_precisions(proto), report)
         rows.append({"variant": path.stem, "engine_layers": len(report.layers), "inserted": report.inserted_layers,
                      "mapped": f"{report.mapped_layers}/{len(report.layers) - report.inserted_layers}",

@@ -404,5 +404,6 @@ def engine_report(path: str, proto: Any, layer_info: str | None, runtime: str = 
     backend = available_builder(runtime)
     handle = from_onnx(path)
     built = backend.layer_info(Path(path), build_profile(handle.inputs, list(shapes)))
-    return parse_layer_info(built.layer_info, model=name, onnx_nodes=nodes, runtime=built.runtime,
-                            device=built.device, plan_bytes=built.plan_bytes)
+    parse = parse_build_log if isinstance(built.layer_info, str) else parse_layer_info
+    return parse(built.layer_info, model=name, onnx_nodes=nodes, runtime=built.runtime, device=built.device,
+                 plan_bytes=built.plan_bytes)

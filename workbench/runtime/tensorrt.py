@@ -265,24 +265,37 @@ class TensorRT(Backend):
         return bytes(data)
 
     def layer_info(self, model_path: Path, profile: Profile) -> "BuiltLayers":
-        """Build with ProfilingVerbosity.DETAILED and read the engine inspector's JSON (the same JSON `trtexec
-        --exportLayerInfo` writes): every engine layer, its formats and the ONNX nodes fused into it."""
-        from polygraphy.backend.trt import CreateConfig, EngineBytesFromNetwork, NetworkFromOnnxPath
-
+        """Build with ProfilingVerbosity.DETAILED and return what the builder tells about the engine's layers: the
+        engine inspector's JSON (what `trtexec --exportLayerInfo` writes) when this GPU can deserialize the engine,
+        else the builder's VERBOSE log, whose "Layers:" listing carries the same names, formats and ONNX metadata
+        (TensorRT-RTX on an H100/H200). Built through the bindings with a logger of our own, since the log is the
+        answer there (the way benchmarks/tensorrt_device.py captured it on the H100)."""
         trt, _ = _import_trt(self.module)
         model = Path(model_path).name
-        with _stage(self.product, model, "parse"), quiet_polygraphy():
-            network = NetworkFromOnnxPath(str(model_path), strongly_typed=True)()
-        config = CreateConfig(profiles=[profile.to_polygraphy()],
-                              profiling_verbosity=trt.ProfilingVerbosity.DETAILED)
-        with _stage(self.product, model, "build"), quiet_polygraphy():
-            data = bytes(EngineBytesFromNetwork(network, config)() or b"")
-            if not data:
-                raise RuntimeError("the builder returned no engine")
-        engine = self.deserialize(data, model)
-        with _stage(self.product, model, "inspect"):
-            text = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
-        return BuiltLayers(json.loads(text), f"{self.product} {trt.__version__}", gpu_name(), len(data))
+        logger = _capturing_logger(trt)
+        builder = trt.Builder(logger)
+        flags = 0
+        if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+            flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        with _stage(self.product, model, "parse"):
+            if not parser.parse_from_file(str(model_path)):
+                raise RuntimeError("; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)))
+        config = builder.create_builder_config()
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+        with _stage(self.product, model, "build"):
+            config.add_optimization_profile(profile.to_polygraphy().to_trt(builder, network))
+            plan = builder.build_serialized_network(network, config)
+            if plan is None:
+                raise RuntimeError(logger.lines[-1] if logger.lines else "the builder returned no engine")
+        data = bytes(plan)
+        label = f"{self.product} {trt.__version__}"
+        engine = trt.Runtime(logger).deserialize_cuda_engine(data)
+        if engine is None:
+            return BuiltLayers("\n".join(logger.lines), label, gpu_name(), len(data))
+        text = engine.create_engine_inspector().get_engine_information(trt.LayerInformationFormat.JSON)
+        return BuiltLayers(json.loads(text), label, gpu_name(), len(data))
 
     def build_from_bytes(self, model: bytes, name: str) -> TensorRTEngine:
         return self.build(cache.store_model(model), name=name)
@@ -295,9 +308,24 @@ class TensorRT(Backend):
         return self.build(cache.store_model(data), debug_tensors=list(tensors), name=name)
 
 
+def _capturing_logger(trt: Any) -> Any:
+    """A TensorRT logger that keeps every message (the builder's VERBOSE layer listing included)."""
+
+    class Capture(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.lines: list[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            self.lines.append(msg)
+
+    return Capture()
+
+
 @dataclass(frozen=True)
 class BuiltLayers:
-    """What the builder said about one engine: the inspector's parsed JSON, which runtime, which GPU, plan size."""
+    """What the builder said about one engine: the inspector's parsed JSON, or the builder's verbose log where the
+    engine cannot be deserialized on this GPU; which runtime, which GPU, plan size."""
     layer_info: Any
     runtime: str
     device: str
