@@ -241,14 +241,7 @@ def engine_table(folder: Path, captured: Path, build: bool) -> list[dict]:
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
         parse = parse_build_log if info_path.suffix == ".log" else parse_layer_info
         report = parse(info_path.read_text(), model=path.stem, onnx_nodes=[n.name for n in proto.graph.node], **meta)
-        claims = check_claims(claimed_precisions(proto), report)
-        rows.append({"variant": path.stem, "engine_layers": len(report.layers), "inserted": report.inserted_layers,
-                     "mapped": f"{report.mapped_layers}/{len(report.layers) - report.inserted_layers}",
-                     "mapped_share": f"{report.mapped_share:.1%}", "precisions": report.precision_counts(),
-                     "claims_agree": f"{claims.agree}/{claims.checked}", "disagree": len(claims.disagreements),
-                     "opaque": len(claims.opaque), "not_in_engine": len(claims.not_in_engine),
-                     "plan_mib": round(report.plan_bytes / 2**20, 2) if report.plan_bytes else None,
-                     "runtime": report.runtime})
+        rows.append(_engine_row(path.stem, report, check_claims(claimed_precisions(proto), report)))
     return rows
 
 
@@ -264,16 +257,22 @@ def captured_table(captured: Path) -> list[dict]:
         graph = json.loads((captured / f"{name}.graph.json").read_text())
         report = parse_build_log(log.read_text(), model=name, onnx_nodes=graph["nodes"], runtime=graph["runtime"],
                                  device=graph["device"], plan_bytes=graph["plan_bytes"])
-        claims = check_claims(graph["claims"], report)
-        rows.append({"variant": name, "engine_layers": len(report.layers),
-                     "mapped": f"{report.mapped_layers}/{len(report.layers) - report.inserted_layers}",
-                     "onnx_nodes_named": f"{len(graph['nodes']) - len(report.unmapped_nodes())}/{len(graph['nodes'])}",
-                     "precisions": " ".join(f"{k}:{v}" for k, v in sorted(report.precision_counts().items())),
-                     "claims_agree": f"{claims.agree}/{claims.checked}",
-                     "disagreements": ", ".join(f"{d['node']} ({d['claimed']}→{d['engine']})"
-                                                for d in claims.disagreements) or "none",
-                     "plan_mib": round(report.plan_bytes / 2**20, 1) if report.plan_bytes else None})
+        rows.append(_engine_row(name, report, check_claims(graph["claims"], report)))
     return rows
+
+
+def _engine_row(name: str, report, claims) -> dict:
+    """One engine-table row: layers, how many map to ONNX nodes, which graph nodes some layer names, the precisions
+    chosen, and the recipe's claims against them."""
+    nodes = len(report.onnx_nodes)
+    return {"variant": name, "engine_layers": len(report.layers),
+            "mapped": f"{report.mapped_layers}/{len(report.layers) - report.inserted_layers}",
+            "onnx_nodes_named": f"{nodes - len(report.unmapped_nodes())}/{nodes}",
+            "precisions": " ".join(f"{k}:{v}" for k, v in sorted(report.precision_counts().items())),
+            "claims_agree": f"{claims.agree}/{claims.checked}",
+            "disagreements": ", ".join(f"{d['node']} ({d['claimed']}→{d['engine']})"
+                                       for d in claims.disagreements) or "none",
+            "plan_mib": round(report.plan_bytes / 2**20, 1) if report.plan_bytes else None}
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from workbench.core.errors import WorkbenchError
@@ -133,17 +134,6 @@ class EngineReport:
                 "notes": list(self.notes),
                 "layers": [{**asdict(layer), "precision": layer.precision, "inserted": layer.inserted}
                            for layer in self.layers]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], onnx_nodes: Iterable[str] = ()) -> "EngineReport":
-        layers = tuple(EngineLayer(name=d["name"], kind=d["kind"], onnx_nodes=tuple(d["onnx_nodes"]),
-                                   inputs=tuple(EngineTensor(**{**t, "shape": tuple(t["shape"])}) for t in d["inputs"]),
-                                   outputs=tuple(EngineTensor(**{**t, "shape": tuple(t["shape"])})
-                                                 for t in d["outputs"]), tactic=d.get("tactic", ""))
-                       for d in data["layers"])
-        return cls(model=data["model"], runtime=data["runtime"], device=data["device"], layers=layers,
-                   onnx_nodes=tuple(onnx_nodes), plan_bytes=data.get("plan_bytes"),
-                   source=data.get("source", "engine inspector"), notes=tuple(data.get("notes", ())))
 
     def to_frame(self):
         """One row per engine layer (pandas)."""
@@ -277,19 +267,13 @@ def check_claims(claims: Mapping[str, str], report: EngineReport) -> ClaimCheck:
         if len({claims[n] for n in compute}) > 1:
             opaque.append(node)
             continue
-        built = layer.precision
-        if _same(claim, built):
+        if claim == layer.precision:
             agree += 1
         else:
-            disagreements.append({"node": node, "claimed": claim, "engine": built, "layer": layer.name,
+            disagreements.append({"node": node, "claimed": claim, "engine": layer.precision, "layer": layer.name,
                                   "kind": layer.kind})
     return ClaimCheck(checked=agree + len(disagreements), agree=agree, disagreements=tuple(disagreements),
                       not_in_engine=tuple(missing), opaque=tuple(opaque))
-
-
-def _same(claim: str, built: str) -> bool:
-    """FP32 layers may run as TF32 and still report FP32 formats; a float claim is met by the same float type."""
-    return claim == built
 
 
 @dataclass(frozen=True)
@@ -333,6 +317,7 @@ class EngineView:
     claims: ClaimCheck
     against: EngineReport | None = None
     diff: EngineDiff | None = None
+    graph: Any = field(default=None, repr=False, compare=False)  # the ONNX graph the engine was built from
 
     def summary(self) -> list[str]:
         """A few lines for people: size, mapping, precisions, and whether the recipe's claims hold."""
@@ -364,24 +349,22 @@ def engine_view(model: str, layer_info: str | None = None, against: str | None =
     """Build (or read the captured layer info of) the engine for `model`, map its layers to the ONNX nodes, check
     the Q/DQ layout's precision claims against it and, with `against`, diff it with a second recipe's engine."""
     from workbench.graph.placement import claimed_precisions
-    from workbench.model.loading import read_onnx
+    from workbench.model.loading import from_onnx
 
-    proto = read_onnx(model)
-    report = engine_report(model, proto, layer_info, runtime, shapes)
-    claims = check_claims(claimed_precisions(proto), report)
+    handle = from_onnx(model)
+    report = engine_report(handle, Path(model).name, layer_info, runtime, shapes)
+    claims = check_claims(claimed_precisions(handle.proto), report)
     if against is None:
-        return EngineView(report, claims)
-    other = engine_report(against, read_onnx(against), against_layer_info, runtime, shapes)
-    return EngineView(report, claims, other, diff(report, other))
+        return EngineView(report, claims, graph=handle.proto.graph)
+    other = engine_report(from_onnx(against), Path(against).name, against_layer_info, runtime, shapes)
+    return EngineView(report, claims, other, diff(report, other), graph=handle.proto.graph)
 
 
-def engine_report(path: str, proto: Any, layer_info: str | None, runtime: str = "auto",
+def engine_report(handle: Any, name: str, layer_info: str | None, runtime: str = "auto",
                   shapes: Iterable[str] = ()) -> EngineReport:
-    """From a captured layer info JSON when given, else built here by the available TensorRT."""
-    from pathlib import Path
-
-    nodes = tuple(n.name for n in proto.graph.node)
-    name = Path(path).name
+    """From a captured layer info file (the inspector's JSON or the builder's log) when given, else built here by
+    the available TensorRT. `handle` is the loaded model (model.loading.ModelHandle), `name` its label."""
+    nodes = tuple(handle.node_names())
     if layer_info is not None:
         source = Path(layer_info)
         if not source.is_file():
@@ -393,17 +376,14 @@ def engine_report(path: str, proto: Any, layer_info: str | None, runtime: str = 
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            if LOG_LAYER.search(text) or "Name: " in text:
+            if "Name: " in text:
                 return parse_build_log(text, model=name, onnx_nodes=nodes, runtime="captured builder log")
             raise WorkbenchError(f"{source} is not layer info JSON nor a builder log ({exc})") from None
         return parse_layer_info(data, model=name, onnx_nodes=nodes, runtime="captured layer info")
-    from workbench.model.loading import from_onnx
     from workbench.model.profiles import build_profile
     from workbench.runtime.tensorrt import available_builder
 
-    backend = available_builder(runtime)
-    handle = from_onnx(path)
-    built = backend.layer_info(Path(path), build_profile(handle.inputs, list(shapes)))
+    built = available_builder(runtime).layer_info(Path(handle.path), build_profile(handle.inputs, list(shapes)))
     parse = parse_build_log if isinstance(built.layer_info, str) else parse_layer_info
     return parse(built.layer_info, model=name, onnx_nodes=nodes, runtime=built.runtime, device=built.device,
                  plan_bytes=built.plan_bytes)

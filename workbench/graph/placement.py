@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import onnx
 
+from workbench.graph.lint import INT8_OPS
 from workbench.graph.topology import GraphIndex
 
-COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 FLOAT_NAMES = {onnx.TensorProto.FLOAT: "fp32", onnx.TensorProto.FLOAT16: "fp16", onnx.TensorProto.BFLOAT16: "bf16",
                onnx.TensorProto.DOUBLE: "fp64"}
 
@@ -24,7 +24,7 @@ def claimed_precisions(model: onnx.ModelProto) -> dict[str, str]:
     initializers = {i.name for i in graph.initializer}
     claims: dict[str, str] = {}
     for node in graph.node:
-        if node.op_type not in COMPUTE_OPS or len(node.input) < 2:
+        if node.op_type not in INT8_OPS or len(node.input) < 2:
             continue
         through_dq = [_through_dq(index, name) for name in node.input[:2]]
         if all(through_dq):

@@ -707,8 +707,6 @@ class Workbench:
     def run_engine(self) -> None:
         """The current recipe's engine (built by the installed TensorRT, or read from a captured layer info file):
         its layers mapped to the graph, the recipe's precision claims checked, the graph coloured by precision."""
-        import onnx
-
         from workbench.analysis.engine import engine_view
 
         if self.transformed is None:
@@ -717,8 +715,7 @@ class Workbench:
         view = engine_view(str(self.transformed.path), layer_info=self.layer_info.value.strip() or None)
         self.engine = view
         self.engine_text.value = "<br>".join(html.escape(line) for line in view.summary())
-        graph = onnx.load(str(self.transformed.path), load_external_data=False).graph
-        self.engine_graph.graph = engine_payload(graph, view.report)
+        self.engine_graph.graph = engine_payload(view.graph, view.report)
         self._status(f"engine: {len(view.report.layers)} layers from {view.report.runtime}")
 
     def code_setup(self) -> CodeSetup:
