@@ -109,6 +109,70 @@ def export_diagnosed(folder: Path, only: list[str] | None, max_mb: float) -> Non
               file=sys.stderr, flush=True)
 
 
+def export_probes(folder: Path) -> None:
+    """Single-op Q/DQ models that ask the builder one question each: which ConvTranspose weight quantization
+    (ONNX Runtime's per-channel axis 1, per-tensor) gets an INT8 deconvolution, with and without an output Q/DQ, and
+    what a Gemm whose data input is a constant (an LSTM's zero initial state) becomes. Layer names are the nodes'."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+
+    def qdq(tensor: str, scale: np.ndarray, axis: int | None = None) -> tuple[list, list, str]:
+        attrs = {"axis": axis} if axis is not None else {}
+        s = numpy_helper.from_array(scale.astype(np.float32), f"{tensor}_scale")
+        z = numpy_helper.from_array(np.zeros(scale.shape, np.int8), f"{tensor}_zp")
+        nodes = [helper.make_node("QuantizeLinear", [tensor, s.name, z.name], [f"{tensor}_q"], f"{tensor}_Q", **attrs),
+                 helper.make_node("DequantizeLinear", [f"{tensor}_q", s.name, z.name], [f"{tensor}_dq"],
+                                  f"{tensor}_DQ", **attrs)]
+        return nodes, [s, z], f"{tensor}_dq"
+
+    def save(name: str, nodes: list, inits: list, inputs: list, output: str, shape: list) -> None:
+        graph = helper.make_graph(nodes, name, inputs, [helper.make_tensor_value_info(output, TensorProto.FLOAT,
+                                                                                      shape)], inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
+        onnx.checker.check_model(model)
+        onnx.save(model, str(folder / f"probe-{name}.onnx"))
+        (folder / f"probe-{name}.shapes").write_text("[]")
+
+    # PP-OCR det's last upsampling deconv (24 → 8 channels), a wider one, and a Conv of the same size as a control
+    for variant, op, cin, cout, per_channel, out_q in (
+            ("deconv-axis1", "ConvTranspose", 24, 8, True, True), ("deconv-axis1-noq", "ConvTranspose", 24, 8, True, False),
+            ("deconv-tensor", "ConvTranspose", 24, 8, False, True), ("deconv-64", "ConvTranspose", 64, 64, True, True),
+            ("conv-control", "Conv", 24, 8, True, True)):
+        deconv = op == "ConvTranspose"
+        weight = rng.normal(0, 0.1, (cin, cout, 2, 2) if deconv else (cout, cin, 2, 2)).astype(np.float32)
+        axis = 1 if deconv else 0
+        reduce = tuple(a for a in range(4) if a != axis)
+        scale = np.abs(weight).max(reduce) / 127 if per_channel else np.array(np.abs(weight).max() / 127)
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, 64, 64])
+        w = numpy_helper.from_array(weight, "w")
+        b = numpy_helper.from_array(rng.normal(0, 0.1, cout).astype(np.float32), "b")
+        xn, xi, xdq = qdq("x", np.array(0.02))
+        wn, wi, wdq = qdq("w", scale, axis if per_channel else None)
+        conv = helper.make_node(op, [xdq, wdq, "b"], ["y"], op.lower(), strides=[2, 2])
+        nodes, inits, out = [*xn, *wn, conv], [w, b, *xi, *wi], "y"
+        if out_q:
+            yn, yi, out = qdq("y", np.array(0.02))
+            nodes, inits = nodes + yn, inits + yi
+        save(variant, nodes, inits, [x], out, [1, cout, 128, 128] if deconv else [1, cout, 32, 32])
+    state = helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, 100])
+    w = numpy_helper.from_array(rng.normal(0, 0.1, (400, 100)).astype(np.float32), "w")
+    zeros = helper.make_node("ConstantOfShape", ["h_shape"], ["h0"], "h0",
+                             value=numpy_helper.from_array(np.zeros(1, np.float32)))
+    shape = numpy_helper.from_array(np.array([1, 100], np.int64), "h_shape")
+    hn, hi, hdq = qdq("h0", np.array(0.02))
+    wn, wi, wdq = qdq("w", np.abs(numpy_helper.to_array(w)).max(1) / 127, 0)
+    gemm0 = helper.make_node("Gemm", [hdq, wdq], ["g0"], "gemm_const_state", transB=1)
+    xn, xi, xdq = qdq("h", np.array(0.02))
+    gemm1 = helper.make_node("Gemm", [xdq, wdq], ["g1"], "gemm_live_state", transB=1)
+    add = helper.make_node("Add", ["g0", "g1"], ["g"], "add")
+    save("gemm-const-state", [zeros, *hn, *wn, gemm0, *xn, gemm1, add], [w, shape, *hi, *wi, *xi], [state], "g",
+         [1, 400])
+
+
 def _inline(path) -> bytes:
     import onnx
 
@@ -279,7 +343,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("step", choices=("export", "check", "engine", "engine-table", "captured"))
     parser.add_argument("folder", type=Path)
-    parser.add_argument("--set", default="zoo", choices=("zoo", "corpus", "corpus-diagnosed"))
+    parser.add_argument("--set", default="zoo", choices=("zoo", "corpus", "corpus-diagnosed", "probes"))
     parser.add_argument("--max-mb", type=float, default=30.0)
     parser.add_argument("--models", help="comma-separated subset of the set (export)")
     parser.add_argument("--captured", type=Path, default=Path("tests/data/engine"),
@@ -287,6 +351,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.step == "export" and args.set == "corpus-diagnosed":
         export_diagnosed(args.folder, args.models.split(",") if args.models else None, args.max_mb)
+        return
+    if args.step == "export" and args.set == "probes":
+        export_probes(args.folder)
         return
     if args.step == "export":
         export(args.folder, args.set, args.max_mb, set(args.models.split(",")) if args.models else None)

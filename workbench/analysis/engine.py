@@ -255,11 +255,19 @@ class ClaimCheck:
 def check_claims(claims: Mapping[str, str], report: EngineReport) -> ClaimCheck:
     """Each compute node's claimed precision (graph/placement.claimed_precisions) against the precision of the
     engine layer it was fused into. A layer fused from several compute nodes of different claims cannot answer for
-    each one from its I/O formats: those are listed as opaque, never counted as agreeing."""
+    each one from its I/O formats: those are listed as opaque, never counted as agreeing. A node claimed "folded"
+    (constant inputs) agrees when no layer of its own computes it."""
     where = report.node_layers()
     agree, disagreements, missing, opaque = 0, [], [], []
     for node, claim in claims.items():
         layer = where.get(node)
+        if claim == "folded":  # computed at build time: agrees unless a layer of its own computes it
+            if layer is not None and layer.name.startswith(node) and layer.kind not in POINTWISE_KINDS:
+                disagreements.append({"node": node, "claimed": claim, "engine": layer.precision,
+                                      "layer": layer.name, "kind": layer.kind})
+            else:
+                agree += 1
+            continue
         if layer is None:
             missing.append(node)
             continue
