@@ -49,7 +49,7 @@ def main() -> None:
             h = d.heldout
             top1 = Evaluator(model, calib, heldout, task="auto").score(d.recipe).metrics.get("top1_agreement")
             rows.append((name, search, d.after.cosine, h["simulated"]["cosine"], h["cosine"], h.get("cosine_worst"),
-                         top1, d.cost["share_of_macs_in_higher_precision"],
+                         top1, d.cost.share_of_macs_in_higher_precision,
                          len(d.fallback) + len(d.collateral), d.quantized_nodes, d.evaluations, d.ranking_runs,
                          seconds, d.met))
             print(f"[{name}, {search}] {d.explanation}", flush=True)

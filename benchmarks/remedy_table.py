@@ -67,9 +67,9 @@ def main() -> None:
             regression.append({
                 "model": name, "remedies": variant, "target": target.describe(), "met": d.met,
                 "heldout_cosine": round(held["cosine"], 4) if "cosine" in held else None,
-                "nodes_higher": d.cost["nodes_in_higher_precision"], "of_nodes": d.quantized_nodes,
-                "macs_higher": f"{d.cost['share_of_macs_in_higher_precision']:.1%}",
-                "precision": d.cost["higher_precision"], "compute_vs_int8": round(d.cost["compute_vs_all_int8"], 2),
+                "nodes_higher": d.cost.nodes_in_higher_precision, "of_nodes": d.quantized_nodes,
+                "macs_higher": f"{d.cost.share_of_macs_in_higher_precision:.1%}",
+                "precision": d.cost.higher_precision, "compute_vs_int8": round(d.cost.compute_vs_all_int8, 2),
                 "cycles": d.evaluations, "cycle_budget": d.budget + d.remedies_tried,
                 "seconds": round(time.perf_counter() - start)})
             print(regression[-1], file=sys.stderr, flush=True)
@@ -78,7 +78,7 @@ def main() -> None:
             steps.append({"model": name, "step": r.remedy[:110], "cosine": round(r.scores.cosine, 4), "met": r.met,
                           "nodes_higher": r.nodes_in_higher_precision})
         steps.append({"model": name, "step": f"final: {d.recipe.label}", "cosine": round(d.after.cosine, 4),
-                      "met": d.met, "nodes_higher": d.cost["nodes_in_higher_precision"]})
+                      "met": d.met, "nodes_higher": d.cost.nodes_in_higher_precision})
     print("## Steps (all remedies)\n")
     print(markdown_table(steps))
     print("\n## Regression: today's remedies vs all\n")

@@ -33,7 +33,7 @@ def main() -> None:
         for r in d.remedies:
             print(f"  {r.remedy[:90]:90s} {key} {r.scores.value(key):.4f}  cosine "
                   f"{r.scores.cosine:.4f}  FP32 nodes {r.nodes_in_higher_precision}{'  MEETS' if r.met else ''}")
-        print(f"  cost: {d.cost['share_of_macs_in_higher_precision']:.1%} of INT8-eligible MACs in FP32")
+        print(f"  cost: {d.cost.share_of_macs_in_higher_precision:.1%} of INT8-eligible MACs in FP32")
 
 
 if __name__ == "__main__":

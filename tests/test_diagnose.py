@@ -29,8 +29,8 @@ def test_single_outlier_layer_is_named_first_and_fixed():
     assert spec.culprits()[0] in d.explanation and "collapses" in d.explanation
     fp16 = d.remedies[-1]
     assert fp16.remedy.startswith("the same 1 node(s) in FP16 instead of FP32") and fp16.met and fp16.adopted
-    assert d.recipe.fallback_precision == "fp16" and d.cost["higher_precision"] == "fp16"
-    assert d.cost["compute_vs_all_int8"] == pytest.approx(1 + d.cost["share_of_macs_in_higher_precision"])
+    assert d.recipe.fallback_precision == "fp16" and d.cost.higher_precision == "fp16"
+    assert d.cost.compute_vs_all_int8 == pytest.approx(1 + d.cost.share_of_macs_in_higher_precision)
 
 
 def test_collapse_spread_over_several_layers():

@@ -222,3 +222,56 @@ def test_cli_reads_a_captured_builder_log_for_a_recipe_built_here(tmp_path):
     out = json.loads(result.stdout)
     assert out["engine"]["source"] == "builder log" and out["engine"]["mapped_share"] == 1.0
     assert out["claims"]["agree"] == 4 and out["engine"]["precisions"]["int8"] >= 4
+    assert out["cost"]["share_of_macs_in_higher_precision"] == out["claimed_cost"]["share_of_macs_in_higher_precision"]
+    assert out["cost"]["macs_per_sample_int8_eligible"] > 0 and out["cost"]["nodes_still_int8"] == 4
+
+
+def test_engine_cost_counts_what_the_builder_runs():
+    """PP-OCR det's diagnosed recipe claims its ConvTranspose.2 in INT8; TensorRT-RTX ran it in FP32 (captured), so
+    the engine's cost exceeds the claimed one by exactly that node's MACs (from the real model's shapes)."""
+    from workbench.analysis.cost import precision_cost
+    from workbench.analysis.engine import check_claims
+    from workbench.graph.cost import inferred_shapes, macs_per_sample
+    from workbench.model.loading import from_onnx
+    from workbench.model.profiles import build_profile
+    from workbench.zoo import corpus
+
+    det = corpus.get("ppocr-det")
+    handle = from_onnx(det.path())
+    profile = build_profile(handle.inputs, list(det.shapes))
+    macs = macs_per_sample(handle.proto, inferred_shapes(handle.proto, {p.name: p.opt for p in profile.inputs}))
+    report, claims = _captured("ppocr-det-diagnosed")
+    assert set(claims) <= set(macs) and all(macs[n] > 0 for n in claims)
+    claimed = precision_cost(macs, claims, "Q/DQ layout")
+    built = precision_cost(macs, check_claims(claims, report).engine, "TensorRT-RTX engine")
+    deconv = macs["p2o.ConvTranspose.2"]
+    assert built.macs_per_sample_in_higher_precision - claimed.macs_per_sample_in_higher_precision == deconv
+    assert built.nodes_in_higher_precision == claimed.nodes_in_higher_precision + 1
+    assert built.compute_vs_all_int8 > claimed.compute_vs_all_int8
+
+
+def test_diagnosis_cost_takes_the_engine_answer_where_a_tensorrt_builds(monkeypatch, mnist, mnist_calib, mnist_eval):
+    """No TensorRT here: the cost is the Q/DQ layout's claim and no engine check. With a builder (here one that
+    returns the log TensorRT-RTX wrote on the H100 for this MNIST recipe) the cost and the check come from the
+    engine's layers."""
+    import workbench as wb
+    from workbench.analysis.diagnose import diagnose
+    from workbench.runtime import tensorrt
+    from workbench.runtime.tensorrt import BuiltLayers
+
+    data = mnist_eval.take(256)
+    plain = diagnose(mnist, wb.Recipe("int8"), mnist_calib, data, progress=False)
+    assert plain.cost.source == "Q/DQ layout" and plain.engine_check is None and plain.fallback == []
+
+    class Captured:
+        def layer_info(self, path, profile):
+            graph = json.loads((CAPTURED / "mnist-cnn-int8.graph.json").read_text())
+            return BuiltLayers((CAPTURED / "mnist-cnn-int8.layers.log").read_text(), graph["runtime"],
+                               graph["device"], graph["plan_bytes"])
+
+    monkeypatch.setattr(tensorrt, "available_builder", lambda runtime="auto": Captured())
+    d = diagnose(mnist, wb.Recipe("int8"), mnist_calib, data, progress=False)
+    assert d.cost.source.endswith("engine") and "TensorRT-RTX" in d.cost.source
+    assert d.engine_check.agrees and d.engine_check.checked == 4
+    assert d.cost.share_of_macs_in_higher_precision == plain.cost.share_of_macs_in_higher_precision == 0.0
+    assert d.to_dict()["engine_check"]["agree"] == 4 and d.to_dict()["cost"]["source"] == d.cost.source

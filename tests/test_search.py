@@ -100,7 +100,7 @@ def test_measured_search_keeps_far_less_out_of_int8_on_mobilenet():
              for search in ("local", "measured")}
     local, measured = found["local"], found["measured"]
     assert measured.met and local.met
-    share = {k: d.cost["share_of_macs_in_higher_precision"] for k, d in found.items()}
+    share = {k: d.cost.share_of_macs_in_higher_precision for k, d in found.items()}
     assert share["measured"] <= 0.5 * share["local"], share
     early = {"node_Conv_810", "node_Conv_812"}  # the stem and the first depthwise conv
 
@@ -137,4 +137,4 @@ def test_a_cpu_deployment_gets_a_fallback_that_holds_on_its_integer_kernels():
     simulated = [r for r in d.remedies if r.search and r not in searched]
     if searched:  # the simulated fallback missed on this CPU's kernels: the deployed one extends it
         assert searched[0].adopted and searched[0].nodes_in_higher_precision > simulated[0].nodes_in_higher_precision
-    assert d.cost["share_of_macs_in_higher_precision"] <= 0.10, "still most of the MACs in INT8"
+    assert d.cost.share_of_macs_in_higher_precision <= 0.10, "still most of the MACs in INT8"

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from workbench.analysis.cost import Cost, precision_cost
 from workbench.core.errors import WorkbenchError
 
 ONNX_LAYER = re.compile(r"\[ONNX Layer: ([^\]\x1e\x1f]*)\]")
@@ -241,6 +242,8 @@ class ClaimCheck:
     disagreements: tuple[dict, ...] = ()
     not_in_engine: tuple[str, ...] = ()  # claimed nodes no engine layer names (fused away or renamed)
     opaque: tuple[str, ...] = ()  # inside a layer whose I/O formats cannot tell that node's precision
+    # compute node → the precision the engine runs it in (the claim where the engine cannot tell)
+    engine: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def agrees(self) -> bool:
@@ -259,10 +262,12 @@ def check_claims(claims: Mapping[str, str], report: EngineReport) -> ClaimCheck:
     (constant inputs) agrees when no layer of its own computes it."""
     where = report.node_layers()
     agree, disagreements, missing, opaque = 0, [], [], []
+    engine = dict(claims)
     for node, claim in claims.items():
         layer = where.get(node)
         if claim == "folded":  # computed at build time: agrees unless a layer of its own computes it
             if layer is not None and layer.name.startswith(node) and layer.kind not in POINTWISE_KINDS:
+                engine[node] = layer.precision
                 disagreements.append({"node": node, "claimed": claim, "engine": layer.precision,
                                       "layer": layer.name, "kind": layer.kind})
             else:
@@ -275,13 +280,14 @@ def check_claims(claims: Mapping[str, str], report: EngineReport) -> ClaimCheck:
         if len({claims[n] for n in compute}) > 1:
             opaque.append(node)
             continue
+        engine[node] = layer.precision
         if claim == layer.precision:
             agree += 1
         else:
             disagreements.append({"node": node, "claimed": claim, "engine": layer.precision, "layer": layer.name,
                                   "kind": layer.kind})
     return ClaimCheck(checked=agree + len(disagreements), agree=agree, disagreements=tuple(disagreements),
-                      not_in_engine=tuple(missing), opaque=tuple(opaque))
+                      not_in_engine=tuple(missing), opaque=tuple(opaque), engine=engine)
 
 
 @dataclass(frozen=True)
@@ -326,6 +332,8 @@ class EngineView:
     against: EngineReport | None = None
     diff: EngineDiff | None = None
     graph: Any = field(default=None, repr=False, compare=False)  # the ONNX graph the engine was built from
+    claimed_cost: Cost | None = None  # MACs out of INT8 as the Q/DQ layout claims (None: shapes unknown)
+    cost: Cost | None = None  # the same from the precisions the engine's layers run in
 
     def summary(self) -> list[str]:
         """A few lines for people: size, mapping, precisions, and whether the recipe's claims hold."""
@@ -340,11 +348,17 @@ class EngineView:
                  + (f"; {len(c.not_in_engine)} not named by any layer" if c.not_in_engine else "")]
         lines += [f"  {d['node']}: claimed {d['claimed']}, engine runs {d['engine']} ({d['layer']})"
                   for d in c.disagreements[:20]]
+        if self.cost is not None and self.claimed_cost is not None:
+            lines.append(f"MACs out of INT8: {self.cost.share_of_macs_in_higher_precision:.1%} in the engine, "
+                         f"{self.claimed_cost.share_of_macs_in_higher_precision:.1%} claimed; compute vs all-INT8 "
+                         f"{self.cost.compute_vs_all_int8:.2f}× ({self.claimed_cost.compute_vs_all_int8:.2f}× claimed)")
         lines += list(r.notes)
         return lines
 
     def to_dict(self) -> dict:
         out = {"engine": self.report.to_dict(), "claims": self.claims.to_dict()}
+        if self.cost is not None and self.claimed_cost is not None:
+            out["cost"], out["claimed_cost"] = self.cost.to_dict(), self.claimed_cost.to_dict()
         if self.against is not None and self.diff is not None:
             out["against"] = {k: v for k, v in self.against.to_dict().items() if k != "layers"}
             out["diff"] = self.diff.to_dict()
@@ -361,11 +375,28 @@ def engine_view(model: str, layer_info: str | None = None, against: str | None =
 
     handle = from_onnx(model)
     report = engine_report(handle, Path(model).name, layer_info, runtime, shapes)
-    claims = check_claims(claimed_precisions(handle.proto), report)
+    claimed = claimed_precisions(handle.proto)
+    claims = check_claims(claimed, report)
+    costs = _costs(handle, claimed, claims, report.runtime, shapes)
     if against is None:
-        return EngineView(report, claims, graph=handle.proto.graph)
+        return EngineView(report, claims, graph=handle.proto.graph, **costs)
     other = engine_report(from_onnx(against), Path(against).name, against_layer_info, runtime, shapes)
-    return EngineView(report, claims, other, diff(report, other), graph=handle.proto.graph)
+    return EngineView(report, claims, other, diff(report, other), graph=handle.proto.graph, **costs)
+
+
+def _costs(handle: Any, claimed: Mapping[str, str], claims: ClaimCheck, runtime: str,
+           shapes: Iterable[str]) -> dict[str, Cost]:
+    """The cost as claimed and as the engine runs it, from MACs at the build profile's opt shapes (ONNX shape
+    inference: the engine view does not run the model). Empty where the MACs cannot be inferred."""
+    from workbench.graph.cost import inferred_shapes, macs_per_sample
+    from workbench.model.profiles import build_profile
+
+    profile = build_profile(handle.inputs, list(shapes))
+    macs = macs_per_sample(handle.proto, inferred_shapes(handle.proto, {p.name: p.opt for p in profile.inputs}))
+    if not any(macs.values()):
+        return {}
+    return {"claimed_cost": precision_cost(macs, claimed, source="Q/DQ layout"),
+            "cost": precision_cost(macs, claims.engine, source=f"{runtime} engine")}
 
 
 def engine_report(handle: Any, name: str, layer_info: str | None, runtime: str = "auto",
@@ -395,3 +426,23 @@ def engine_report(handle: Any, name: str, layer_info: str | None, runtime: str =
     parse = parse_build_log if isinstance(built.layer_info, str) else parse_layer_info
     return parse(built.layer_info, model=name, onnx_nodes=nodes, runtime=built.runtime, device=built.device,
                  plan_bytes=built.plan_bytes)
+
+
+def engine_cost(model_path: str | Path, macs: Mapping[str, int], nodes: Iterable[str],
+                runtime: str = "auto") -> tuple[Cost, ClaimCheck] | None:
+    """The cost of a recipe as the TensorRT here builds it: the precision each of `nodes` (the INT8-eligible ones)
+    runs in, read from the engine's layers, with the claim check beside it. None where no TensorRT can build (the
+    CPU default): the Q/DQ layout's claim stands."""
+    from workbench.graph.placement import claimed_precisions
+    from workbench.model.loading import from_onnx
+    from workbench.runtime.tensorrt import available_builder
+
+    try:
+        available_builder(runtime)
+    except WorkbenchError:
+        return None
+    handle = from_onnx(model_path)
+    report = engine_report(handle, Path(model_path).name, None, runtime)
+    check = check_claims(claimed_precisions(handle.proto), report)
+    precisions = {n: check.engine.get(n, "fp32") for n in nodes}
+    return precision_cost(macs, precisions, source=f"{report.runtime} engine"), check

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from workbench.analysis.cost import Cost
 from workbench.core.metrics import WORST_LISTED, OutputStats
 
 
@@ -158,7 +159,7 @@ class Search:
     recipe: Any = field(repr=False)  # workbench.precision.recipe.Recipe
     report: Any = field(repr=False)  # workbench.analysis.compare.LayerReport
     base: Any = field(repr=False)  # workbench.precision.transform.TransformedModel
-    cost: dict = field(default_factory=dict)
+    cost: Cost | None = None
     # "measured" or "local" (SEARCHES), or "deployed": a measured one continued as ONNX Runtime CPU runs it
     strategy: str = "measured"
 

@@ -72,7 +72,7 @@ def measured_search(recipe, start_scores: Scores, target, reference_metric: floa
                                if r.node in by_node else r for r in ranking),
                               key=lambda r: order.get(r.node, len(order)))
     return Search(measured_ranking, nodes, run.results[tuple(nodes)], run.trials, run.budget, recipe, report, base,
-                  cost(nodes) if cost else {})
+                  cost(nodes) if cost else None)
 
 
 def _nodes(chosen: list[Candidate]) -> list[str]:

@@ -40,3 +40,26 @@ def macs_per_sample(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]])
             continue
         out[node.name] = per_sample * k
     return out
+
+
+def inferred_shapes(model: onnx.ModelProto, inputs: Mapping[str, Sequence[int]]) -> dict[str, tuple[int, ...]]:
+    """Tensor name → shape by ONNX shape inference with the inputs fixed to the given shapes, for MACs where the
+    model was not run (an engine's view); tensors whose shape stays symbolic are left out."""
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for value in fixed.graph.input:
+        if value.name in inputs:
+            dims = value.type.tensor_type.shape.dim
+            for dim, size in zip(dims, inputs[value.name]):
+                dim.Clear()
+                dim.dim_value = int(size)
+    try:
+        graph = onnx.shape_inference.infer_shapes(fixed, strict_mode=False, data_prop=True).graph
+    except Exception:  # a graph shape inference cannot read: no MACs rather than no engine view
+        return {}
+    shapes = {}
+    for value in (*graph.input, *graph.value_info, *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            shapes[value.name] = tuple(d.dim_value for d in dims)
+    return shapes

@@ -8,8 +8,8 @@ each node's local sensitivity (quantized alone on exact FP32 inputs; one per-lay
 shortest prefix that meets the target by bisection, then prunes with leftover budget: ⌈log2 N⌉ + 3 evaluations.
 The local ranking also orders what the measured search measures and names each node's cause.
 """
+from workbench.analysis.cost import MAC_COST, fallback_cost
 from workbench.analysis.diagnose.causes import cause, rank, tensor_issues
-from workbench.analysis.diagnose.cost import MAC_COST, fallback_cost
 from workbench.analysis.diagnose.deployment import score_heldout
 from workbench.analysis.diagnose.explain import explain
 from workbench.analysis.diagnose.remedies import DEFAULT_REMEDIES, REMEDIES, REMEDY_STEPS, Remedy

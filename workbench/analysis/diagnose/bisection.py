@@ -6,8 +6,8 @@ from __future__ import annotations
 import math
 
 from workbench.analysis.compare import LayerReport
+from workbench.analysis.cost import fallback_cost
 from workbench.analysis.diagnose.causes import rank
-from workbench.analysis.diagnose.cost import fallback_cost
 from workbench.analysis.diagnose.target import Target
 from workbench.analysis.evaluate import Evaluator
 from workbench.analysis.results import Scores, Search, Trial
@@ -66,7 +66,8 @@ def bisection_search(recipe: Recipe, start_scores: Scores, target: Target, refer
             if evaluate(trial):
                 fallback = trial
     return Search(ranking, fallback, results[tuple(fallback)], trials, budget, recipe, report, base,
-                  fallback_cost(report, base.quantized_nodes, fallback, recipe.fallback_precision), strategy="local")
+                  fallback_cost(report.macs, base.quantized_nodes, fallback, recipe.fallback_precision),
+                  strategy="local")
 
 
 def _bisection_probes(lo: int, hi: int, width: int) -> list[int]:

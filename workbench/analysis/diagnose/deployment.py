@@ -7,8 +7,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from workbench.analysis.compare import LayerReport
+from workbench.analysis.cost import fallback_cost
 from workbench.analysis.diagnose.causes import rank
-from workbench.analysis.diagnose.cost import fallback_cost
 from workbench.analysis.diagnose.target import Target, score_outputs
 from workbench.analysis.evaluate import Evaluator
 from workbench.analysis.results import RemedyStep, Scores, Search
@@ -133,5 +133,5 @@ def deployed_search(deployer: Deployment, recipe: Recipe, deployed: Scores, targ
     return measured_search(recipe, deployed, target, reference_metric, report, base, score,
                            subset_scorer(ranker, target, bar, ranking_seconds), rank(report, left), ranker,
                            threads=threads,
-                           cost=lambda nodes: fallback_cost(report, base.quantized_nodes, excluded + nodes,
+                           cost=lambda nodes: fallback_cost(report.macs, base.quantized_nodes, excluded + nodes,
                                                     recipe.fallback_precision))

@@ -86,9 +86,9 @@ def _outcome_lines(d: Diagnosis, target: Target) -> list[str]:
         f"sample {_worst(a)}) and SQNR from {b.sqnr_db:.1f} to {a.sqnr_db:.1f} dB{after_metric}; this {verdict} the "
         f"target ({target.describe()})" + (f": {'; '.join(d.misses)}." if d.misses else ".")
     )
-    share = d.cost.get("share_of_macs_in_higher_precision", 0.0)
-    lines.append(f"Cost: {share:.2%} of the INT8-eligible multiply-accumulates run in higher precision; "
-                 f"{d.cost['nodes_still_int8']} nodes stay INT8. Found with {d.evaluations} runs "
+    lines.append(f"Cost (from the {d.cost.source}): {d.cost.share_of_macs_in_higher_precision:.2%} of the "
+                 f"INT8-eligible multiply-accumulates run in higher precision; {d.cost.nodes_still_int8} nodes stay "
+                 f"INT8. Found with {d.evaluations} runs "
                  f"(budget {d.budget})" + (f" and {d.ranking_runs} runs on the {d.ranking_samples}-sample ranking "
                                            "subset, each candidate reverted alone" if d.ranking_runs else "") + ".")
     return lines

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workbench.analysis.compare import LayerReport
+from workbench.analysis.cost import Cost
+from workbench.analysis.engine import ClaimCheck
 from workbench.analysis.results import RankedNode, RemedyStep, Scores, Trial
 from workbench.precision.recipe import Recipe
 
@@ -28,7 +30,7 @@ class Diagnosis:
     recipe: Recipe
     report: LayerReport = field(repr=False)
     trials: list[Trial] = field(default_factory=list)
-    cost: dict = field(default_factory=dict)
+    cost: Cost | None = None
     ranking_samples: int = 0
     causes: dict[str, str] = field(default_factory=dict)
     remedies: list[RemedyStep] = field(default_factory=list)  # every fix tried, cheapest first, with its result
@@ -43,6 +45,7 @@ class Diagnosis:
     misses: list[str] = field(default_factory=list)  # what the final recipe misses on the evaluation data
     ranking_runs: int = 0  # the measured search's runs on the ranking subset (apart from `evaluations`)
     ranking_seconds: float = 0.0  # their wall time together
+    engine_check: ClaimCheck | None = None  # the final recipe's claims against the engine TensorRT built (if any)
 
     @property
     def remedies_tried(self) -> int:
@@ -57,7 +60,8 @@ class Diagnosis:
             "cycle_budget": self.budget + self.remedies_tried, "quantized_nodes": self.quantized_nodes,
             "target": self.target, "met": self.met, "explanation": self.explanation,
             "recipe": self.recipe.to_dict(), "first_divergence": self.report.first_divergence,
-            "trials": [t.to_dict() for t in self.trials], "cost": self.cost, "ranking_samples": self.ranking_samples,
+            "trials": [t.to_dict() for t in self.trials], "cost": self.cost.to_dict() if self.cost else {},
+            "ranking_samples": self.ranking_samples,
             "causes": self.causes, "remedies": [r.to_dict() for r in self.remedies],
             "initial_ranking": [r.to_dict() for r in self.initial_ranking[:20]],
             "heldout": self.heldout, "warnings": self.warnings, "also_in_higher_precision": self.collateral,
@@ -65,6 +69,7 @@ class Diagnosis:
             "recipe_cli_args": self.recipe.to_cli_args(), "recipe_python": self.recipe.to_python(),
             "evaluation": self.evaluation, "task": self.task, "misses": self.misses,
             "ranking_runs": self.ranking_runs, "ranking_seconds": self.ranking_seconds,
+            "engine_check": self.engine_check.to_dict() if self.engine_check else None,
         }
 
     def to_json(self, **kwargs: Any) -> str:

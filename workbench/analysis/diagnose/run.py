@@ -6,9 +6,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from workbench.analysis.compare import LayerReport, compare
+from workbench.analysis.cost import fallback_cost
 from workbench.analysis.diagnose.bisection import bisection_search, search_budget
 from workbench.analysis.diagnose.causes import cause, rank
-from workbench.analysis.diagnose.cost import fallback_cost
 from workbench.analysis.diagnose.deployment import (
     Deployment,
     deployed_search,
@@ -28,6 +28,7 @@ from workbench.analysis.diagnose.remedies import (
 )
 from workbench.analysis.diagnose.result import Diagnosis
 from workbench.analysis.diagnose.target import Target, sample_warnings, score_outputs, task_target
+from workbench.analysis.engine import engine_cost
 from workbench.analysis.evaluate import Evaluator
 from workbench.analysis.results import RemedyStep, Scores, Search
 from workbench.analysis.search import DEPLOY_TARGETS, SEARCHES, measured_search
@@ -257,7 +258,7 @@ def _searches(run: _Run, starts: list[Start], search: str) -> list[Search]:
         return measured_search(
             start.recipe, start.scores, run.target, run.reference_metric, start.report, start.base, run.score,
             rank_score, rank(start.report, start.base.quantized_nodes), ranker,
-            cost=lambda nodes: fallback_cost(start.report, start.base.quantized_nodes, nodes,
+            cost=lambda nodes: fallback_cost(start.report.macs, start.base.quantized_nodes, nodes,
                                              start.recipe.fallback_precision),
             threads=_ranking_threads(run.backend),
             prior={r.node: r.gain for r in prior.ranking if r.gain is not None} if prior else None)
@@ -272,7 +273,7 @@ def _search_as_deployed(run: _Run, searches: list[Search], deployer: Deployment)
     appended to `searches`. Returns {search index: it also meets the target as deployed} and the cycles spent."""
     deploys = {i: run.met(deployer.score(found.final_recipe)) for i, found in enumerate(searches)
                if run.met(found.after)}
-    cheapest = min(deploys, key=lambda i: searches[i].cost["share_of_macs_in_higher_precision"], default=None)
+    cheapest = min(deploys, key=lambda i: searches[i].cost.share_of_macs_in_higher_precision, default=None)
     if cheapest is None or deploys[cheapest]:
         return deploys, 0
     found = searches[cheapest]
@@ -286,7 +287,7 @@ def _search_as_deployed(run: _Run, searches: list[Search], deployer: Deployment)
         nodes = found.fallback + more.fallback
         simulated = run.score(found.recipe.with_exclude(list(found.recipe.exclude) + nodes))
         searches.append(replace(found, fallback=nodes, after=simulated, trials=found.trials + more.trials,
-                                cost=fallback_cost(found.report, found.base.quantized_nodes, nodes,
+                                cost=fallback_cost(found.report.macs, found.base.quantized_nodes, nodes,
                                                    found.recipe.fallback_precision), strategy="deployed"))
         deploys[len(searches) - 1] = True
     return deploys, cycles
@@ -298,7 +299,7 @@ def _choose(run: _Run, searches: list[Search], deploys: dict[int, bool], given: 
     fallback is recorded in `tried`."""
     best = min(range(len(searches)), key=lambda i: (
         not run.met(searches[i].after), not deploys.get(i, True),
-        searches[i].cost["share_of_macs_in_higher_precision"], len(searches[i].fallback)))
+        searches[i].cost.share_of_macs_in_higher_precision, len(searches[i].fallback)))
     for i, found in enumerate(searches):
         if not found.fallback:
             continue
@@ -306,7 +307,7 @@ def _choose(run: _Run, searches: list[Search], deploys: dict[int, bool], given: 
         tried.append(RemedyStep(
             f"keep {len(found.fallback)} node(s) in {found.recipe.fallback_precision.upper()}"
             + (f" on top of {', '.join(extra)}" if extra else "")
-            + f": {found.cost['share_of_macs_in_higher_precision']:.1%} of the INT8-eligible MACs"
+            + f": {found.cost.share_of_macs_in_higher_precision:.1%} of the INT8-eligible MACs"
             + (" (the last nodes searched as ONNX Runtime's CPU integer kernels run them)"
                if found.strategy == "deployed" else ""),
             found.after, run.met(found.after), len(found.fallback), search=True,
@@ -349,8 +350,11 @@ def _finish(run: _Run, d: Diagnosis, best: Search, deployer: Deployment | None, 
             scores.metrics[f"reference_{target.metric_name}"] = metric
     final = apply(run.model, d.recipe, run.calib, progress=False)
     d.collateral = [n for n in final.kept_in_fp32 if n not in d.fallback and n in best.base.quantized_nodes]
-    d.cost = fallback_cost(best.report, best.base.quantized_nodes, d.fallback + d.collateral,
+    d.cost = fallback_cost(best.report.macs, best.base.quantized_nodes, d.fallback + d.collateral,
                            d.recipe.fallback_precision)
+    built = engine_cost(final.path, best.report.macs, best.base.quantized_nodes) if deploy == "tensorrt" else None
+    if built is not None:  # a TensorRT here: the builder's answer, not the Q/DQ layout's claim
+        d.cost, d.engine_check = built
     d.warnings = sample_warnings(run.data, target, d.after)
     if deployer is not None:  # verification runs, counted apart from the search's cycles
         d.deployment = {**deployer.describe(), **deployed.to_dict(), "target": deploy, "met": run.met(deployed),
