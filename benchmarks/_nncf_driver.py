@@ -72,8 +72,8 @@ def signed(model: onnx.ModelProto) -> onnx.ModelProto:
         done.add(zero_name)
     quantized = {n.output[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2
                  and n.input[2] in done}
-    for value in model.graph.value_info:
-        if value.name in quantized:
+    for value in model.graph.value_info:  # the quantizers' outputs and the zero points themselves
+        if value.name in quantized or value.name in done:
             value.type.tensor_type.elem_type = onnx.TensorProto.INT8
     return model
 

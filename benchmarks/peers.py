@@ -82,6 +82,8 @@ def score(path: str, heldout, reference: list[np.ndarray], first_output: int) ->
     shapes = {i.name: (1, *heldout.inputs[i.name].shape[1:]) for i in model.graph.input if i.name in heldout.inputs}
     macs = macs_per_sample(model, inferred_shapes(model, shapes))
     claims = claimed_precisions(model)
+    if not any(macs.values()):
+        raise SystemExit(f"{path}: ONNX shape inference cannot read this model, so its MACs are unknown")
     cost = precision_cost(macs, claims, "Q/DQ layout")
     findings = lint(model).findings
     return {"held_cosine": round(float(np.mean(cosines)), 4), "held_worst": round(min(cosines), 4),

@@ -111,8 +111,9 @@ def export_diagnosed(folder: Path, only: list[str] | None, max_mb: float) -> Non
 
 def export_probes(folder: Path) -> None:
     """Single-op Q/DQ models that ask the builder one question each: which ConvTranspose weight quantization
-    (ONNX Runtime's per-channel axis 1, per-tensor) gets an INT8 deconvolution, with and without an output Q/DQ, and
-    what a Gemm whose data input is a constant (an LSTM's zero initial state) becomes. Layer names are the nodes'."""
+    (ONNX Runtime's per-channel axis 1, per-tensor) gets an INT8 deconvolution, with and without an output Q/DQ;
+    whether an unsigned (UINT8, zero point 0) activation quantizer parses; and what a Gemm whose data input is a
+    constant (an LSTM's zero initial state) becomes. Layer names are the nodes'."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -120,10 +121,10 @@ def export_probes(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
 
-    def qdq(tensor: str, scale: np.ndarray, axis: int | None = None) -> tuple[list, list, str]:
+    def qdq(tensor: str, scale: np.ndarray, axis: int | None = None, zero_type=np.int8) -> tuple[list, list, str]:
         attrs = {"axis": axis} if axis is not None else {}
         s = numpy_helper.from_array(scale.astype(np.float32), f"{tensor}_scale")
-        z = numpy_helper.from_array(np.zeros(scale.shape, np.int8), f"{tensor}_zp")
+        z = numpy_helper.from_array(np.zeros(scale.shape, zero_type), f"{tensor}_zp")
         nodes = [helper.make_node("QuantizeLinear", [tensor, s.name, z.name], [f"{tensor}_q"], f"{tensor}_Q", **attrs),
                  helper.make_node("DequantizeLinear", [f"{tensor}_q", s.name, z.name], [f"{tensor}_dq"],
                                   f"{tensor}_DQ", **attrs)]
@@ -141,7 +142,7 @@ def export_probes(folder: Path) -> None:
     for variant, op, cin, cout, per_channel, out_q in (
             ("deconv-axis1", "ConvTranspose", 24, 8, True, True), ("deconv-axis1-noq", "ConvTranspose", 24, 8, True, False),
             ("deconv-tensor", "ConvTranspose", 24, 8, False, True), ("deconv-64", "ConvTranspose", 64, 64, True, True),
-            ("conv-control", "Conv", 24, 8, True, True)):
+            ("conv-control", "Conv", 24, 8, True, True), ("conv-uint8", "Conv", 24, 8, True, True)):
         deconv = op == "ConvTranspose"
         weight = rng.normal(0, 0.1, (cin, cout, 2, 2) if deconv else (cout, cin, 2, 2)).astype(np.float32)
         axis = 1 if deconv else 0
@@ -150,7 +151,8 @@ def export_probes(folder: Path) -> None:
         x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, cin, 64, 64])
         w = numpy_helper.from_array(weight, "w")
         b = numpy_helper.from_array(rng.normal(0, 0.1, cout).astype(np.float32), "b")
-        xn, xi, xdq = qdq("x", np.array(0.02))
+        # conv-uint8: an unsigned activation quantizer with zero point 0 (what NNCF writes after a ReLU)
+        xn, xi, xdq = qdq("x", np.array(0.02), zero_type=np.uint8 if variant == "conv-uint8" else np.int8)
         wn, wi, wdq = qdq("w", scale, axis if per_channel else None)
         conv = helper.make_node(op, [xdq, wdq, "b"], ["y"], op.lower(), strides=[2, 2])
         nodes, inits, out = [*xn, *wn, conv], [w, b, *xi, *wi], "y"
@@ -287,8 +289,15 @@ def engine_table(folder: Path, captured: Path, build: bool) -> list[dict]:
         if build:
             from workbench.runtime.tensorrt import available_builder
 
+            from workbench.core.errors import WorkbenchError
+
             shapes = json.loads(path.with_suffix(".shapes").read_text()) if path.with_suffix(".shapes").exists() else []
-            built = available_builder().layer_info(path, build_profile(from_onnx(path).inputs, shapes))
+            try:
+                built = available_builder().layer_info(path, build_profile(from_onnx(path).inputs, shapes))
+            except WorkbenchError as exc:  # a variant the builder rejects is a row, not the end of the table
+                (captured / f"{path.stem}.error.txt").write_text(str(exc) + "\n")
+                rows.append({"variant": path.stem, "error": str(exc)})
+                continue
             if isinstance(built.layer_info, str):  # the builder's log: this GPU cannot deserialize the engine
                 info_path = captured / f"{path.stem}.layers.log"
                 info_path.write_text("\n".join(line for line in built.layer_info.splitlines()
