@@ -38,6 +38,8 @@ DEVICE = {
     "control-int8-7bit-weights": "builds; Conv reads Int8 x Int8",
     "int32-dequantize": "parser rejects: DQ input has type Int32 but must have type FP8, FP4, Int4, Int8, or UInt8",
     "unsigned-zero-point": "parser rejects: Non-zero zero point is not supported",
+    "unsigned-quantize": "builds; Conv reads Int8 x Int8, the UINT8 quantizer (zero point 0) becomes a Float->Int8 "
+                         "kernel with the Relu (act+q_x), as a signed one does (H100, 2026-12-06)",
     "nonzero-zero-point": "parser rejects: Non-zero zero point is not supported",
     "half-quantized-weights": "builds; runs in float: Conv reads Float x Float, weights dequantized by a kernel",
     "half-quantized-input": "builds; runs in float: Conv reads Float x Float after a fake-quantize kernel",
@@ -94,6 +96,7 @@ def cases() -> dict[str, tuple[str, object]]:
                 helper.make_node("DequantizeLinear", ["xq", scale, zero], ["xin"], name="dq_x")]
 
     conv_fw = helper.make_node("Conv", ["xin", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1])
+    act = helper.make_node("Relu", ["x"], ["a"], name="act")
     ident_x = helper.make_node("Identity", ["x"], ["xin"], name="x_id")
     w7_scale = (np.abs(w).reshape(C_OUT, -1).max(1) / 64).astype(np.float32)
     w7 = np.clip(np.round(w / w7_scale[:, None, None, None]), -64, 64).astype(np.int8)
@@ -120,6 +123,8 @@ def cases() -> dict[str, tuple[str, object]]:
         q_w + [xs, xz], outputs=("y", "xq_float")))
     cases["unsigned-zero-point"] = ("unsigned-zero-point", model(
         q_x(zero="xz8") + [dq_w, conv, relu], q_w + [xs, init("xz8", np.uint8(128))]))
+    cases["unsigned-quantize"] = ("unsigned-quantize", model(  # NNCF's quantizer after a ReLU: UINT8, zero point 0
+        [act] + q_x(zero="xz0u", source="a") + [dq_w, conv, relu], q_w + [xs, init("xz0u", np.uint8(0))]))
     cases["nonzero-zero-point"] = ("nonzero-zero-point", model(
         q_x(zero="xz5") + [dq_w, conv, relu], q_w + [xs, init("xz5", np.int8(5))]))
     dq_w10 = helper.make_node("DequantizeLinear", ["wq", "ws"], ["win"], name="dq_w")
@@ -147,7 +152,6 @@ def cases() -> dict[str, tuple[str, object]]:
                                                          helper.make_node("Min", ["r", "bound"], ["y"], name="bound")],
                                                q_w + [xs, xz, init("bound", bound)]))
     # Smoothing (workbench.precision.smooth) puts a per-channel Mul between an activation and the Quantize of a Conv's input.
-    act = helper.make_node("Relu", ["x"], ["a"], name="act")
     inverse = (1.0 / rng.uniform(0.05, 2.0, C_IN)).astype(np.float32).reshape(1, C_IN, 1, 1)
     cases["control-act-quantize"] = ("clean", model([act] + q_x(source="a") + [dq_w, conv, relu], q_w + [xs, xz]))
     cases["smoothed-mul"] = ("clean", model(

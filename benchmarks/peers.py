@@ -3,7 +3,8 @@ quantization and plain ONNX Runtime on the same FP32 model and the same calibrat
 splits, every result scored by one plain ONNX Runtime scorer written here (not the workbench's): per-sample output
 cosine against FP32 on the held-out split (mean and worst; CPU, one thread, graph optimizations off so Q/DQ is
 simulated as TensorRT computes it), top-1 agreement with FP32, the share of INT8-eligible MACs whose
-Conv/Gemm/MatMul does not read both data and weight through DequantizeLinear ("MACs out"), and TensorRT lint.
+Conv/Gemm/MatMul does not read both data and weight through DequantizeLinear ("MACs out"), and TensorRT lint
+(errors: the parser rejects it; warnings: e.g. NNCF's UINT8 quantizers, which TensorRT-RTX builds as INT8 ones).
 
 NNCF runs in its own environment (`make peers`: .venv-peers with nncf 3.4.0, never a workbench dependency):
 symmetric preset, per-tensor activations, per-channel weights; "-trt" rows are the same models with NNCF's uint8
@@ -14,6 +15,7 @@ activation quantizers turned into the int8 ones TensorRT accepts (benchmarks/_nn
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -35,14 +37,24 @@ PEERS_PYTHON = HERE.parent / ".venv-peers" / "bin" / "python"
 TOOLS = ("workbench-int8", "workbench", "ort", "nncf", "nncf-trt", "nncf-ac", "nncf-ac-trt")
 
 
+CLASSIFIERS = ("mobilenet-v2", "efficientnet-lite0")  # top-1 agreement means something only there
+
+
 def splits(name: str):
-    """The FP32 model and its calibration, evaluation and held-out splits (as int8_search.py uses them)."""
+    """The FP32 model and its calibration, evaluation and held-out splits (as int8_search.py uses them; MiniLM has
+    no held-out split, so its 128 evaluation sentences are halved: the search sees the first 64)."""
     import workbench as wb
 
     if name == "mobilenet-v2":
         model = wb.load_model(name)
         zoo = model.zoo
         return model, zoo.calibration_data(), zoo.evaluation_data(), zoo.heldout_data()
+    if name == "minilm":
+        model = wb.load_model(name)
+        evaluation = model.zoo.evaluation_data()
+        half = len(evaluation) // 2
+        heldout = dataclasses.replace(evaluation, inputs=evaluation.slice(half, len(evaluation)), labels=None)
+        return model, model.zoo.calibration_data(), evaluation.take(half), heldout
     from workbench.zoo import corpus
 
     entry = corpus.get(name)
@@ -77,7 +89,8 @@ def score(path: str, heldout, reference: list[np.ndarray], first_output: int) ->
 
     got = outputs(path, heldout)
     cosines = [float(a @ b / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-30)) for a, b in zip(got, reference)]
-    top1 = np.mean([np.argmax(a[:first_output]) == np.argmax(b[:first_output]) for a, b in zip(got, reference)])
+    top1 = (np.mean([np.argmax(a[:first_output]) == np.argmax(b[:first_output]) for a, b in zip(got, reference)])
+            if first_output else float("nan"))
     model = onnx.load(path)
     shapes = {i.name: (1, *heldout.inputs[i.name].shape[1:]) for i in model.graph.input if i.name in heldout.inputs}
     macs = macs_per_sample(model, inferred_shapes(model, shapes))
@@ -89,7 +102,8 @@ def score(path: str, heldout, reference: list[np.ndarray], first_output: int) ->
     return {"held_cosine": round(float(np.mean(cosines)), 4), "held_worst": round(min(cosines), 4),
             "top1_agreement": round(float(top1), 3), "macs_out": f"{cost.share_of_macs_in_higher_precision:.1%}",
             "ops_out": f"{cost.nodes_in_higher_precision} of {len(claims)}",
-            "lint_errors": sum(f.severity == "error" for f in findings)}
+            "lint": f"{sum(f.severity == 'error' for f in findings)} errors, "
+                    f"{sum(f.severity == 'warning' for f in findings)} warnings"}
 
 
 def workbench_models(model, calib, data, heldout, folder: Path, tools: set[str]) -> dict[str, tuple[str, float]]:
@@ -163,7 +177,8 @@ def main() -> None:
         for split, dataset in (("calib", calib), ("eval", data)):
             np.savez(npz[split], **dataset.inputs)
         reference = outputs(fp32, heldout)
-        first_output = int(np.prod(session(fp32).run(None, heldout.slice(0, 1))[0].shape))
+        first_output = (int(np.prod(session(fp32).run(None, heldout.slice(0, 1))[0].shape))
+                        if name in CLASSIFIERS else 0)
         built = workbench_models(model, calib, data, heldout, folder, tools)
         if "ort" in tools:
             built["ort"] = ort_model(fp32, calib, folder)

@@ -318,6 +318,28 @@ def engine_table(folder: Path, captured: Path, build: bool) -> list[dict]:
     return rows
 
 
+def fixtures(folder: Path, captured: Path, into: Path) -> None:
+    """Turn the layer info `engine` captured on the GPU machine (`captured`: <variant>.layers.log + .engine.json) for
+    the ONNX files in `folder` into test fixtures (`into`, tests/data/engine): the builder's 'Layers:' lines beside
+    the graph's node names, the Q/DQ layout's claims, the plan size, runtime and GPU."""
+    import onnx
+
+    from workbench.graph.placement import claimed_precisions
+
+    for log in sorted(captured.glob("*.layers.log")):
+        name = log.name[:-len(".layers.log")]
+        model = folder / f"{name}.onnx"
+        if not model.exists():
+            continue
+        proto = onnx.load(str(model))
+        meta = json.loads((captured / f"{name}.engine.json").read_text())
+        (into / f"{name}.layers.log").write_text(log.read_text())
+        (into / f"{name}.graph.json").write_text(json.dumps(
+            {"nodes": [n.name for n in proto.graph.node], "claims": claimed_precisions(proto),
+             "plan_bytes": meta["plan_bytes"], "runtime": meta["runtime"], "device": meta["device"]}) + "\n")
+        print(f"{name}: fixture written", file=sys.stderr)
+
+
 def captured_table(captured: Path) -> list[dict]:
     """The engine table from builder logs captured on the GPU machine (tests/data/engine: each variant's 'Layers:'
     listing beside its ONNX node names, claims and plan size): TensorRT-RTX 1.7 builds on the H100 but cannot
@@ -350,7 +372,7 @@ def _engine_row(name: str, report, claims) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("step", choices=("export", "check", "engine", "engine-table", "captured"))
+    parser.add_argument("step", choices=("export", "check", "engine", "engine-table", "captured", "fixtures"))
     parser.add_argument("folder", type=Path)
     parser.add_argument("--set", default="zoo", choices=("zoo", "corpus", "corpus-diagnosed", "probes"))
     parser.add_argument("--max-mb", type=float, default=30.0)
@@ -366,6 +388,9 @@ def main() -> None:
         return
     if args.step == "export":
         export(args.folder, args.set, args.max_mb, set(args.models.split(",")) if args.models else None)
+        return
+    if args.step == "fixtures":  # folder: the exported ONNX files; --captured: what `engine` saved on the GPU
+        fixtures(args.folder, args.captured, Path("tests/data/engine"))
         return
     if args.step == "captured":
         print(markdown_table(captured_table(args.folder)))

@@ -41,7 +41,8 @@ def _ort_quantize(mnist, mnist_calib, tmp_path, **options):
 def test_flags_what_tensorrt_rejects(mnist, mnist_calib, tmp_path):
     unsigned = _ort_quantize(mnist, mnist_calib, tmp_path, activation_type=QuantType.QUInt8)  # + INT32 biases
     found = rules(unsigned)
-    # zero point 128 on signed inputs; 0 after the ReLUs, where UINT8 is still not a quantizer TensorRT parses
+    # zero point 128 on signed inputs (rejected); 0 after the ReLUs, where TensorRT-RTX builds a signed INT8
+    # quantizer of the same scale (lint_device's unsigned-quantize case): half the calibrated range
     assert {"int32-dequantize", "unsigned-zero-point", "unsigned-quantize"} <= found
     signed = _ort_quantize(mnist, mnist_calib, tmp_path, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
     assert "nonzero-zero-point" in rules(signed) and "int32-dequantize" in rules(signed)

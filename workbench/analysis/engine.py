@@ -259,14 +259,16 @@ def check_claims(claims: Mapping[str, str], report: EngineReport) -> ClaimCheck:
     """Each compute node's claimed precision (graph/placement.claimed_precisions) against the precision of the
     engine layer it was fused into. A layer fused from several compute nodes of different claims cannot answer for
     each one from its I/O formats: those are listed as opaque, never counted as agreeing. A node claimed "folded"
-    (constant inputs) agrees when no layer of its own computes it."""
+    (constant inputs) agrees when only pointwise kernels name it (the CRNN's zero-state Gemms); a builder that
+    batches it into a compute kernel instead (TensorRT-RTX stacks a constant-state Gemm onto the live one sharing
+    its weight) runs it in that kernel's precision."""
     where = report.node_layers()
     agree, disagreements, missing, opaque = 0, [], [], []
     engine = dict(claims)
     for node, claim in claims.items():
         layer = where.get(node)
-        if claim == "folded":  # computed at build time: agrees unless a layer of its own computes it
-            if layer is not None and layer.name.startswith(node) and layer.kind not in POINTWISE_KINDS:
+        if claim == "folded":  # computed at build time: agrees unless a compute kernel runs it after all
+            if layer is not None and layer.kind not in POINTWISE_KINDS:
                 engine[node] = layer.precision
                 disagreements.append({"node": node, "claimed": claim, "engine": layer.precision,
                                       "layer": layer.name, "kind": layer.kind})
@@ -276,7 +278,7 @@ def check_claims(claims: Mapping[str, str], report: EngineReport) -> ClaimCheck:
         if layer is None:
             missing.append(node)
             continue
-        compute = [n for n in layer.onnx_nodes if n in claims]
+        compute = [n for n in layer.onnx_nodes if claims.get(n, "folded") != "folded"]
         if len({claims[n] for n in compute}) > 1:
             opaque.append(node)
             continue

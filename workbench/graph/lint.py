@@ -92,10 +92,12 @@ def lint(model: onnx.ModelProto, name: str = "model", target: str = "tensorrt") 
                                         "parser rejects it (DQ input must be INT8/UINT8/INT4/FP8/FP4); keep biases "
                                         "in float (QuantizeBias=False)"))
         if node.op_type == "QuantizeLinear" and zero is not None and zero.dtype == np.uint8 and not np.any(zero):
-            findings.append(Finding("error", "unsigned-quantize", node.name,
+            findings.append(Finding("warning", "unsigned-quantize", node.name,
                                     f"QuantizeLinear '{node.name}' quantizes to UINT8 (zero point 0, as after a ReLU): "
-                                    "TensorRT's parser accepts only signed INT8 quantizers (onnx-tensorrt #884); "
-                                    "use INT8 with the scale that covers the same range"))
+                                    "TensorRT-RTX 1.7 builds a signed INT8 quantizer from it (older parsers reject it, "
+                                    "onnx-tensorrt #884), and INT8 at that scale ends at 127 × scale, half the "
+                                    "calibrated 0..255, unless the builder rescales (not observable without running "
+                                    "it); write INT8 with scale × 255/127"))
         if zero is not None and np.any(zero != 0):
             if zero.dtype == np.uint8:
                 findings.append(Finding("error", "unsigned-zero-point", node.name,
