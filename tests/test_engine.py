@@ -260,6 +260,7 @@ def test_diagnosis_cost_takes_the_engine_answer_where_a_tensorrt_builds(monkeypa
     engine's layers."""
     import workbench as wb
     from workbench.analysis.diagnose import diagnose
+    from workbench.core.errors import WorkbenchError
     from workbench.runtime import tensorrt
     from workbench.runtime.tensorrt import BuiltLayers
 
@@ -279,3 +280,12 @@ def test_diagnosis_cost_takes_the_engine_answer_where_a_tensorrt_builds(monkeypa
     assert d.engine_check.agrees and d.engine_check.checked == 4
     assert d.cost.share_of_macs_in_higher_precision == plain.cost.share_of_macs_in_higher_precision == 0.0
     assert d.to_dict()["engine_check"]["agree"] == 4 and d.to_dict()["cost"]["source"] == d.cost.source
+
+    class Failing:
+        def layer_info(self, path, profile):
+            raise WorkbenchError("TensorRT-RTX: building model.onnx failed: IConditionalOutputLayer ranks")
+
+    monkeypatch.setattr(tensorrt, "available_builder", lambda runtime="auto": Failing())
+    d = diagnose(mnist, wb.Recipe("int8"), mnist_calib, data, progress=False)  # minutes of work are not lost
+    assert d.cost.source == "Q/DQ layout" and d.engine_check is None
+    assert any("could not build" in w and "IConditionalOutputLayer" in w for w in d.warnings)

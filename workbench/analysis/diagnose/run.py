@@ -352,10 +352,15 @@ def _finish(run: _Run, d: Diagnosis, best: Search, deployer: Deployment | None, 
     d.collateral = [n for n in final.kept_in_fp32 if n not in d.fallback and n in best.base.quantized_nodes]
     d.cost = fallback_cost(best.report.macs, best.base.quantized_nodes, d.fallback + d.collateral,
                            d.recipe.fallback_precision)
-    built = engine_cost(final.path, best.report.macs, best.base.quantized_nodes) if deploy == "tensorrt" else None
-    if built is not None:  # a TensorRT here: the builder's answer, not the Q/DQ layout's claim
-        d.cost, d.engine_check = built
     d.warnings = sample_warnings(run.data, target, d.after)
+    if deploy == "tensorrt":  # with a TensorRT here, the builder's answer rather than the Q/DQ layout's claim
+        try:
+            built = engine_cost(final.path, best.report.macs, best.base.quantized_nodes)
+        except WorkbenchError as exc:
+            built = None
+            d.warnings.append(f"the cost is the Q/DQ layout's claim: TensorRT could not build the recipe ({exc})")
+        if built is not None:
+            d.cost, d.engine_check = built
     if deployer is not None:  # verification runs, counted apart from the search's cycles
         d.deployment = {**deployer.describe(), **deployed.to_dict(), "target": deploy, "met": run.met(deployed),
                         "runs": deployer.runs}
