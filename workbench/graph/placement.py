@@ -3,9 +3,10 @@
 TensorRT 11 and TensorRT-RTX build strongly typed networks: a Conv, ConvTranspose, Gemm or MatMul runs in INT8 when
 both its data and its weight come through DequantizeLinear (the builder fuses the pairs into an INT8 kernel), and
 otherwise in the float type its data input has (FP16/BF16 under casts, FP32 if untouched). A node whose data input
-is a constant (an LSTM's zero initial state: ConstantOfShape, through its Q/DQ pair) is computed by the builder at
-build time and runs nothing ("folded"; seen on TensorRT-RTX 1.7 for the CRNN's first recurrent Gemm). This is the
-claim the diagnosis's cost is computed from; the engine view checks it against what the builder actually chose.
+is a constant (an LSTM's zero initial state: ConstantOfShape, through its Q/DQ pair) is claimed "folded": computed
+at build time, no MACs (TensorRT-RTX 1.7 on the CRNN's first recurrent Gemms; beside a live Gemm sharing its weight
+it stacks the two into one INT8 kernel instead, which the engine view reports). This is the claim the diagnosis's
+cost is computed from; the engine view checks it against what the builder actually chose.
 """
 from __future__ import annotations
 
