@@ -46,7 +46,7 @@ def main() -> None:
             d = diagnose(model, wb.Recipe("int8"), calib, data, Target(cosine=0.99), heldout=heldout,
                          progress=False, search=search, task=None if args.task == "none" else "auto")
             seconds = time.perf_counter() - start
-            h = d.heldout
+            h = d.heldout.to_dict()
             top1 = Evaluator(model, calib, heldout, task="auto").score(d.recipe).metrics.get("top1_agreement")
             rows.append((name, search, d.after.cosine, h["simulated"]["cosine"], h["cosine"], h.get("cosine_worst"),
                          top1, d.cost.share_of_macs_in_higher_precision,

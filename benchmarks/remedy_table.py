@@ -63,7 +63,7 @@ def main() -> None:
             d = diagnose(model, wb.Recipe("int8"), calib, data, target, remedies=remedies, heldout=heldout,
                          progress=False)
             results[variant] = d
-            held = d.heldout or {}
+            held = d.heldout.to_dict() if d.heldout else {}
             regression.append({
                 "model": name, "remedies": variant, "target": target.describe(), "met": d.met,
                 "heldout_cosine": round(held["cosine"], 4) if "cosine" in held else None,

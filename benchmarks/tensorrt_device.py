@@ -287,9 +287,8 @@ def engine_table(folder: Path, captured: Path, build: bool) -> list[dict]:
         info_path = captured / f"{path.stem}.layers.json"
         meta_path = captured / f"{path.stem}.engine.json"
         if build:
-            from workbench.runtime.tensorrt import available_builder
-
             from workbench.core.errors import WorkbenchError
+            from workbench.runtime.tensorrt import available_builder
 
             shapes = json.loads(path.with_suffix(".shapes").read_text()) if path.with_suffix(".shapes").exists() else []
             try:

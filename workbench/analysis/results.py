@@ -167,3 +167,31 @@ class Search:
     def final_recipe(self) -> Any:
         """The starting recipe with the fallback nodes excluded."""
         return self.recipe.with_exclude(list(self.recipe.exclude) + self.fallback)
+
+
+@dataclass
+class HeldOut:
+    """The final recipe on held-out data the search never saw, scored by plain ONNX Runtime as deployed (full graph
+    optimizations) and, when asked, with the search's simulated Q/DQ beside it: the pair tells a data shift from a
+    kernel effect. `misses` says in words what the held-out data misses."""
+
+    samples: int
+    scores: Scores
+    met: bool
+    misses: list[str]
+    evaluation: str  # batched, or one sample at a time for a batch-coupled model (Coupling.describe())
+    graph_optimization: str = "all"
+    simulated: Scores | None = None
+    simulated_optimization: str | None = None
+
+    @property
+    def cosine(self) -> float:
+        return self.scores.cosine
+
+    def to_dict(self) -> dict:
+        out = {"samples": self.samples, "graph_optimization": self.graph_optimization, "evaluation": self.evaluation,
+               **self.scores.to_dict(), "met": self.met, "misses": self.misses}
+        if self.simulated is not None:
+            out["simulated"] = {**self.simulated.to_dict(outputs=False),
+                                "graph_optimization": self.simulated_optimization}
+        return out

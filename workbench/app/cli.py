@@ -211,9 +211,9 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         print(f"workbench: warning: {warning}", file=sys.stderr)
     if not result.met:
         held = result.heldout
-        if held is not None and not held["met"] and not result.misses:
+        if held is not None and not held.met and not result.misses:
             raise CheckFailed("the recipe meets the target on the evaluation data but misses it on the held-out "
-                              "data: " + "; ".join(held["misses"]))
+                              "data: " + "; ".join(held.misses))
         raise CheckFailed(f"no fallback within {result.budget} runs reaches the target: " + "; ".join(result.misses))
     return EXIT_OK
 

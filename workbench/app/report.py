@@ -39,8 +39,8 @@ def diagnosis_html(d: "Diagnosis", model_name: str, latency: "LatencyReport | No
                               "nodes in higher precision": r.nodes_in_higher_precision} for r in d.remedies])
     causes = pd.DataFrame([{"node": node, "why": why} for node, why in d.causes.items() if why])
     cost = pd.DataFrame([{k: v for k, v in d.cost.to_dict().items()}])
-    heldout = pd.DataFrame([{k: v for k, v in d.heldout.items() if not isinstance(v, (dict, list))}]) if d.heldout \
-        else None
+    heldout = pd.DataFrame([{k: v for k, v in d.heldout.to_dict().items() if not isinstance(v, (dict, list))}]) \
+        if d.heldout else None
     sections = [
         f"<h1>INT8 diagnosis: {html.escape(model_name)}</h1>",
         f"<p>Target {html.escape(_target(d))}: the final recipe <code>{html.escape(d.recipe.label)}</code> "
@@ -56,7 +56,7 @@ def diagnosis_html(d: "Diagnosis", model_name: str, latency: "LatencyReport | No
     ]
     if heldout is not None:
         sections += ["<h2>Held-out data</h2>", heldout.to_html(index=False),
-                     "<p>" + html.escape("; ".join(d.heldout.get("misses", [])) or "every part of the target met")
+                     "<p>" + html.escape("; ".join(d.heldout.misses) or "every part of the target met")
                      + "</p>"]
     if not causes.empty:
         sections += ["<h2>Causes</h2>", causes.to_html(index=False, escape=True)]

@@ -11,7 +11,7 @@ from workbench.analysis.cost import fallback_cost
 from workbench.analysis.diagnose.causes import rank
 from workbench.analysis.diagnose.target import Target, score_outputs
 from workbench.analysis.evaluate import Evaluator
-from workbench.analysis.results import RemedyStep, Scores, Search
+from workbench.analysis.results import HeldOut, RemedyStep, Scores, Search
 from workbench.analysis.search import measured_search
 from workbench.model.data import Dataset
 from workbench.model.loading import ModelHandle
@@ -20,7 +20,7 @@ from workbench.runtime import Backend, get_backend
 
 
 def score_heldout(model: ModelHandle, final, heldout: Dataset, target: Target, batch_size: int = 32,
-                  simulated: Backend | None = None, task: Any = "auto") -> dict:
+                  simulated: Backend | None = None, task: Any = "auto") -> HeldOut:
     """The final recipe against FP32 on held-out data with plain ONNX Runtime (its default, full graph
     optimizations: what a deployment runs), not the unoptimized graph the search used, scored with the search's
     statistics (per sample, per output, the task) and evaluated as deployed (one sample at a time when the model
@@ -36,12 +36,12 @@ def score_heldout(model: ModelHandle, final, heldout: Dataset, target: Target, b
         return scores, point.misses(scores, metric), evaluator
 
     scores, misses, evaluator = scored(get_backend("onnxruntime-cpu", optimization="all"))
-    out = {"samples": len(heldout), "graph_optimization": "all", "evaluation": evaluator.coupling.describe(),
-           **scores.to_dict(), "met": not misses, "misses": misses}
+    held = HeldOut(samples=len(heldout), scores=scores, met=not misses, misses=misses,
+                   evaluation=evaluator.coupling.describe())
     if simulated is not None:
-        out["simulated"] = {**scored(simulated)[0].to_dict(outputs=False),
-                            "graph_optimization": getattr(simulated, "optimization", None)}
-    return out
+        held.simulated = scored(simulated)[0]
+        held.simulated_optimization = getattr(simulated, "optimization", None)
+    return held
 
 
 # A deployed score this far (dB of output SQNR) below the simulated one is a kernel effect worth a remedy.

@@ -68,8 +68,8 @@ def _outcome_lines(d: Diagnosis, target: Target) -> list[str]:
     b, a, lines = d.before, d.after, []
     after_metric = f", {target.metric_name} {a.metrics[target.metric_name]:.4f}" if target.metric is not None else ""
     verdict = "meets" if d.met else "still misses"
-    if not d.met and not d.misses and d.heldout is not None and not d.heldout["met"]:
-        verdict = f"meets on the evaluation data but misses on held-out data ({'; '.join(d.heldout['misses'])})"
+    if not d.met and not d.misses and d.heldout is not None and not d.heldout.met:
+        verdict = f"meets on the evaluation data but misses on held-out data ({'; '.join(d.heldout.misses)})"
     key = target.metric_name if target.metric is not None else "cosine"
     if len(d.remedies) > 1:
         lines.append("Fixes tried, cheapest first: " + "; ".join(

@@ -8,7 +8,7 @@ from typing import Any
 from workbench.analysis.compare import LayerReport
 from workbench.analysis.cost import Cost
 from workbench.analysis.engine import ClaimCheck
-from workbench.analysis.results import RankedNode, RemedyStep, Scores, Trial
+from workbench.analysis.results import HeldOut, RankedNode, RemedyStep, Scores, Trial
 from workbench.precision.recipe import Recipe
 
 
@@ -35,7 +35,7 @@ class Diagnosis:
     causes: dict[str, str] = field(default_factory=dict)
     remedies: list[RemedyStep] = field(default_factory=list)  # every fix tried, cheapest first, with its result
     initial_ranking: list[RankedNode] = field(default_factory=list)  # ranking under the recipe as given
-    heldout: dict | None = None  # the final recipe scored on held-out data by plain ONNX Runtime
+    heldout: HeldOut | None = None  # the final recipe scored on held-out data by plain ONNX Runtime
     warnings: list[str] = field(default_factory=list)
     collateral: list[str] = field(default_factory=list)  # ops left in float beside the fallback nodes
     deployment: dict | None = None  # the final recipe on the evaluation data, run as ONNX Runtime CPU deploys it
@@ -64,7 +64,7 @@ class Diagnosis:
             "ranking_samples": self.ranking_samples,
             "causes": self.causes, "remedies": [r.to_dict() for r in self.remedies],
             "initial_ranking": [r.to_dict() for r in self.initial_ranking[:20]],
-            "heldout": self.heldout, "warnings": self.warnings, "also_in_higher_precision": self.collateral,
+            "heldout": self.heldout.to_dict() if self.heldout else None, "warnings": self.warnings, "also_in_higher_precision": self.collateral,
             "deployment": self.deployment, "cycle_seconds": self.cycle_seconds,
             "recipe_cli_args": self.recipe.to_cli_args(), "recipe_python": self.recipe.to_python(),
             "evaluation": self.evaluation, "task": self.task, "misses": self.misses,

@@ -375,10 +375,10 @@ def _finish(run: _Run, d: Diagnosis, best: Search, deployer: Deployment | None, 
         d.heldout = score_heldout(run.model, final, as_dataset(heldout, run.model.inputs, batch_axes,
                                                                origin="held-out data"), target, run.batch_size,
                                   simulated=run.backend, task=run.evaluator.judged)
-        if d.met and not d.heldout["met"]:  # a recipe that misses on new data is not "met"
+        if d.met and not d.heldout.met:  # a recipe that misses on new data is not "met"
             d.met = False
             d.warnings.append("the recipe meets the target on the evaluation data but not on the held-out data: "
-                              + "; ".join(d.heldout["misses"]))
+                              + "; ".join(d.heldout.misses))
     d.evaluation = run.evaluator.coupling.to_dict()
     d.task = run.evaluator.judged.to_dict() if run.evaluator.judged is not None else None
     d.misses = target.misses(d.after, metric)
