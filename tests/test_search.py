@@ -131,8 +131,8 @@ def test_a_cpu_deployment_gets_a_fallback_that_holds_on_its_integer_kernels():
     calib, data = (m.dataset(s, model.inputs) for s in ("calib", "eval"))
     d = diagnose(model, wb.Recipe("int8"), calib, data, Target(cosine=0.99), remedies=False, progress=False,
                  task=None, deploy="onnxruntime-cpu")
-    assert d.met and d.deployment["met"] and d.deployment["target"] == "onnxruntime-cpu", d.deployment
-    assert d.after.cosine >= 0.99 and d.deployment["cosine"] >= 0.99
+    assert d.met and d.deployment.met and d.deployment.target == "onnxruntime-cpu", d.deployment.to_dict()
+    assert d.after.cosine >= 0.99 and d.deployment.cosine >= 0.99
     searched = [r for r in d.remedies if "searched as ONNX Runtime" in r.remedy]
     simulated = [r for r in d.remedies if r.search and r not in searched]
     if searched:  # the simulated fallback missed on this CPU's kernels: the deployed one extends it

@@ -195,3 +195,27 @@ class HeldOut:
             out["simulated"] = {**self.simulated.to_dict(outputs=False),
                                 "graph_optimization": self.simulated_optimization}
         return out
+
+
+@dataclass
+class DeployedScore:
+    """The final recipe on the evaluation data as ONNX Runtime CPU deploys it (full graph optimizations: its integer
+    kernels, on this CPU), beside the simulated Q/DQ the search scored; `target` names the deployment the verdict is
+    for (tensorrt: this score only warns; onnxruntime-cpu: it is the verdict)."""
+
+    scores: Scores
+    met: bool
+    target: str
+    runs: int
+    backend: str
+    cpu: str
+    vnni: bool
+    graph_optimization: str = "all"
+
+    @property
+    def cosine(self) -> float:
+        return self.scores.cosine
+
+    def to_dict(self) -> dict:
+        return {"backend": self.backend, "graph_optimization": self.graph_optimization, "cpu": self.cpu,
+                "vnni": self.vnni, **self.scores.to_dict(), "target": self.target, "met": self.met, "runs": self.runs}

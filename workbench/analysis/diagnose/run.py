@@ -30,7 +30,7 @@ from workbench.analysis.diagnose.result import Diagnosis
 from workbench.analysis.diagnose.target import Target, sample_warnings, score_outputs, task_target
 from workbench.analysis.engine import engine_cost
 from workbench.analysis.evaluate import Evaluator
-from workbench.analysis.results import RemedyStep, Scores, Search
+from workbench.analysis.results import DeployedScore, RemedyStep, Scores, Search
 from workbench.analysis.search import DEPLOY_TARGETS, SEARCHES, measured_search
 from workbench.analysis.search import search_budget as measured_budget
 from workbench.core.errors import WorkbenchError
@@ -362,9 +362,9 @@ def _finish(run: _Run, d: Diagnosis, best: Search, deployer: Deployment | None, 
         if built is not None:
             d.cost, d.engine_check = built
     if deployer is not None:  # verification runs, counted apart from the search's cycles
-        d.deployment = {**deployer.describe(), **deployed.to_dict(), "target": deploy, "met": run.met(deployed),
-                        "runs": deployer.runs}
-        if d.met and not d.deployment["met"]:
+        d.deployment = DeployedScore(scores=deployed, met=run.met(deployed), target=deploy, runs=deployer.runs,
+                                     **deployer.describe())
+        if d.met and not d.deployment.met:
             d.warnings.append(
                 f"the recipe meets {target.describe()} with simulated Q/DQ (the arithmetic TensorRT runs), but ONNX "
                 f"Runtime on this CPU with full graph optimizations (its integer kernels) reaches output cosine "
