@@ -5,8 +5,9 @@ activations, per-channel weights), either plainly (`quantize`) or with accuracy 
 the per-sample cosine between the quantized and the FP32 outputs (FP32 scores 1.0, so max_drop 0.01 asks ≥ 0.99).
 
 NNCF cannot be told to keep activations signed (`signedness_to_force=True` conflicts with every HW config in 3.4),
-and it quantizes what follows a ReLU as uint8, which TensorRT rejects. So beside NNCF's own output (OUT) the driver
-writes OUT-trt.onnx: each uint8 quantizer turned into the int8 one covering the same range (zero point 0: scale
+and it quantizes what follows a ReLU as uint8, which older TensorRT parsers reject and TensorRT-RTX 1.7 builds as an
+INT8 quantizer of unknown range (lint's unsigned-quantize). So beside NNCF's own output (OUT) the driver writes
+OUT-trt.onnx: each uint8 quantizer turned into the int8 one covering the same range (zero point 0: scale
 × 255/127; zero point 128: the same scale), the cost TensorRT-legal Q/DQ has for that model.
 
     .venv-peers/bin/python benchmarks/_nncf_driver.py FP32.onnx CALIB.npz EVAL.npz OUT.onnx [--accuracy-control]

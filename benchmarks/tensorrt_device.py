@@ -140,7 +140,8 @@ def export_probes(folder: Path) -> None:
 
     # PP-OCR det's last upsampling deconv (24 → 8 channels), a wider one, and a Conv of the same size as a control
     for variant, op, cin, cout, per_channel, out_q in (
-            ("deconv-axis1", "ConvTranspose", 24, 8, True, True), ("deconv-axis1-noq", "ConvTranspose", 24, 8, True, False),
+            ("deconv-axis1", "ConvTranspose", 24, 8, True, True),
+            ("deconv-axis1-noq", "ConvTranspose", 24, 8, True, False),
             ("deconv-tensor", "ConvTranspose", 24, 8, False, True), ("deconv-64", "ConvTranspose", 64, 64, True, True),
             ("conv-control", "Conv", 24, 8, True, True), ("conv-uint8", "Conv", 24, 8, True, True)):
         deconv = op == "ConvTranspose"

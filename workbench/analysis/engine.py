@@ -351,9 +351,10 @@ class EngineView:
         lines += [f"  {d['node']}: claimed {d['claimed']}, engine runs {d['engine']} ({d['layer']})"
                   for d in c.disagreements[:20]]
         if self.cost is not None and self.claimed_cost is not None:
-            lines.append(f"MACs out of INT8: {self.cost.share_of_macs_in_higher_precision:.1%} in the engine, "
-                         f"{self.claimed_cost.share_of_macs_in_higher_precision:.1%} claimed; compute vs all-INT8 "
-                         f"{self.cost.compute_vs_all_int8:.2f}× ({self.claimed_cost.compute_vs_all_int8:.2f}× claimed)")
+            built, claimed = self.cost, self.claimed_cost
+            lines.append(f"MACs out of INT8: {built.share_of_macs_in_higher_precision:.1%} in the engine, "
+                         f"{claimed.share_of_macs_in_higher_precision:.1%} claimed; compute vs all-INT8 "
+                         f"{built.compute_vs_all_int8:.2f}× ({claimed.compute_vs_all_int8:.2f}× claimed)")
         lines += list(r.notes)
         return lines
 

@@ -38,7 +38,7 @@ def diagnosis_html(d: "Diagnosis", model_name: str, latency: "LatencyReport | No
                               **{k: round(v, 4) for k, v in r.scores.metrics.items() if k == d.target.get("metric")},
                               "nodes in higher precision": r.nodes_in_higher_precision} for r in d.remedies])
     causes = pd.DataFrame([{"node": node, "why": why} for node, why in d.causes.items() if why])
-    cost = pd.DataFrame([{k: v for k, v in d.cost.to_dict().items()}])
+    cost = pd.DataFrame([d.cost.to_dict()])
     heldout = pd.DataFrame([{k: v for k, v in d.heldout.to_dict().items() if not isinstance(v, (dict, list))}]) \
         if d.heldout else None
     sections = [

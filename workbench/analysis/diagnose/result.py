@@ -38,7 +38,7 @@ class Diagnosis:
     heldout: HeldOut | None = None  # the final recipe scored on held-out data by plain ONNX Runtime
     warnings: list[str] = field(default_factory=list)
     collateral: list[str] = field(default_factory=list)  # ops left in float beside the fallback nodes
-    deployment: DeployedScore | None = None  # the final recipe on the evaluation data, run as ONNX Runtime CPU deploys it
+    deployment: DeployedScore | None = None  # the final recipe on the evaluation data as ONNX Runtime CPU runs it
     cycle_seconds: list[float] = field(default_factory=list)  # wall time of each search cycle (quantize + evaluate)
     evaluation: dict = field(default_factory=dict)  # batched, or one sample at a time (batch-coupled model)
     task: dict | None = None  # the task scored (chosen from the output layout, or given)
@@ -64,7 +64,8 @@ class Diagnosis:
             "ranking_samples": self.ranking_samples,
             "causes": self.causes, "remedies": [r.to_dict() for r in self.remedies],
             "initial_ranking": [r.to_dict() for r in self.initial_ranking[:20]],
-            "heldout": self.heldout.to_dict() if self.heldout else None, "warnings": self.warnings, "also_in_higher_precision": self.collateral,
+            "heldout": self.heldout.to_dict() if self.heldout else None, "warnings": self.warnings,
+            "also_in_higher_precision": self.collateral,
             "deployment": self.deployment.to_dict() if self.deployment else None, "cycle_seconds": self.cycle_seconds,
             "recipe_cli_args": self.recipe.to_cli_args(), "recipe_python": self.recipe.to_python(),
             "evaluation": self.evaluation, "task": self.task, "misses": self.misses,
