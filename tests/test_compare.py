@@ -145,3 +145,16 @@ def test_a_toggle_reuses_the_reference_engine_and_gets_the_same_numbers(int8_all
     fresh = compare(toggled, data, progress=False, local_sensitivity=False, framework=False)
     assert again.layers.equals(fresh.layers) and again.outputs == fresh.outputs
     assert "node_conv2d_1" in again.excluded_nodes and not again.layers.equals(first.layers)
+    # the FP32 side's values of these 64 samples were kept: the next toggle runs only the candidate
+    assert len(module._KEPT_VALUES) == 1
+    engine = kept[0]
+
+    class NoReferenceRuns:
+        def runner(self):
+            runner = engine.runner()
+            runner.infer = lambda feed: pytest.fail("the reference ran again")
+            return runner
+
+    module._REFERENCE_ENGINE[next(iter(module._REFERENCE_ENGINE))] = NoReferenceRuns()
+    replayed = compare(int8_all, data, progress=False, local_sensitivity=False, framework=False, reuse_reference=True)
+    assert replayed.layers.equals(plain.layers) and replayed.outputs == plain.outputs

@@ -158,6 +158,52 @@ def test_graph_view_colours_by_local_sqnr_and_its_toggle_requantizes():
     assert app.report.layers["sqnr_db"].notna().sum() > 5, "the FP16 fallback's tensors match the FP32 ones"
 
 
+def test_a_graph_toggle_shows_a_preview_then_all_samples_and_a_new_toggle_stops_the_rest(monkeypatch):
+    """Issue 28: a toggle recolours the graph from PREVIEW_SAMPLES samples first, then from all of them; a toggle
+    while the rest runs stops it and wins (the widgets never show a precision the results were not computed in)."""
+    import threading
+
+    from workbench.analysis import compare as module
+    from workbench.app.ui import app as app_module
+    from workbench.core.progress import check_stop
+    from workbench.zoo.planted import digits, planted
+
+    spec, model = planted((1,))
+    app = Workbench(model, calib_data=digits("calib"), eval_data=digits("eval"), eval_limit=128).wait()
+    culprit = spec.culprits()[0]
+    shown: list[int] = []
+    original = app._show_report
+    monkeypatch.setattr(app, "_show_report", lambda *a, **k: (shown.append(a[1].samples), original(*a, **k)))
+    app.graph_view.selected = culprit
+    app.node_precision.value = "FP32"
+    app.wait()
+    assert shown == [app_module.PREVIEW_SAMPLES, 128] and app.report.samples == 128
+    assert 0 < app.timings["preview_s"] < app.timings["compared_s"] and "preview" not in app.status.value
+    assert culprit in app.recipe().exclude and len(module._KEPT_VALUES) == 1, "the preview's FP32 side is kept"
+
+    held, real = threading.Event(), module.compare
+
+    def slow_full_pass(transformed, data, *args, **kwargs):
+        if len(data) == 128 and not held.is_set():
+            held.set()
+            while True:  # until the new toggle stops it
+                check_stop()
+                threading.Event().wait(0.02)
+        return real(transformed, data, *args, **kwargs)
+
+    monkeypatch.setattr(module, "compare", slow_full_pass)
+    shown.clear()
+    app.node_precision.value = "INT8"  # back: the preview, then the held full pass
+    assert held.wait(60)
+    other = next(n["id"] for n in app.graph_view.graph["nodes"] if n["precision"] == "int8" and n["id"] != culprit)
+    app.graph_view.selected = other
+    app.node_precision.value = "FP32"  # stops the held pass and runs
+    app.wait(120)
+    assert shown == [app_module.PREVIEW_SAMPLES, app_module.PREVIEW_SAMPLES, 128]
+    assert app.recipe().exclude == (other,) and app.report.samples == 128
+    assert {n["id"]: n["precision"] for n in app.graph_view.graph["nodes"]}[culprit] == "int8"
+
+
 def test_a_torch_module_s_code_tab_runs_as_printed(tmp_path):
     """Issue 16: the Code tab of a module loaded from code printed `workbench compare '(module from code)'`."""
     torch = pytest.importorskip("torch")

@@ -41,6 +41,10 @@ from workbench.runtime import Backend, get_backend
 DEFAULT_THRESHOLD_DB = 20.0
 _REFERENCE_ENGINE: dict[str, Any] = {}  # compare(reuse_reference=True): the last FP32 marked engine, by content
 _REFERENCE_LOCK = threading.Lock()
+# compare(reuse_reference=True): the FP32 side's marked values of the last data compared, when they fit in
+# KEPT_VALUES_MB (the app's toggle preview: a few samples whose reference run is then never repeated)
+KEPT_VALUES_MB = 512.0
+_KEPT_VALUES: dict[str, dict[int, tuple[int, dict]]] = {}
 # sqnr_db / cosine: per sample (the mean per-sample noise power in dB, the mean per-sample cosine), as the verdict
 # judges the outputs; pooled_* over all samples flattened, information only
 LAYER_COLUMNS = ["tensor", "node", "op_type", "module", "quantized", "sqnr_db", "cosine", "sqnr_worst_db",
@@ -149,8 +153,7 @@ def _reference_engine(model, marked: list[str], candidate: onnx.ModelProto, back
     """The FP32 model with `marked` as outputs, as compare builds it without local branches; the last one is kept
     (by model, marks, opset and backend), so a precision toggle does not rebuild it. Thread-safe: the app builds it
     ahead in the background (prepare_reference) while the user looks at the graph."""
-    opsets = sorted((o.domain, o.version) for o in candidate.opset_import)
-    key = cache.digest("reference-engine", model.sha256, marked, opsets, backend.key())
+    key = _reference_key(model, marked, candidate, backend)
     with _REFERENCE_LOCK:
         if key not in _REFERENCE_ENGINE:
             combined, _ = local_branches(model.proto, candidate, [])
@@ -160,10 +163,43 @@ def _reference_engine(model, marked: list[str], candidate: onnx.ModelProto, back
         return _REFERENCE_ENGINE[key]
 
 
+def _reference_key(model, marked: list[str], candidate: onnx.ModelProto, backend: Backend) -> str:
+    opsets = sorted((o.domain, o.version) for o in candidate.opset_import)
+    return cache.digest("reference-engine", model.sha256, marked, opsets, backend.key())
+
+
+class _KeptValues:
+    """The reference side of a compare(reuse_reference=True) as it ran, batch by batch ({start: (n, values)}), kept
+    for the next call on the same model, data and batching while it fits in KEPT_VALUES_MB: the next call then runs
+    only the candidate. One set is kept at a time (the app's preview samples)."""
+
+    def __init__(self, key: str | None, samples: int) -> None:
+        self.key, self.samples = key, samples
+        self.replay = _KEPT_VALUES.get(key) if key is not None else None
+        self.recording: dict[int, tuple[int, dict]] | None = {} if key is not None and self.replay is None else None
+
+    def record(self, start: int, n: int, values: dict) -> None:
+        """Keep a batch, unless the whole data would not fit (projected from the first batch)."""
+        if self.recording is None:
+            return
+        per_sample = sum(np.asarray(v).nbytes for v in values.values()) / n
+        if start == 0 and per_sample * self.samples > KEPT_VALUES_MB * 2**20:
+            self.recording = None
+        else:
+            self.recording[start] = (n, values)
+
+    def finish(self) -> None:
+        """Keep what was recorded (only a complete pass over the data gets here)."""
+        if self.recording is not None:
+            with _REFERENCE_LOCK:
+                _KEPT_VALUES.clear()
+                _KEPT_VALUES[self.key] = self.recording
+
+
 def prepare_reference(transformed: TransformedModel, backend: Backend | None = None) -> None:
     """Build the engine compare(reuse_reference=True) will use, ahead of the first toggle."""
     model = transformed.fp32
-    candidate = onnx.load(str(transformed.path), load_external_data=False)
+    candidate = transformed.graph()
     _reference_engine(model, _reference_marks(model, _layer_rows(model.proto)), candidate, backend or get_backend())
 
 
@@ -201,7 +237,7 @@ def compare(
     data = as_dataset(data, model.inputs, origin="evaluation data")
     backend = backend or get_backend()
     coupling = batch_coupling(backend, model, data, batch_size)
-    candidate = onnx.load(str(transformed.path), load_external_data=False)
+    candidate = transformed.graph()
     rows = _layer_rows(model.proto)
     names = _effective_names(candidate, [t for t, _, _ in rows])
     ref_engine, cand_engine, local_pairs = _engines(transformed, candidate, rows, names, backend, local_sensitivity,
@@ -209,6 +245,10 @@ def compare(
     tally = _Tally(model, names, local_pairs, framework)
     ref_runner, cand_runner = ref_engine.runner(), cand_engine.runner()
     saved = _SavedRun(save_dir, ref_runner.name, cand_runner.name) if save_dir else None
+    reuse = reuse_reference and not local_sensitivity
+    kept = _KeptValues(cache.digest(_reference_key(model, _reference_marks(model, rows), candidate, backend),
+                                    data.fingerprint(), batch_size, memory_budget_mb) if reuse else None,
+                       len(data))
     bar = Steps(len(data), "comparing", "sample", progress)
     fixed = data.fixed_batch
     start, step = 0, fixed or 1
@@ -217,10 +257,11 @@ def compare(
     # by one thread in batch order, so the numbers do not change.
     with quiet_polygraphy(), ref_runner, cand_runner, ThreadPoolExecutor(2, "workbench-compare") as pool:
         while start < len(data):
-            n = min(step, len(data) - start)
+            n = kept.replay[start][0] if kept.replay else min(step, len(data) - start)
             feed = data.feed(start, n)
             cand_future = pool.submit(cand_runner.infer, feed)
-            ref_values = {**feed, **ref_runner.infer(feed)}
+            ref_values = kept.replay[start][1] if kept.replay else {**feed, **ref_runner.infer(feed)}
+            kept.record(start, n, ref_values)
             cand_values = {**feed, **cand_future.result()}
             if start == 0 and not fixed and not coupling.coupled:
                 per_sample = sum(v.nbytes for v in ref_values.values()) + sum(v.nbytes for v in cand_values.values())
@@ -231,6 +272,7 @@ def compare(
             if saved is not None:
                 saved.add(feed, *tally.outputs_of(ref_values, cand_values))
     bar.close()
+    kept.finish()
     if saved is not None:
         saved.write()
     return tally.report(transformed, candidate, rows, data, make_task(task, model), coupling, threshold_db,
@@ -252,7 +294,8 @@ def _engines(transformed: TransformedModel, candidate: onnx.ModelProto, rows: li
                                                list(transformed.quantized_nodes) if local_sensitivity else [])
         ref_engine = backend.build_marked(combined, ref_marked + [c for _, c in local_pairs.values()],
                                           name="fp32-reference")
-    return ref_engine, backend.build_marked(transformed.path, cand_marked, name=transformed.recipe.label), local_pairs
+    source = transformed.path if transformed.recipe.precision == "fp32" else candidate  # FP32: maybe external data
+    return ref_engine, backend.build_marked(source, cand_marked, name=transformed.recipe.label), local_pairs
 
 
 class _Tally:

@@ -5,6 +5,8 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -38,11 +40,64 @@ def digest(*parts: Any) -> str:
 
 
 def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, remembered while its size and modification time stay the same."""
+    stamp = _stamp(path)
+    with _PARSED_LOCK:
+        known = _DIGESTS.get(stamp)
+    if known is not None:
+        return known
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+    with _PARSED_LOCK:
+        _DIGESTS[stamp] = h.hexdigest()
     return h.hexdigest()
+
+
+# Parse once: ONNX models read or written in this process, by (path, size, mtime), newest last, up to PARSED_MB
+# of serialized size (the newest always stays). A toggle, a diagnosis cycle or a compare reads the graph that the
+# transform just wrote or read without parsing it again. Shared: whoever edits one works on a copy (CopyFrom).
+PARSED_MB = 256.0
+_PARSED: "OrderedDict[tuple, Any]" = OrderedDict()
+_DIGESTS: dict[tuple, str] = {}
+_PARSED_LOCK = threading.Lock()
+
+
+def _stamp(path: str | os.PathLike) -> tuple:
+    st = os.stat(path)
+    return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+
+
+def parsed_model(path: str | os.PathLike) -> Any:
+    """The ONNX model at `path`, parsed once while it is recent (read-only: it is shared). A model with external
+    data is loaded whole each time and not kept (its weights are not counted by its file size)."""
+    import onnx
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    stamp = _stamp(path)
+    with _PARSED_LOCK:
+        if stamp in _PARSED:
+            _PARSED.move_to_end(stamp)
+            return _PARSED[stamp]
+    model = onnx.load(str(path), load_external_data=False)
+    if any(uses_external_data(t) for t in model.graph.initializer):
+        load_external_data_for_model(model, str(Path(path).parent))
+        return model
+    remember_parsed(path, model)
+    return model
+
+
+def remember_parsed(path: str | os.PathLike, model: Any, sha256: str | None = None) -> None:
+    """Keep a model just written to `path` (and its digest when known) for parsed_model / file_digest."""
+    stamp = _stamp(path)
+    with _PARSED_LOCK:
+        _PARSED[stamp] = model
+        _PARSED.move_to_end(stamp)
+        if sha256 is not None:
+            _DIGESTS[stamp] = sha256
+        while len(_PARSED) > 1 and sum(k[1] for k in _PARSED) > PARSED_MB * 2**20:
+            _PARSED.popitem(last=False)
 
 
 def artifact_path(kind: str, key: str, suffix: str) -> Path:

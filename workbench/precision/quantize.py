@@ -7,6 +7,7 @@ from typing import Iterable
 
 import onnx
 
+from workbench.core import cache
 from workbench.core.errors import WorkbenchError, one_line
 from workbench.core.log import native_log_lines_dropped, quiet_onnxruntime
 from workbench.graph.topology import GraphIndex, fresh_name, toposort, used_names
@@ -31,8 +32,10 @@ def quantize_int8(
     (keep_in_float), and put float weights back on any Conv/Gemm/MatMul still left half-quantized; returns (model,
     those ops)."""
     exclude = set(exclude)
-    model = onnx.load(str(_quantize_all(fp32_path, calibration_path, method, per_channel, placement, weight_bits)))
-    original = onnx.load(str(fp32_path))
+    model = onnx.ModelProto()  # edited below: a copy of the parsed graph every toggle starts from
+    model.CopyFrom(cache.parsed_model(_quantize_all(fp32_path, calibration_path, method, per_channel, placement,
+                                                    weight_bits)))
+    original = cache.parsed_model(fp32_path)  # read only
     model = keep_in_float(model, original, exclude)
     restore_float_weights(model, original, lambda node: node.name in exclude)
     collateral = unquantize_half(model, original)
@@ -48,7 +51,6 @@ def _quantize_all(fp32_path: Path, calibration_path: Path, method: str, per_chan
     import onnxruntime
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from workbench.core import cache
     from workbench.precision.calibration import ort_method
 
     key = cache.digest("quantized-all", 2, cache.file_digest(fp32_path), Path(calibration_path).name, method,
@@ -218,10 +220,10 @@ def restore_float_weights(model: onnx.ModelProto, original: onnx.ModelProto, cho
     for dq in drop.values():
         if dq.output[0] not in used:
             model.graph.node.remove(dq)
-    used = used_names(model.graph)
-    kept = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(kept)
+    if drop:  # deleted in place: re-adding the kept ones would copy every weight of the model
+        used = used_names(model.graph)
+        for i in reversed([i for i, t in enumerate(model.graph.initializer) if t.name not in used]):
+            del model.graph.initializer[i]
     return changed
 
 

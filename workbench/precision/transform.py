@@ -1,8 +1,10 @@
 """Recipe.apply: FP32 ONNX → transformed ONNX in the artifact cache (fp16 casts, int8 Q/DQ)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -47,6 +49,10 @@ class TransformedModel:
     bias_corrected: list[dict] = field(default_factory=list)  # workbench.precision.biascorrect.BiasCorrection, as dicts
     # input → the value every sample shares that control flow was specialized on (workbench.graph.specialize)
     specialized: dict[str, Any] = field(default_factory=dict)
+
+    def graph(self) -> onnx.ModelProto:
+        """The transformed model, parsed once per process while it is recent (shared: treat it as read-only)."""
+        return cache.parsed_model(self.path)
 
     @property
     def fp32(self) -> ModelHandle:
@@ -127,7 +133,7 @@ def apply(
     path = cache.artifact_path("transformed", key, ".onnx")
     from_cache = path.exists()
     if from_cache:
-        transformed = onnx.load(str(path))
+        transformed, sha256 = cache.parsed_model(path), cache.file_digest(path)
         kept.update(json.loads(next((p.value for p in transformed.metadata_props if p.key == KEPT_KEY), "{}")))
     else:
         if recipe.precision in ("fp16", "bf16"):
@@ -154,12 +160,18 @@ def apply(
             onnx.helper.set_model_props(transformed, {**{p.key: p.value for p in transformed.metadata_props},
                                                       KEPT_KEY: json.dumps(kept)})
         data = transformed.SerializeToString()
-        check_artifact(data, recipe, model.name, calib_data)
-        cache.atomic_write(path, data)
+        with cache.atomic_file(path) as tmp, ThreadPoolExecutor(1, "workbench-write") as pool:
+            writing = pool.submit(tmp.write_bytes, data)  # beside the check; renamed into place only if it passes
+            try:
+                check_artifact(data, recipe, model.name, calib_data)
+            finally:
+                writing.result()
+        sha256 = hashlib.sha256(data).hexdigest()
+        cache.remember_parsed(path, transformed, sha256)
     from workbench.precision.quantize import quantized_nodes
 
     return TransformedModel(
-        model, recipe, path, cache.file_digest(path), excluded_nodes=excluded,
+        model, recipe, path, sha256, excluded_nodes=excluded,
         quantized_nodes=quantized_nodes(transformed) if recipe.precision == "int8" else [],
         calibration=calibration, ranges_path=ranges_path, seconds=time.perf_counter() - start, from_cache=from_cache,
         folded=folded,

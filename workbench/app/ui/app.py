@@ -6,6 +6,7 @@ import functools
 import html
 import os
 import threading
+import time
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -59,6 +60,7 @@ _COPY = ("<button class='workbench-copy' title='copy to the clipboard' onclick=\
 # Nodes that compute nothing a precision could change: not offered in the keep-FP32 list (Paddle models have
 # hundreds of Constant nodes)
 DEFAULT_BATCHES = "1,8"  # the latency sweep's batches for a model with a dynamic batch
+PREVIEW_SAMPLES = 8  # a graph toggle first recolours the graph from this many samples, then from all
 NOT_EXCLUDABLE = frozenset({"Constant", "Identity", "Shape", "Size", "ConstantOfShape"})
 
 
@@ -153,6 +155,8 @@ class Workbench:
         self.step = w.HTML(layout=w.Layout(flex="1 1 auto"))  # the running step, its count and time left
         self._worker: threading.Thread | None = None
         self._watch: Watch | None = None
+        self._refining = threading.Event()  # a toggle's preview is shown; the full comparison runs
+        self.timings: dict[str, float] = {}  # the last run: seconds to build, to show the preview, to show all
         self.status = w.HTML()
 
     def _result_widgets(self) -> None:
@@ -254,8 +258,11 @@ class Workbench:
                 action(*args)
         except Stopped:
             self.progress.bar_style = "warning"
-            self._status("stopped; the cache keeps only finished results (the next run picks them up)")
+            refining = self._refining.is_set()
+            self._status(f"stopped: the views show the preview on {self.report.samples} samples" if refining
+                         else "stopped; the cache keeps only finished results (the next run picks them up)")
         finally:
+            self._refining.clear()
             self.stop_button.disabled = True
             self.step.value = ""
 
@@ -464,6 +471,9 @@ class Workbench:
         the change's `{old}` value), so the widgets keep showing what the results were computed with."""
         if getattr(self, "_reverting", False):
             return
+        if self._busy_elsewhere() and self._refining.is_set():  # a toggle's full comparison: the new toggle wins
+            self.stop()
+            self.wait(10)
         if self._busy_elsewhere():
             self._revert(widget, change["old"])
             self._status(f"busy: wait for the running step or press Stop ({kept.format(**change)})")
@@ -476,43 +486,67 @@ class Workbench:
 
     # ---- actions -----------------------------------------------------------------------------------------------
     @_guard
-    def run(self, reuse_local: bool = False) -> None:
+    def run(self, reuse_local: bool = False, preview: int | None = None) -> None:
         """Build the current recipe and compare every layer with FP32 (re-quantizing reuses cached ranges).
         `reuse_local`: a node's local SQNR (quantized alone on exact FP32 inputs) does not depend on which other
         nodes are excluded, so a precision toggle keeps the last ones and skips that pass (about a third of the
-        comparison)."""
-        from workbench.analysis.compare import compare
+        comparison). `preview`: first show the comparison on that many samples (their FP32 side kept between
+        toggles, so only the candidate runs), then the full one; a new toggle meanwhile stops the full one."""
         from workbench.precision.transform import apply
 
         if self.model is None:
             raise WorkbenchError("load a model first")
         recipe = self.recipe()
+        started = time.perf_counter()
         self.progress.value, self.progress.bar_style = 0, "info"
         self._status(f"building {recipe.label} …")
         calib = self._calib() if recipe.precision != "fp32" else None
         self.progress.value = 1
         transformed = apply(self.model, recipe, calib, progress=False)
         self.progress.value = 2
-        self._status(f"comparing {recipe.label} with FP32 on {self.eval_limit} samples …")
         previous = self.report if reuse_local else None
         backend = self._backend()
         data = self._eval()
-        self.report = compare(transformed, data, backend, framework=False, progress=False,
-                              local_sensitivity=previous is None, reuse_reference=previous is not None,
-                              task=self.task_spec())
-        self.worst_inputs.value = worst_inputs_html(self.report.verdict, data)
-        if previous is not None:  # what each node does quantized alone, whichever nodes this recipe keeps out
-            self.report.local_sqnr = dict(previous.local_sqnr)
+        self.timings = {"built_s": transformed.seconds}
+        for part in ([data.take(preview)] if preview and preview < len(data) else []) + [data]:
+            self._compare_part(transformed, backend, part, data, previous)
+            self.timings["preview_s" if len(part) < len(data) else "compared_s"] = time.perf_counter() - started
+        self._refining.clear()
         self.progress.value, self.progress.bar_style = 3, "success"
-        _show(self.layer_figure, plots.layer_figure(self.report, recipe.exclude))
-        for trace in self.layer_figure.data:
-            trace.on_click(self._on_layer_click)
-        self._update_graph(transformed)
         if previous is None and recipe.precision == "int8":  # the graph view's toggles reuse the FP32 side
             threading.Thread(target=self._prepare_reference, args=(transformed, backend), daemon=True,
                              name="workbench-reference").start()
         self._status(f"{recipe.label}: {self.report.summary()} ({transformed.seconds:.2f} s to build)")
         self._update_code()
+
+    def _compare_part(self, transformed, backend, part, data, previous) -> None:
+        """Compare on `part` of the evaluation data and show it; a preview (part of it) then says the rest runs."""
+        from workbench.analysis.compare import compare
+
+        label = transformed.recipe.label
+        shown = f"{len(part)} of {len(data)} samples (preview)" if len(part) < len(data) else f"{len(data)} samples"
+        self._status(f"comparing {label} with FP32 on {shown} …")
+        report = compare(transformed, part, backend, framework=False, progress=False,
+                         local_sensitivity=previous is None, reuse_reference=previous is not None,
+                         task=self.task_spec())
+        self._show_report(transformed, report, part, previous, layers=len(part) == len(data))
+        if len(part) < len(data):
+            self._status(f"{label}, preview on {shown}: {report.summary()}; comparing all {len(data)} samples …")
+            if self.selected_node is not None:
+                self.select_graph_node(self.selected_node)
+            self._refining.set()
+
+    def _show_report(self, transformed, report, data, previous, layers: bool = True) -> None:
+        """The graph view, and with `layers` the layer plot and the worst inputs, from one comparison."""
+        self.report = report
+        if previous is not None:  # what each node does quantized alone, whichever nodes this recipe keeps out
+            report.local_sqnr = dict(previous.local_sqnr)
+        if layers:
+            self.worst_inputs.value = worst_inputs_html(report.verdict, data)
+            _show(self.layer_figure, plots.layer_figure(report, transformed.recipe.exclude))
+            for trace in self.layer_figure.data:
+                trace.on_click(self._on_layer_click)
+        self._update_graph(transformed)
 
     @staticmethod
     def _prepare_reference(transformed, backend) -> None:
@@ -597,7 +631,7 @@ class Workbench:
             if precision != "INT8":
                 self.fallback_precision.value = precision.lower()
             self.form.set("exclude", chosen)
-        self.run(reuse_local=True)
+        self.run(reuse_local=True, preview=PREVIEW_SAMPLES)
         self.select_graph_node(node)
 
     @_guard
