@@ -31,11 +31,12 @@ def diagnosis_html(d: "Diagnosis", model_name: str, latency: "LatencyReport | No
         figures.append(plots.pareto_figure(tradeoff))
     charts = [figure.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, figure in enumerate(figures)]
     verdict = "<span class='met'>meets</span>" if d.met else "<span class='miss'>misses</span>"
+    metric = d.target.metric_name if d.target.metric is not None else None
     remedies = pd.DataFrame([{"step": r.remedy, "per-sample cosine mean": round(r.scores.cosine, 5),
                               "worst sample": None if r.scores.cosine_worst is None else round(r.scores.cosine_worst, 4),
                               "pooled cosine": None if r.scores.pooled_cosine is None else round(r.scores.pooled_cosine, 5),
                               "SQNR (dB)": round(r.scores.sqnr_db, 2), "met": r.met,
-                              **{k: round(v, 4) for k, v in r.scores.metrics.items() if k == d.target.get("metric")},
+                              **{k: round(v, 4) for k, v in r.scores.metrics.items() if k == metric},
                               "nodes in higher precision": r.nodes_in_higher_precision} for r in d.remedies])
     causes = pd.DataFrame([{"node": node, "why": why} for node, why in d.causes.items() if why])
     cost = pd.DataFrame([d.cost.to_dict()])
@@ -76,4 +77,4 @@ def write_diagnosis_html(path: str | Path, d: "Diagnosis", model_name: str, **kw
 
 
 def _target(d: "Diagnosis") -> str:
-    return d.target.get("description", "")
+    return d.target.describe()

@@ -7,6 +7,7 @@ from typing import Any
 
 from workbench.analysis.compare import LayerReport
 from workbench.analysis.cost import Cost
+from workbench.analysis.diagnose.target import Target
 from workbench.analysis.engine import ClaimCheck
 from workbench.analysis.results import DeployedScore, HeldOut, RankedNode, RemedyStep, Scores, Trial
 from workbench.precision.recipe import Recipe
@@ -24,7 +25,7 @@ class Diagnosis:
     evaluations: int
     budget: int
     quantized_nodes: int
-    target: dict
+    target: Target  # as the search judged it (its per-evaluation confidence set)
     met: bool
     explanation: str
     recipe: Recipe
@@ -58,7 +59,7 @@ class Diagnosis:
             "before": self.before.to_dict(), "after": self.after.to_dict(),
             "evaluations": self.evaluations, "budget": self.budget, "remedies_tried": self.remedies_tried,
             "cycle_budget": self.budget + self.remedies_tried, "quantized_nodes": self.quantized_nodes,
-            "target": self.target, "met": self.met, "explanation": self.explanation,
+            "target": self.target.to_dict(), "met": self.met, "explanation": self.explanation,
             "recipe": self.recipe.to_dict(), "first_divergence": self.report.first_divergence,
             "trials": [t.to_dict() for t in self.trials], "cost": self.cost.to_dict() if self.cost else {},
             "ranking_samples": self.ranking_samples,

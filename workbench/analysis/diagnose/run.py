@@ -185,7 +185,7 @@ def diagnose(
         + sum(len(f.trials) for f in searches if f.strategy != "deployed"),
         budget=sum(f.budget for f in searches if f.strategy != "deployed") * passes,
         ranking_runs=len(run.ranking_seconds), ranking_seconds=round(sum(run.ranking_seconds), 3),
-        quantized_nodes=len(best.base.quantized_nodes), target=run.target.to_dict(), met=run.met(after),
+        quantized_nodes=len(best.base.quantized_nodes), target=run.target, met=run.met(after),
         explanation="", recipe=current.with_exclude(list(current.exclude) + best.fallback), report=best.report,
         trials=best.trials, ranking_samples=best.report.samples, remedies=tried, initial_ranking=initial,
         cycle_seconds=run.cycle_seconds,
