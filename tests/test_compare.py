@@ -158,3 +158,18 @@ def test_a_toggle_reuses_the_reference_engine_and_gets_the_same_numbers(int8_all
     module._REFERENCE_ENGINE[next(iter(module._REFERENCE_ENGINE))] = NoReferenceRuns()
     replayed = compare(int8_all, data, progress=False, local_sensitivity=False, framework=False, reuse_reference=True)
     assert replayed.layers.equals(plain.layers) and replayed.outputs == plain.outputs
+
+
+def test_a_stored_run_is_read_without_building_an_engine(mnist, mnist_eval, monkeypatch, tmp_path):
+    """Issue 28 (parse once): the run cache's key comes from the backend's settings, so a stored run costs a file
+    read, not an ONNX Runtime session; the outputs are the ones computed."""
+    from workbench.analysis.evaluate import cached_run
+    from workbench.runtime import get_backend
+
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("WORKBENCH_RUN_CACHE", raising=False)
+    backend, data = get_backend(), mnist_eval.take(16)
+    first = cached_run(backend, mnist, data)
+    monkeypatch.setattr(type(backend), "build", lambda self, path: pytest.fail("an engine was built for a stored run"))
+    again = cached_run(backend, mnist, data)
+    assert again.keys() == first.keys() and all(np.array_equal(again[k], first[k]) for k in first)

@@ -21,7 +21,7 @@ TaskMetric = Callable[[Outputs, Outputs, Dataset], float]
 def run(engine, data: Dataset, batch_size: int = 32) -> Outputs:
     """Every graph output for every sample, indexed by sample on axis 0 (see OutputCollector); batches follow the
     model's fixed batch, and the padding of a last partial batch is dropped."""
-    size = data.batch_size(min(batch_size, _profile_max_batch(engine, data)))
+    size = data.batch_size(min(batch_size, _profile_max_batch(engine.backend, data)))
     collected = OutputCollector()
     for start in range(0, len(data), size):
         real = min(size, len(data) - start)
@@ -109,7 +109,7 @@ def batch_coupling(backend, model, data: Dataset, batch_size: int = 32, probe: i
         except (OSError, ValueError, TypeError):
             path.unlink(missing_ok=True)
     with backend.build(model.path) as engine:
-        if _profile_max_batch(engine, sub) < 2:
+        if _profile_max_batch(engine.backend, sub) < 2:
             return Coupling(False, 0.0, 0)
         batched, single = run(engine, sub, n), run(engine, sub, 1)
     worst = 0.0
@@ -151,18 +151,19 @@ def cached_run(backend, model, data: Dataset, batch_size: int = 32, kind: str = 
 
     from workbench.core import cache
 
-    with backend.build(model.path) as engine:
-        if kind != "reference" and os.environ.get(RUN_CACHE_ENV) == "0":
+    if kind != "reference" and os.environ.get(RUN_CACHE_ENV) == "0":
+        with backend.build(model.path) as engine:
             return run(engine, data, batch_size)
-        size = data.batch_size(min(batch_size, _profile_max_batch(engine, data)))
-        key = cache.digest(f"{kind}-run", 2, model.sha256, data.fingerprint(), engine.describe(), size)
-        path = cache.artifact_path(kind, key, ".npz")
-        if path.exists():
-            try:
-                with np.load(path, allow_pickle=False) as stored:
-                    return {name: stored[name] for name in stored.files}
-            except (OSError, ValueError):
-                path.unlink(missing_ok=True)
+    size = data.batch_size(min(batch_size, _profile_max_batch(backend, data)))
+    key = cache.digest(f"{kind}-run", 2, model.sha256, data.fingerprint(), backend.describe(), size)
+    path = cache.artifact_path(kind, key, ".npz")
+    if path.exists():  # no engine built for a stored run
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                return {name: stored[name] for name in stored.files}
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+    with backend.build(model.path) as engine:
         outputs = run(engine, data, batch_size)
     if kind == "reference" or sum(np.asarray(v).nbytes for v in outputs.values()) <= RUN_CACHE_MAX_BYTES:
         buffer = io.BytesIO()
@@ -278,10 +279,10 @@ def evaluate_recipe(model, calib: Dataset | None, data: Dataset, backend, batch_
     return Evaluated(outputs, len(transformed.quantized_nodes), time.perf_counter() - start)
 
 
-def _profile_max_batch(engine, data: Dataset) -> int:
-    """The largest batch the engine's optimization profile admits on every input's sample axis (a TensorRT engine
+def _profile_max_batch(backend, data: Dataset) -> int:
+    """The largest batch the backend's optimization profile admits on every input's sample axis (a TensorRT engine
     built with it rejects more; ONNX Runtime would run it but warn), or no limit."""
-    profile = getattr(getattr(engine, "backend", None), "profile", None)
+    profile = getattr(backend, "profile", None)
     limits = [p.max[axis] for p in getattr(profile, "inputs", ())
               if (axis := data.axis(p.name)) is not None and p.name in data.inputs and axis < len(p.max)]
     return min(limits, default=2**31)

@@ -37,9 +37,9 @@ class Engine(ABC):
     def runner(self) -> Any:
         """A Polygraphy runner over this engine (for Comparator and `polygraphy run` cross-checks)."""
 
-    @abstractmethod
     def describe(self) -> dict:
         """Backend, device and settings: the context every latency or accuracy number must carry."""
+        return self.backend.describe()
 
 
 class Backend(ABC):
@@ -55,6 +55,11 @@ class Backend(ABC):
         plain = {k: v for k, v in vars(self).items() if isinstance(v, (bool, int, float, str, tuple, type(None)))}
         profile = getattr(self, "profile", None)
         return {"name": self.name, **plain, "profile": profile.to_dict() if profile is not None else None}
+
+    @abstractmethod
+    def describe(self) -> dict:
+        """Backend, device and settings of every engine it builds (known without building one: a stored run's key
+        is computed before deciding whether to build)."""
 
     def task_resources(self) -> dict[str, float]:
         """What one evaluation on this backend occupies, for a scheduler (workbench.core.executor.Task)."""

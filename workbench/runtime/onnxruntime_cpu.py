@@ -83,16 +83,6 @@ class OnnxRuntimeCpuEngine(Engine):
     def runner(self) -> Any:
         return _numpy_runner_class()(self.session, name=f"onnxrt-cpu:{self.name}")
 
-    def describe(self) -> dict:
-        import onnxruntime
-
-        return {
-            "backend": self.backend.name, "runtime": f"ONNX Runtime {onnxruntime.__version__}", "device": "CPU",
-            "device_name": cpu_name(), "threads": self.backend.threads,
-            "graph_optimization": self.backend.optimization, "timing": "host clock (no device timer on CPU)",
-            "label": f"ONNX Runtime CPU, {self.backend.threads} thread{'s' if self.backend.threads != 1 else ''}",
-        }
-
 
 def _specialized_on(session: Any) -> dict[str, np.ndarray]:
     """Inputs the model's control flow was specialized on (workbench.graph.specialize), from its metadata."""
@@ -162,6 +152,16 @@ class OnnxRuntimeCpu(Backend):
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         return opts
+
+    def describe(self) -> dict:
+        import onnxruntime
+
+        return {
+            "backend": self.name, "runtime": f"ONNX Runtime {onnxruntime.__version__}", "device": "CPU",
+            "device_name": cpu_name(), "threads": self.threads,
+            "graph_optimization": self.optimization, "timing": "host clock (no device timer on CPU)",
+            "label": f"ONNX Runtime CPU, {self.threads} thread{'s' if self.threads != 1 else ''}",
+        }
 
     def build(self, model_path: Path) -> OnnxRuntimeCpuEngine:
         return self._session(str(model_path), Path(model_path).stem)

@@ -144,20 +144,20 @@ class TensorRTEngine(Engine):
         self._device_buffers.update(device_feed)
         return step
 
-    def describe(self) -> dict:
-        version = self.backend.version()
-        gpu = gpu_name()
-        return {"backend": self.backend.name, "runtime": f"{self.backend.product} {version}", "device": "GPU",
-                "device_name": gpu, "threads": None, "profile": self.backend.profile.to_dict()
-                if self.backend.profile else None,
-                "timing": "CUDA events around enqueue (device) and host clock (end to end)",
-                "marking": MARKING_NOTE, "label": f"{self.backend.product} {version}, {gpu}"}
-
 
 class TensorRT(Backend):
     name = "tensorrt"
     product = "TensorRT"
     module = "tensorrt"
+
+    def describe(self) -> dict:
+        version = self.version()
+        gpu = gpu_name()
+        return {"backend": self.name, "runtime": f"{self.product} {version}", "device": "GPU",
+                "device_name": gpu, "threads": None, "profile": self.profile.to_dict()
+                if self.profile else None,
+                "timing": "CUDA events around enqueue (device) and host clock (end to end)",
+                "marking": MARKING_NOTE, "label": f"{self.product} {version}, {gpu}"}
 
     def task_resources(self) -> dict[str, float]:
         return {"cpus": 1.0, "gpus": 1.0}  # one build or timing run owns a GPU
